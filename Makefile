@@ -1,0 +1,19 @@
+# Reproducible results. `make results` regenerates RESULTS.md and docs/results/*.png from real runs.
+PYTHON ?= python
+KODAK ?= ../shared/data/kodak
+
+.PHONY: results results-md evaluate bench
+
+# Kodak evaluation (skipped with a message if $(KODAK) is absent) + benchmark + RESULTS.md
+results:
+	$(PYTHON) -m slimfast.report --kodak $(KODAK)
+
+# Rewrite RESULTS.md from the JSON already in out/ (no measuring)
+results-md:
+	$(PYTHON) -m slimfast.report --from-json
+
+evaluate:
+	$(PYTHON) -m slimfast.evaluate $(KODAK) --out out/eval --anchors
+
+bench:
+	$(PYTHON) -m slimfast.bench --out out/bench

@@ -1,0 +1,377 @@
+"""``slimfast bench``: encode/decode latency and memory of each model against traditional codecs.
+
+Method (also in ``benchmarks/README.md``):
+
+* One image (default the bundled 768x512 ``slimfast/data/kodim23.png``). Each model and width
+  runs in its own subprocess with ``--threads`` torch threads: one warm-up encode+decode, then
+  ``--repeats`` timed encodes and decodes; the median is reported. Memory: after importing
+  torch and loading the model and image, the kernel's peak-RSS mark is reset to the current
+  RSS (``/proc/self/clear_refs``, Linux); ``peak_rss_mb`` is the process's peak RSS while
+  coding and ``delta_rss_mb`` what coding added on top of the loaded state. Where the reset is
+  unsupported, the ``resource.getrusage`` ``ru_maxrss`` growth is used (a lower bound).
+* Baselines (JPEG, WebP, AVIF, HEIC by default) run in this process in the same invocation,
+  with their libraries' default threading. For each model point, each baseline uses the
+  quality from its sweep whose bpp on the same image is closest (in log ratio) to the model's;
+  ratios are ``model_time / baseline_time`` for encode, decode and encode+decode.
+* A size sweep (``--sizes`` in megapixels) codes the default operating point of each model on
+  images built by mirror-tiling the sample to the target size (3:2, sides multiples of 16),
+  showing how time and memory grow; JPEG at the matched quality is timed alongside.
+
+Outputs ``bench.json`` and ``bench.md`` in ``--out``. Timings are only comparable within
+one run: compare ratios, not absolute times from different runs or machines.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import baselines as _baselines
+from . import metrics
+from .errors import SlimfastError
+
+PACKAGE_SAMPLE = Path(__file__).resolve().parent / "data" / "kodim23.png"
+DEFAULT_BASELINES = ["jpeg", "webp", "avif", "heic"]
+RESULT_MARK = "SLIMFAST_BENCH_RESULT "
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--image", default=None, help=f"test image (default: {PACKAGE_SAMPLE.name} bundled with slimfast)")
+    p.add_argument("--models", nargs="+", default=None, metavar="NAME",
+                   help="models to time (default: every installed model; 'none' for none)")
+    p.add_argument("--baselines", nargs="+", default=DEFAULT_BASELINES, metavar="NAME",
+                   help=f"baselines (default: {' '.join(DEFAULT_BASELINES)}; 'none' for none)")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per measurement, median reported (default 5)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads for the models (default 2)")
+    p.add_argument("--sizes", type=float, nargs="*", default=[0.4, 2, 8, 24], metavar="MP",
+                   help="size sweep in megapixels (default 0.4 2 8 24; none to skip)")
+    p.add_argument("--size-repeats", type=int, default=3, help="timed runs per size-sweep point (default 3)")
+    p.add_argument("--timeout", type=float, default=600, help="seconds allowed per model subprocess (default 600)")
+    p.add_argument("--out", default="out/bench", help="output folder (default: out/bench)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress output")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+
+
+# -- images -------------------------------------------------------------------------------------
+def resolve_image(path: str | None) -> Path:
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise SlimfastError(f"benchmark image {p} does not exist")
+        return p
+    if PACKAGE_SAMPLE.is_file():
+        return PACKAGE_SAMPLE
+    raise SlimfastError(f"no benchmark image: {PACKAGE_SAMPLE} is missing; pass --image")
+
+
+def size_for(mp: float, aspect: float = 1.5, multiple: int = 16) -> tuple[int, int]:
+    """(height, width) of about ``mp`` megapixels with ``width/height = aspect``, sides multiples of 16."""
+    w = max(multiple, int(round(math.sqrt(mp * 1e6 * aspect) / multiple)) * multiple)
+    h = max(multiple, int(round(mp * 1e6 / w / multiple)) * multiple)
+    return h, w
+
+
+def tile_to(img: np.ndarray, h: int, w: int) -> np.ndarray:
+    """``img`` mirror-tiled (no seams) and cropped to ``h`` x ``w``."""
+    H, W = img.shape[:2]
+    out = np.pad(img, ((0, max(0, h - H)), (0, max(0, w - W)), (0, 0)), mode="symmetric")
+    return np.ascontiguousarray(out[:h, :w])
+
+
+def _load(path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return metrics.as_rgb_uint8(np.asarray(im.convert("RGB")))
+
+
+def _median_times(enc, dec, repeats: int):
+    """Warm up once, then time ``repeats`` encodes and decodes; medians in ms plus the last bytes."""
+    data = enc()
+    dec(data)
+    te, td = [], []
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        data = enc()
+        t1 = time.perf_counter()
+        out = dec(data)
+        t2 = time.perf_counter()
+        te.append((t1 - t0) * 1e3)
+        td.append((t2 - t1) * 1e3)
+    return statistics.median(te), statistics.median(td), data, out, te, td
+
+
+# -- the per-model subprocess -------------------------------------------------------------------
+def _maxrss_mb() -> float:
+    """Peak RSS of this process since it started (MB)."""
+    import resource
+
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 1024.0 if sys.platform != "darwin" else kb / 2 ** 20
+
+
+def _status_mb(field: str) -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _reset_peak() -> bool:
+    """Reset the kernel's peak-RSS mark to the current RSS (Linux >= 4.0); False if unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _status_mb("VmHWM") is not None
+    except OSError:
+        return False
+
+
+def worker(job: dict) -> dict:
+    """Time one model point in this (fresh) process; see the module doc."""
+    import torch
+
+    torch.set_num_threads(int(job["threads"]))
+    import slimfast
+
+    img = _load(job["image"])
+    if job.get("mp"):
+        img = tile_to(img, *size_for(float(job["mp"]), img.shape[1] / img.shape[0]))
+    codec = slimfast.load(job["model"])
+    width = job.get("width")
+    exact = _reset_peak()  # peak now counts from here: torch, weights and image are loaded
+    rss0 = (_status_mb("VmRSS") if exact else None) or _maxrss_mb()
+    med_e, med_d, data, out, te, td = _median_times(
+        lambda: codec.compress(img, width=width), slimfast.decompress, int(job["repeats"]))
+    peak = (_status_mb("VmHWM") if exact else None) or _maxrss_mb()
+    dec = np.asarray(out.convert("RGB"))
+    h, w = img.shape[:2]
+    mp = h * w / 1e6
+    return {"model": job["model"], "width": width, "height": h, "width_px": w, "mp": mp, "bytes": len(data),
+            "bpp": metrics.bpp(len(data), h, w), "psnr": metrics.psnr(img, dec),
+            "enc_ms": med_e, "dec_ms": med_d, "enc_runs_ms": te, "dec_runs_ms": td,
+            "enc_mps": mp / (med_e / 1e3), "dec_mps": mp / (med_d / 1e3),
+            "peak_rss_mb": peak, "delta_rss_mb": peak - rss0, "process_peak_rss_mb": _maxrss_mb(),
+            "memory_method": "VmHWM reset before coding" if exact else "ru_maxrss delta",
+            "threads": torch.get_num_threads()}
+
+
+def run_worker(job: dict, timeout: float) -> dict:
+    """Run :func:`worker` in a fresh interpreter; an ``error`` entry instead of raising."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    t = str(job["threads"])
+    env.update(OMP_NUM_THREADS=t, MKL_NUM_THREADS=t)
+    cmd = [sys.executable, "-m", "slimfast.bench", "--worker", json.dumps(job)]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {**job, "error": f"timed out after {timeout:.0f} s"}
+    for line in reversed(p.stdout.splitlines()):
+        if line.startswith(RESULT_MARK):
+            return json.loads(line[len(RESULT_MARK):])
+    tail = (p.stderr or p.stdout).strip().splitlines()[-1:] or [f"exit status {p.returncode}"]
+    if p.returncode < 0:
+        tail = [f"killed by signal {-p.returncode} (out of memory?)"]
+    return {**job, "error": tail[0][:300]}
+
+
+# -- baselines ----------------------------------------------------------------------------------
+class _Baselines:
+    """Sweeps each baseline on the image once, then times (codec, quality) pairs on demand."""
+
+    def __init__(self, names: list[str], img: np.ndarray, repeats: int):
+        self.img, self.repeats = img, repeats
+        self.codecs, self.skipped, self.sweeps, self._times = {}, {}, {}, {}
+        if names and [n.lower() for n in names] == ["none"]:
+            names = []
+        avail = _baselines.availability()
+        for n in names:
+            if n not in avail:
+                raise SlimfastError(f"unknown baseline {n!r}; known: {', '.join(_baselines.NAMES)}")
+            ok, reason = avail[n]
+            if not ok:
+                self.skipped[n] = reason
+                continue
+            b = _baselines.get(n)
+            self.codecs[n] = b
+            h, w = img.shape[:2]
+            self.sweeps[n] = [{"quality": q, "bpp": metrics.bpp(len(b.encode(img, q)), h, w)} for q in b.qualities]
+
+    def match(self, name: str, bpp: float) -> dict:
+        return min(self.sweeps[name], key=lambda s: abs(math.log(s["bpp"] / bpp)))
+
+    def time(self, name: str, quality, img: np.ndarray | None = None, repeats: int | None = None) -> dict:
+        img = self.img if img is None else img
+        key = (name, quality, img.shape)
+        if key not in self._times:
+            b = self.codecs[name]
+            e, d, data, out, _, _ = _median_times(lambda: b.encode(img, quality), b.decode, repeats or self.repeats)
+            h, w = img.shape[:2]
+            self._times[key] = {"quality": quality, "bpp": metrics.bpp(len(data), h, w),
+                                "psnr": metrics.psnr(img, out), "enc_ms": e, "dec_ms": d}
+        return self._times[key]
+
+
+def _ratios(m: dict, b: dict) -> dict:
+    return {"enc": m["enc_ms"] / b["enc_ms"], "dec": m["dec_ms"] / b["dec_ms"],
+            "total": (m["enc_ms"] + m["dec_ms"]) / (b["enc_ms"] + b["dec_ms"])}
+
+
+def bench(args) -> dict:
+    image = resolve_image(args.image)
+    img = _load(image)
+    from .evaluate import operating_points, select_models
+    from .report import environment
+
+    infos = select_models(args.models)
+    log = (lambda s: print(s, file=sys.stderr, flush=True)) if getattr(args, "progress", True) else (lambda s: None)
+    log(f"bench: baselines sweep on {image.name}")
+    base = _Baselines(args.baselines, img, args.repeats)
+    for n in base.codecs:  # a baseline-only run still reports every baseline at its middle quality
+        base.time(n, base.codecs[n].qualities[len(base.codecs[n].qualities) // 2])
+    points = []
+    for info in infos:
+        for w in operating_points(info):
+            log(f"bench: {info.name}" + (f" width {w}" if w is not None else ""))
+            job = {"model": info.name, "width": w, "image": str(image), "mp": None,
+                   "repeats": args.repeats, "threads": args.threads}
+            r = run_worker(job, args.timeout)
+            if r.get("error") is None:
+                r["baselines"] = {}
+                for n in base.codecs:
+                    bt = base.time(n, base.match(n, r["bpp"])["quality"])
+                    r["baselines"][n] = {**bt, "ratio": _ratios(r, bt)}
+            points.append(r)
+    sizes = []
+    for info in infos:
+        for mp in args.sizes or []:
+            log(f"bench: {info.name} at {mp:g} MP")
+            job = {"model": info.name, "width": None, "image": str(image), "mp": mp,
+                   "repeats": args.size_repeats, "threads": args.threads}
+            r = run_worker(job, args.timeout)
+            r["mp_target"] = mp
+            if r.get("error") is None and "jpeg" in base.codecs:
+                big = tile_to(img, r["height"], r["width_px"])
+                jt = base.time("jpeg", base.match("jpeg", r["bpp"])["quality"], big, args.size_repeats)
+                r["jpeg"] = {**jt, "ratio": _ratios(r, jt)}
+            sizes.append(r)
+    h, w = img.shape[:2]
+    return {
+        "generated_by": "slimfast bench",
+        "environment": environment(threads=args.threads),
+        "settings": {"repeats": args.repeats, "threads": args.threads, "size_repeats": args.size_repeats,
+                     "sizes_mp": list(args.sizes or []), "statistic": "median after one warm-up",
+                     "memory": "fresh subprocess per model point; peak RSS while coding (VmHWM reset "
+                               "after loading torch, model and image); delta = peak - RSS before coding",
+                     "baseline_threads": "library defaults"},
+        "image": {"path": str(image), "name": image.name, "height": h, "width": w, "mp": h * w / 1e6},
+        "baselines": {n: {"label": b.label, "version": b.version(), "sweep": base.sweeps[n],
+                          "timings": [v for k, v in base._times.items() if k[0] == n and k[2] == img.shape]}
+                      for n, b in base.codecs.items()},
+        "skipped": base.skipped,
+        "models": points,
+        "sizes": sizes,
+    }
+
+
+def _f(v, spec=".1f"):
+    return "-" if v is None else format(v, spec)
+
+
+def bench_md(res: dict) -> str:
+    im, st = res["image"], res["settings"]
+    L = ["# Benchmark", "",
+         f"Image {im['name']} ({im['width']}x{im['height']}, {im['mp']:.3f} MP). Models: {st['threads']} torch "
+         f"threads, a fresh process per point; median of {st['repeats']} runs after one warm-up. Baselines: "
+         "same run, library default threading, quality closest in bpp to each model point. "
+         "Ratios are model time / baseline time (below 1 = model faster).", ""]
+    if res["skipped"]:
+        L += ["Skipped baselines: " + "; ".join(f"{k} ({v})" for k, v in res["skipped"].items()), ""]
+    L += ["## Baselines", "", "| codec | quality | bpp | PSNR | encode ms | decode ms |", "|---|---|---|---|---|---|"]
+    for n, b in res["baselines"].items():
+        for t in sorted(b["timings"], key=lambda t: t["bpp"]):
+            L.append(f"| {b['label']} | {t['quality']:g} | {t['bpp']:.3f} | {_f(t['psnr'], '.2f')} | "
+                     f"{t['enc_ms']:.1f} | {t['dec_ms']:.1f} |")
+    names = list(res["baselines"])
+    L += ["", "## Models", "",
+          "| model | width | bpp | PSNR | encode ms | decode ms | enc MP/s | dec MP/s | peak RSS MB | coding RSS MB | "
+          + " | ".join(f"vs {n} enc/dec/total" for n in names) + " |",
+          "|---" * (10 + len(names)) + "|"]
+    for r in res["models"]:
+        if r.get("error"):
+            L.append(f"| {r['model']} | {_f(r.get('width'), 'd') if r.get('width') else '-'} | failed: {r['error']} |")
+            continue
+        cells = []
+        for n in names:
+            b = r["baselines"].get(n)
+            cells.append("-" if not b else f"{b['ratio']['enc']:.2f} / {b['ratio']['dec']:.2f} / "
+                                            f"{b['ratio']['total']:.2f} (q{b['quality']:g})")
+        L.append(f"| {r['model']} | {r['width'] if r['width'] is not None else '-'} | {r['bpp']:.3f} | "
+                 f"{r['psnr']:.2f} | {r['enc_ms']:.1f} | {r['dec_ms']:.1f} | {r['enc_mps']:.2f} | "
+                 f"{r['dec_mps']:.2f} | {r['peak_rss_mb']:.0f} | {r['delta_rss_mb']:.0f} | " + " | ".join(cells) + " |")
+    if res["sizes"]:
+        L += ["", "## Size sweep (default operating point)", "",
+              f"Mirror-tiled copies of the image; median of {st['size_repeats']} runs.", "",
+              "| model | MP | size | encode ms | decode ms | dec MP/s | peak RSS MB | coding RSS MB | "
+              "JPEG enc/dec ms | ratio vs JPEG total |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in res["sizes"]:
+            if r.get("error"):
+                L.append(f"| {r['model']} | {r['mp_target']:g} | failed: {r['error']} |||||||| ")
+                continue
+            j = r.get("jpeg")
+            L.append(f"| {r['model']} | {r['mp']:.2f} | {r['width_px']}x{r['height']} | {r['enc_ms']:.0f} | "
+                     f"{r['dec_ms']:.0f} | {r['dec_mps']:.2f} | {r['peak_rss_mb']:.0f} | {r['delta_rss_mb']:.0f} | "
+                     + (f"{j['enc_ms']:.0f} / {j['dec_ms']:.0f} | {j['ratio']['total']:.1f} |" if j else "- | - |"))
+    return "\n".join(L) + "\n"
+
+
+def run(args) -> int:
+    if args.worker:
+        print(RESULT_MARK + json.dumps(worker(json.loads(args.worker))), flush=True)
+        return 0
+    try:
+        res = bench(args)
+    except SlimfastError as e:
+        print(f"slimfast bench: {e}", file=sys.stderr)
+        return 2
+    from .evaluate import write_json
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(res, out / "bench.json")
+    (out / "bench.md").write_text(bench_md(res))
+    if res["sizes"] and any(r.get("error") is None for r in res["sizes"]):
+        try:
+            from . import plots
+
+            res_plot = plots.size_plot(res["sizes"], out / "bench_sizes.png")
+            print(f"wrote {res_plot}")
+        except ImportError as e:
+            print(f"no size plot ({e})", file=sys.stderr)
+    for n, reason in res["skipped"].items():
+        print(f"skipped {n}: {reason}", file=sys.stderr)
+    print(f"wrote {out / 'bench.json'} and {out / 'bench.md'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="slimfast bench", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

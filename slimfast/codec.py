@@ -1,0 +1,201 @@
+"""Images to ``.sfi`` bytes and back: padding, modes, alpha, ICC, operating points.
+
+This layer joins a model (``slimfast.models``) to the container (``slimfast.container``).
+"""
+from __future__ import annotations
+
+import os
+import threading
+import zlib
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from . import container, zoo
+from .errors import SlimfastError
+from .imageio import CanonicalImage, canonicalize, to_pil
+
+_lock = threading.Lock()
+DEFAULT_MAX_DECODE_PIXELS = 64 * 1024 * 1024
+
+
+@lru_cache(maxsize=16)
+def _load_weights(path: str, sha256: str):
+    from .weights import file_digest, load_model
+
+    if sha256 and file_digest(path) != sha256:
+        raise SlimfastError(f"weights file {path} does not match its model card (sha256); reinstall slimfast")
+    return load_model(path)
+
+
+def _model_for(info: zoo.ModelInfo):
+    with _lock:
+        return _load_weights(str(info.path), info.sha256)
+
+
+def pad_image(rgb: np.ndarray, multiple: int) -> np.ndarray:
+    """Edge-replicate to a multiple of ``multiple`` per side (cropped again on decode)."""
+    h, w = rgb.shape[:2]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        rgb = np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode="edge")
+    return rgb
+
+
+def _to_tensor(rgb: np.ndarray):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float().div_(255.0).unsqueeze(0)
+
+
+@dataclass
+class OperatingPoint:
+    model: str
+    width: int | None
+
+
+class Codec:
+    """A loaded model ready to code images. Get one with :func:`slimfast.load`."""
+
+    def __init__(self, info: zoo.ModelInfo):
+        self.info = info
+        self.model = _model_for(info)
+
+    name = property(lambda self: self.info.name)
+    widths = property(lambda self: self.info.widths)
+    family = property(lambda self: self.info.family)
+
+    def __repr__(self) -> str:
+        return f"<slimfast.Codec {self.name} v{self.info.version}>"
+
+    # -- operating points ---------------------------------------------------------------------
+    def operating_points(self) -> list[OperatingPoint]:
+        """This model's family, from the smallest files (quality 1) to the largest."""
+        if self.widths:
+            return [OperatingPoint(self.name, w) for w in sorted(self.widths)]
+        return [OperatingPoint(m.name, None) for m in zoo.family_members(self.info)]
+
+    def resolve(self, quality: int | None, width: int | None) -> OperatingPoint:
+        if width is not None:
+            if not self.widths:
+                raise SlimfastError(f"--width applies to slimmable models only; {self.name} is not slimmable")
+            if width not in self.widths:
+                raise SlimfastError(f"width {width} not available for {self.name}; choose one of "
+                                    f"{', '.join(map(str, sorted(self.widths)))}")
+            if quality is not None:
+                raise SlimfastError("give either a quality or a width, not both")
+            return OperatingPoint(self.name, width)
+        if quality is None:
+            return OperatingPoint(self.name, max(self.widths) if self.widths else None)
+        points = self.operating_points()
+        if not 1 <= quality <= len(points):
+            raise SlimfastError(f"quality must be 1..{len(points)} for the {self.family} family")
+        return points[quality - 1]
+
+    # -- coding -------------------------------------------------------------------------------
+    def compress(self, image, quality: int | None = None, width: int | None = None,
+                 max_bytes: int | None = None, target_bpp: float | None = None) -> bytes:
+        """Encode a PIL image or uint8 array (HxW, HxWx3, HxWx4) to ``.sfi`` bytes.
+
+        ``quality`` (1 = smallest file) picks a rate point of the model's family, or a width of
+        a slimmable model; ``width`` picks a width directly. ``max_bytes`` / ``target_bpp``
+        pick the best operating point whose file fits (the smallest one if none does).
+        """
+        img = image if isinstance(image, CanonicalImage) else canonicalize(image)
+        if max_bytes is not None or target_bpp is not None:
+            return self._compress_to_fit(img, max_bytes, target_bpp)
+        point = self.resolve(quality, width)
+        return self._compress_point(img, point)
+
+    def _compress_point(self, img: CanonicalImage, point: OperatingPoint) -> bytes:
+        import torch
+
+        info = self.info if point.model == self.name else zoo.get(point.model)
+        model = _model_for(info)
+        w, h = img.size
+        if w > container.MAX_SIDE or h > container.MAX_SIDE or w * h > container.MAX_PIXELS:
+            raise SlimfastError(f"image {w}x{h} exceeds the format's limits ({container.MAX_SIDE} per side)")
+        x = _to_tensor(pad_image(img.rgb, model.pad_multiple))
+        with torch.inference_mode():
+            lat = model.compress(x, width=point.width)
+        alpha = zlib.compress(img.alpha.tobytes(), 9) if img.alpha is not None else None
+        hdr = container.Header(model=info.name, weights_version=info.version,
+                               weights_id=bytes.fromhex(info.sha256[:16]) if info.sha256 else b"\0" * 8,
+                               width=lat.width, image_size=(w, h), mode=img.mode,
+                               streams=lat.strings, alpha=alpha, icc=img.icc)
+        return container.pack(hdr)
+
+    def decompress(self, data: bytes):
+        """Like :func:`decompress`, also finding this codec's model if it is not installed."""
+        return decompress(data, candidates=[self.info])
+
+    def _compress_to_fit(self, img: CanonicalImage, max_bytes, target_bpp) -> bytes:
+        limit = max_bytes if max_bytes is not None else int(target_bpp * img.size[0] * img.size[1] / 8)
+        if limit <= 0:
+            raise SlimfastError("the size limit must be positive")
+        best = None
+        for point in reversed(self.operating_points()):
+            data = self._compress_point(img, point)
+            best = data
+            if len(data) <= limit:
+                return data
+        return best  # nothing fits: the smallest operating point
+
+
+def max_decode_pixels() -> int:
+    """Pixels one decode may produce (memory grows with it); ``SLIMFAST_MAX_PIXELS`` overrides."""
+    try:
+        return int(os.environ.get("SLIMFAST_MAX_PIXELS", DEFAULT_MAX_DECODE_PIXELS))
+    except ValueError:
+        return DEFAULT_MAX_DECODE_PIXELS
+
+
+def decompress(data: bytes, candidates: list[zoo.ModelInfo] | None = None):
+    """Decode ``.sfi`` bytes to a PIL image; the header names the model to use.
+
+    ``candidates`` are models to try before the installed ones (used to measure a model that
+    is not installed yet).
+    """
+    import torch
+
+    hdr = container.unpack(data)
+    if hdr.pixels > max_decode_pixels():
+        raise SlimfastError(f"image {hdr.image_size[0]}x{hdr.image_size[1]} is above this decoder's limit of "
+                            f"{max_decode_pixels()} pixels (set SLIMFAST_MAX_PIXELS to raise it)")
+    info = next((c for c in candidates or [] if c.name == hdr.model and c.version == hdr.weights_version
+                 and c.sha256.startswith(hdr.weights_id.hex())), None)
+    info = info or zoo.find_by_id(hdr.model, hdr.weights_version, hdr.weights_id)
+    model = _model_for(info)
+    try:
+        model.check_width(hdr.width)
+    except ValueError as exc:
+        raise SlimfastError(f"corrupt .sfi header: {exc}") from None
+    if len(hdr.streams) != model.num_strings:
+        raise SlimfastError(f"corrupt .sfi file: {info.name} files have {model.num_strings} streams")
+    w, h = hdr.image_size
+    m = model.pad_multiple
+    shape = (-(-h // m), -(-w // m))  # the deepest latent has stride pad_multiple
+    try:
+        with torch.inference_mode():
+            x_hat = model.decompress(hdr.streams, shape, width=hdr.width)
+    except ValueError as exc:
+        raise SlimfastError(f"corrupt .sfi file: {exc}") from None
+    rgb = (x_hat[0, :, :h, :w].mul(255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy())
+    alpha = None
+    if hdr.alpha is not None:
+        try:
+            raw = zlib.decompressobj().decompress(hdr.alpha, w * h + 1)
+        except zlib.error:
+            raise SlimfastError("corrupt .sfi file: bad alpha plane") from None
+        if len(raw) != w * h:
+            raise SlimfastError("corrupt .sfi file: alpha plane has the wrong size")
+        alpha = np.frombuffer(raw, dtype=np.uint8).reshape(h, w)
+    elif hdr.mode in ("RGBA", "LA"):
+        raise SlimfastError("corrupt .sfi file: alpha plane missing")
+    return to_pil(np.ascontiguousarray(rgb), hdr.mode, alpha, hdr.icc)
+
+
+def load(name: str | None = None) -> Codec:
+    """A :class:`Codec` for a named model (``None``: the default model)."""
+    return Codec(zoo.get(name))

@@ -1,0 +1,141 @@
+"""Bringing user images to the codec's canonical form and back.
+
+* Input: a PIL image or a uint8 numpy array (HxW, HxWx3, HxWx4). EXIF orientation is applied,
+  the ICC profile is kept. Modes map to one of ``L``, ``RGB``, ``RGBA``, ``LA``: palette images
+  become RGB(A), CMYK/YCbCr/HSV/LAB become RGB, 1-bit becomes L.
+* 16-bit and 32-bit integer or float input (``I;16*``, ``I``, ``F``) is reduced to 8 bits by
+  ``round(v / 257)`` for 16-bit data, and by clipping to 0..255 for ``I``/``F`` (Pillow's own
+  convention for those modes). The codec is 8-bit; nothing else is stored.
+* Greyscale is coded as three equal channels and returned as ``L`` (mean of the decoded
+  channels); alpha is stored losslessly beside the learned stream.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import SlimfastError
+
+
+@dataclass
+class CanonicalImage:
+    rgb: np.ndarray            # uint8 HxWx3
+    mode: str                  # L, RGB, RGBA or LA
+    alpha: np.ndarray | None   # uint8 HxW
+    icc: bytes | None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.rgb.shape[1], self.rgb.shape[0]
+
+
+def _from_array(a: np.ndarray) -> CanonicalImage:
+    if a.dtype != np.uint8:
+        raise SlimfastError(f"numpy images must be uint8, got {a.dtype}")
+    if a.ndim == 2:
+        return CanonicalImage(np.repeat(a[:, :, None], 3, axis=2), "L", None, None)
+    if a.ndim == 3 and a.shape[2] == 3:
+        return CanonicalImage(np.ascontiguousarray(a), "RGB", None, None)
+    if a.ndim == 3 and a.shape[2] == 4:
+        return CanonicalImage(np.ascontiguousarray(a[:, :, :3]), "RGBA", np.ascontiguousarray(a[:, :, 3]), None)
+    raise SlimfastError(f"numpy images must be HxW, HxWx3 or HxWx4, got shape {a.shape}")
+
+
+def _from_pil(im) -> CanonicalImage:
+    from PIL import Image, ImageOps
+
+    try:
+        im = ImageOps.exif_transpose(im)
+    except Exception:  # a broken EXIF block must not make a valid image unreadable
+        pass
+    icc = im.info.get("icc_profile") or None
+    mode = im.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        a = np.asarray(im).astype(np.float64)
+        return CanonicalImage(*_grey(np.rint(a / 257.0).astype(np.uint8)), None, icc)
+    if mode in ("I", "F"):
+        a = np.asarray(im).astype(np.float64)
+        return CanonicalImage(*_grey(np.clip(np.rint(a), 0, 255).astype(np.uint8)), None, icc)
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif mode == "PA":
+        im = im.convert("RGBA")
+    elif mode == "1":
+        im = im.convert("L")
+    elif mode not in ("L", "LA", "RGB", "RGBA"):
+        im = im.convert("RGB")
+        icc = None if mode == "CMYK" else icc  # a CMYK profile does not describe the RGB result
+    a = np.asarray(im)
+    if im.mode == "L":
+        return CanonicalImage(np.repeat(a[:, :, None], 3, axis=2), "L", None, icc)
+    if im.mode == "LA":
+        return CanonicalImage(np.repeat(a[:, :, :1], 3, axis=2), "LA", np.ascontiguousarray(a[:, :, 1]), icc)
+    if im.mode == "RGBA":
+        return CanonicalImage(np.ascontiguousarray(a[:, :, :3]), "RGBA", np.ascontiguousarray(a[:, :, 3]), icc)
+    return CanonicalImage(np.ascontiguousarray(a), "RGB", None, icc)
+
+
+def _grey(a: np.ndarray) -> tuple[np.ndarray, str]:
+    return np.repeat(a[:, :, None], 3, axis=2), "L"
+
+
+def canonicalize(image) -> CanonicalImage:
+    """Any supported input to a :class:`CanonicalImage`; raises SlimfastError otherwise."""
+    if isinstance(image, np.ndarray):
+        c = _from_array(image)
+    else:
+        try:
+            from PIL import Image
+        except ImportError:  # pragma: no cover
+            raise SlimfastError("Pillow is required to read images") from None
+        if not isinstance(image, Image.Image):
+            raise SlimfastError(f"expected a PIL image or a uint8 numpy array, got {type(image).__name__}")
+        try:
+            c = _from_pil(image)
+        except SlimfastError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise SlimfastError(f"cannot read image: {exc}") from None
+    h, w = c.rgb.shape[:2]
+    if h == 0 or w == 0:
+        raise SlimfastError("empty image (0 pixels)")
+    return c
+
+
+def open_image(path) -> CanonicalImage:
+    """Read an image file (or binary file object) into canonical form."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return canonicalize(im)
+    except FileNotFoundError:
+        raise SlimfastError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise SlimfastError(f"is a directory, not an image: {path}") from None
+    except PermissionError:
+        raise SlimfastError(f"permission denied: {path}") from None
+    except UnidentifiedImageError:
+        raise SlimfastError(f"not an image Pillow can read: {path}") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise SlimfastError(f"cannot read image {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    except Image.DecompressionBombError as exc:
+        raise SlimfastError(f"refusing a suspiciously large image: {exc}") from None
+
+
+def to_pil(rgb: np.ndarray, mode: str, alpha: np.ndarray | None, icc: bytes | None):
+    """The decoded planes back to a PIL image of the original mode."""
+    from PIL import Image
+
+    if mode in ("L", "LA"):
+        grey = np.rint(rgb.astype(np.float32).mean(axis=2)).astype(np.uint8)
+        im = Image.fromarray(grey, "L") if mode == "L" else Image.fromarray(np.dstack([grey, alpha]), "LA")
+    elif mode == "RGBA":
+        im = Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+    else:
+        im = Image.fromarray(rgb, "RGB")
+    if icc:
+        im.info["icc_profile"] = icc
+    return im

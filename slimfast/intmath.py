@@ -1,0 +1,82 @@
+"""Integer-exact evaluation of small convolutional networks (numpy only).
+
+The entropy decoder must see exactly the tables the encoder used. In a hyperprior model those
+tables are chosen by a network (the hyper-synthesis), and float convolutions differ in their
+last bits between machines, thread counts and backends, which picks a different scale index
+and derails decoding (CompressAI issues #54, #279, #320). Here such a network is evaluated
+so that every intermediate value is an integer:
+
+* weights are quantized per output channel to ``|w_int| <= 2**WEIGHT_BITS - 1`` with a float64
+  scale; activations are fixed point with ``ACT_FRAC`` fraction bits, clipped to
+  ``|a| < 2**ACT_CLIP``;
+* convolutions run as float64 GEMMs over these integers. Every product and partial sum is an
+  integer below ``2**53``, so float64 represents it exactly and the result does not depend on
+  summation order, blocking, threads or BLAS;
+* requantization is ``rint(acc * scale + bias_q)``: elementwise IEEE operations, correctly
+  rounded everywhere.
+
+The result is bit-identical on any IEEE-754 machine, whichever backend ran the rest.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+WEIGHT_BITS = 12
+ACT_FRAC = 8
+ACT_CLIP = 23
+
+
+def quantize_weight(w: np.ndarray, out_axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-output-channel symmetric quantization; returns (int16 weights, float64 scales)."""
+    w = np.asarray(w, dtype=np.float64)
+    red = tuple(i for i in range(w.ndim) if i != out_axis)
+    amax = np.abs(w).max(axis=red)
+    scale = np.where(amax > 0, amax / (2 ** WEIGHT_BITS - 1), 1.0)
+    shape = [1] * w.ndim
+    shape[out_axis] = -1
+    w_int = np.rint(w / scale.reshape(shape))
+    return w_int.astype(np.int16), scale.astype(np.float64)
+
+
+def to_fixed(x: np.ndarray) -> np.ndarray:
+    """Real values to fixed-point integers (held in float64)."""
+    return np.clip(np.rint(np.asarray(x, dtype=np.float64) * (1 << ACT_FRAC)), -(2 ** ACT_CLIP), 2 ** ACT_CLIP)
+
+
+def from_fixed(a: np.ndarray) -> np.ndarray:
+    return a / float(1 << ACT_FRAC)
+
+
+def _requantize(acc: np.ndarray, scale: np.ndarray, bias_q: np.ndarray) -> np.ndarray:
+    out = acc * scale[:, None, None]
+    out = out + bias_q[:, None, None]
+    return np.clip(np.rint(out), -(2 ** ACT_CLIP), 2 ** ACT_CLIP)
+
+
+def conv_transpose(a: np.ndarray, w_int: np.ndarray, scale: np.ndarray, bias_q: np.ndarray,
+                   stride: tuple[int, int], padding: tuple[int, int], output_padding: tuple[int, int]) -> np.ndarray:
+    """Transposed convolution of fixed-point ``a`` ``[Cin, H, W]``; weights ``[Cin, Cout, kh, kw]``."""
+    cin, h, w = a.shape
+    _, cout, kh, kw = w_int.shape
+    sh, sw = stride
+    ph, pw = padding
+    full = np.zeros((cout, (h - 1) * sh + kh + output_padding[0], (w - 1) * sw + kw + output_padding[1]))
+    x = a.reshape(cin, h * w)
+    wf = w_int.astype(np.float64)
+    for i in range(kh):
+        for j in range(kw):
+            y = wf[:, :, i, j].T @ x
+            full[:, i: i + (h - 1) * sh + 1: sh, j: j + (w - 1) * sw + 1: sw] += y.reshape(cout, h, w)
+    acc = full[:, ph: ph + h * sh, pw: pw + w * sw]
+    return _requantize(acc, scale, bias_q)
+
+
+def conv1x1(a: np.ndarray, w_int: np.ndarray, scale: np.ndarray, bias_q: np.ndarray) -> np.ndarray:
+    """1x1 convolution of fixed-point ``a`` ``[Cin, H, W]``; weights ``[Cout, Cin, 1, 1]``."""
+    cin, h, w = a.shape
+    acc = (w_int[:, :, 0, 0].astype(np.float64) @ a.reshape(cin, h * w)).reshape(-1, h, w)
+    return _requantize(acc, scale, bias_q)
+
+
+def relu(a: np.ndarray) -> np.ndarray:
+    return np.maximum(a, 0.0)

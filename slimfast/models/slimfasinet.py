@@ -1,0 +1,148 @@
+"""Slimmable FasiNet: FasiNet-L / FasiNet-H (``design/fasinet.md``) with SlimCAE-style widths.
+
+At latent width ``w`` (of M = 192) every internal channel count scales by ``w / M``: FasiNet-L's
+N = 96 becomes ``w / 2``, the IQR's 48 and 96 become ``w / 4`` and ``w / 2``, FasiNet-H's
+N1 = 48, N2 = 96, S = 32 become ``w / 4``, ``w / 2``, ``w / 6`` and its hyper-transforms
+slim in step. Every layer uses the leading block of its full-width weights
+(:mod:`slimfast.slim`), one factorized entropy model per width.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..entropy import ConditionalEntropyModel, EntropyBottleneck
+from ..slim import (SlimConv2d, SlimConvTranspose2d, SlimHyperSynthesis, SlimIQR, SlimSequential,
+                    check_widths, make_gdn, scaled)
+from .base import CompressionModel
+from .slimcae import DEFAULT_WIDTHS, SlimCAE, SlimHyperMixin
+
+
+class SlimFasiNetL(SlimCAE):
+    r"""Slimmable FasiNet-L (factorized prior).
+
+    ::
+
+        g_a: conv 9x9/4 3->n, GDN, conv 9x1/(4,1) n->n, GDN, conv 1x9/(1,4) n->w
+        IQR: conv 7x1 w->w/4, ReLU, conv 1x7 w/4->w/2, ReLU, conv 1x1 w/2->w; y - 0.5 tanh(.)
+        g_s: tconv 7x7 x4 w->n, IGDN, tconv 7x7 x4 n->3
+        n = w * N / M (N = 96, M = 192: n = w / 2); one EntropyBottleneck(w) per width
+
+    At full width it is FasiNet-L (1.34 M parameters, 4.1 / 5.4 kMAC/px encode / decode).
+    """
+
+    architecture = "slim-fasinet-l"
+    pad_multiple = 16
+    encode_parts = ("g_a",)
+    decode_parts = ("iqr", "g_s")
+
+    def __init__(self, N: int = 96, M: int = 192, widths=DEFAULT_WIDTHS, gdn: str = "switchable"):
+        CompressionModel.__init__(self)
+        self.N, self.M = int(N), int(M)
+        self.C = self.latent_channels = self.M
+        self.widths = check_widths(widths, self.M)
+        self.gdn = gdn
+        N, M = self.N, self.M
+        ns = tuple(scaled(w, M, N) for w in self.widths)
+        self.g_a = SlimSequential([
+            SlimConv2d(3, N, 9, stride=4), make_gdn(gdn, ns),
+            SlimConv2d(N, N, (9, 1), stride=(4, 1)), make_gdn(gdn, ns),
+            SlimConv2d(N, M, (1, 9), stride=(1, 4)),
+        ])
+        self.iqr = SlimIQR(M)
+        self.g_s = SlimSequential([
+            SlimConvTranspose2d(M, N, 7, stride=4), make_gdn(gdn, ns, inverse=True),
+            SlimConvTranspose2d(N, 3, 7, stride=4),
+        ])
+        self.entropy = nn.ModuleList(EntropyBottleneck(w) for w in self.widths)
+
+    @property
+    def config(self) -> dict:
+        return {"N": self.N, "M": self.M, "widths": list(self.widths), "gdn": self.gdn}
+
+    def analysis(self, x: torch.Tensor, c: int) -> torch.Tensor:
+        n = scaled(c, self.M, self.N)
+        return self.g_a(x, (n, n, c))
+
+    def synthesis(self, y_hat: torch.Tensor, c: int) -> torch.Tensor:
+        return self.g_s(self.iqr(y_hat), (scaled(c, self.M, self.N), None))
+
+
+class SlimFasiNetH(SlimHyperMixin, SlimCAE):
+    r"""Slimmable FasiNet-H (hyperprior, mean-and-scale logistic conditional).
+
+    ::
+
+        g_a: conv 9x9/4 3->n1, GDN, conv 9x1/(4,1) n1->n2, GDN, conv 1x9/(1,4) n2->w, GDN
+        h_a: conv 7x1/(4,1) w->w, ReLU, conv 1x7/(1,4) w->2w, ReLU, conv 2x2 2w->w
+        h_s: two branches: tconv 7x1 x(4,1) w->w/2, ReLU, tconv 1x7 x(1,4) w/2->w, ReLU, conv 1x1 w->w
+        IQR: as SlimFasiNetL;  g_s: tconv 5x5 x4 w->s, IGDN, tconv 5x5 x4 s->3
+        n1, n2, s = w * (N1, N2, S) / M  (48, 96, 32 at M = 192)
+
+    At full width it is FasiNet-H (about 2.2 M parameters). Entropy parameters for coding come
+    from the integer-exact hyper-synthesis, bit-exact across machines.
+    """
+
+    architecture = "slim-fasinet-h"
+    pad_multiple = 64
+    encode_parts = ("g_a", "h_a", "h_s_scale", "h_s_mean")
+    decode_parts = ("h_s_scale", "h_s_mean", "iqr", "g_s")
+
+    def __init__(self, N1: int = 48, N2: int = 96, M: int = 192, S: int = 32, widths=DEFAULT_WIDTHS,
+                 gdn: str = "switchable", distribution: str = "logistic"):
+        CompressionModel.__init__(self)
+        self.N1, self.N2, self.M, self.S = int(N1), int(N2), int(M), int(S)
+        self.C = self.latent_channels = self.M
+        self.widths = check_widths(widths, self.M)
+        self.gdn = gdn
+        self.distribution = distribution
+        self.means = True
+        N1, N2, M, S, W = self.N1, self.N2, self.M, self.S, self.widths
+        self.g_a = SlimSequential([
+            SlimConv2d(3, N1, 9, stride=4), make_gdn(gdn, [scaled(w, M, N1) for w in W]),
+            SlimConv2d(N1, N2, (9, 1), stride=(4, 1)), make_gdn(gdn, [scaled(w, M, N2) for w in W]),
+            SlimConv2d(N2, M, (1, 9), stride=(1, 4)), make_gdn(gdn, W),
+        ])
+        self.h_a = SlimSequential([
+            SlimConv2d(M, M, (7, 1), stride=(4, 1)), nn.ReLU(inplace=True),
+            SlimConv2d(M, 2 * M, (1, 7), stride=(1, 4)), nn.ReLU(inplace=True),
+            nn.ZeroPad2d((0, 1, 0, 1)),  # "same" size for an even kernel
+            SlimConv2d(2 * M, M, 2),
+        ])
+
+        def branch():
+            return SlimHyperSynthesis([
+                SlimConvTranspose2d(M, M // 2, (7, 1), stride=(4, 1)), nn.ReLU(inplace=True),
+                SlimConvTranspose2d(M // 2, M, (1, 7), stride=(1, 4)), nn.ReLU(inplace=True),
+                SlimConv2d(M, M, 1),
+            ])
+
+        self.h_s_scale = branch()
+        self.h_s_mean = branch()
+        self.iqr = SlimIQR(M)
+        self.g_s = SlimSequential([
+            SlimConvTranspose2d(M, S, 5, stride=4), make_gdn(gdn, [scaled(w, M, S) for w in W], inverse=True),
+            SlimConvTranspose2d(S, 3, 5, stride=4),
+        ])
+        self.z_entropy = nn.ModuleList(EntropyBottleneck(w) for w in W)
+        self.conditional = ConditionalEntropyModel(distribution)
+
+    @property
+    def config(self) -> dict:
+        return {"N1": self.N1, "N2": self.N2, "M": self.M, "S": self.S, "widths": list(self.widths),
+                "gdn": self.gdn, "distribution": self.distribution}
+
+    def analysis(self, x: torch.Tensor, c: int) -> torch.Tensor:
+        return self.g_a(x, (scaled(c, self.M, self.N1), scaled(c, self.M, self.N2), c))
+
+    def hyper_analysis(self, y: torch.Tensor, c: int) -> torch.Tensor:
+        return self.h_a(torch.abs(y), (c, 2 * c, c))
+
+    def hs_plan(self, c: int) -> tuple[int, ...]:
+        return (c // 2, c, c)
+
+    def synthesis(self, y_hat: torch.Tensor, c: int) -> torch.Tensor:
+        return self.g_s(self.iqr(y_hat), (scaled(c, self.M, self.S), None))
+
+    def forward(self, x: torch.Tensor, width: int | None = None) -> dict:
+        return self._hyper_forward(x, width)

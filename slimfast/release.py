@@ -1,0 +1,117 @@
+"""Turn a trained checkpoint into a shipped model: weights + model card with measured Kodak RD.
+
+    python -m slimfast.release runs/fasinet-l-mse-0.013/final.safetensors \\
+        --name fasinet-l-mse-2 --family fasinet-l-mse [--default] [--kodak ../shared/data/kodak]
+
+The weights are re-saved (fp16 where exactness allows) under their public name, and the card
+records the SHA-256 that pins them. Kodak is used for measurement only, never for training.
+A (name, version) that already exists is never overwritten: bump ``--version``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import zoo
+from .errors import SlimfastError
+
+DATA_TERMS = ("Trained on BSDS500 (Berkeley Segmentation Dataset) and a sample of ImageNet photos, "
+              "both for research use only; the weights inherit those terms. Kodak images "
+              "(released for unrestricted use) were used for evaluation only.")
+
+
+def measure_kodak(info: zoo.ModelInfo, kodak: Path, widths: list[int | None], limit: int = 0,
+                  progress: bool = True) -> list[dict]:
+    """Mean bpp (real file sizes) and PSNR/MS-SSIM on the 8-bit output, per width."""
+    from .codec import Codec
+    from .imageio import open_image
+    from .metrics import ms_ssim, psnr
+
+    files = sorted(kodak.glob("kodim*.png"))[: limit or None]
+    if not files:
+        raise SlimfastError(f"no Kodak images in {kodak}")
+    codec = Codec(info)
+    points = []
+    for w in widths:
+        bpps, psnrs, msssims = [], [], []
+        for f in files:
+            img = open_image(f)
+            data = codec.compress(img, width=w)
+            rec = np.asarray(codec.decompress(data).convert("RGB"))
+            bpps.append(len(data) * 8 / (img.size[0] * img.size[1]))
+            psnrs.append(psnr(img.rgb, rec))
+            msssims.append(ms_ssim(img.rgb, rec))
+        ms = float(np.mean(msssims))
+        points.append({"width": w, "bpp": round(float(np.mean(bpps)), 5), "psnr": round(float(np.mean(psnrs)), 4),
+                       "ms_ssim": round(ms, 6), "ms_ssim_db": round(-10 * np.log10(1 - ms), 4), "images": len(files)})
+        if progress:
+            print(f"  {info.name} width={w}: {points[-1]['bpp']:.4f} bpp, {points[-1]['psnr']:.2f} dB", file=sys.stderr)
+    return points
+
+
+def publish(weights: Path, name: str, family: str, version: str = "1", default: bool = False,
+            out_dir: Path = zoo.BUNDLED_DIR, kodak: Path | None = None, limit: int = 0,
+            extra: dict | None = None) -> dict:
+    from .weights import file_digest, load_model, save_model
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dst = out_dir / f"{name}.safetensors"
+    card_path = out_dir / f"{name}.json"
+    if card_path.exists():
+        old = json.loads(card_path.read_text())
+        if str(old.get("version")) == str(version):
+            raise SlimfastError(f"{name} version {version} is already shipped; a shipped version never changes")
+    model = load_model(weights)
+    if not model.entropy_bottlenecks()[0].updated:
+        model.update()
+    save_model(model, dst, name=name, version=version)
+    run = weights.parent
+    summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
+    card = {
+        "name": name, "family": family, "architecture": model.architecture, "version": str(version),
+        "default": bool(default), "sha256": file_digest(dst), "config": model.config,
+        "widths": list(model.widths) if model.widths else None,
+        "params": int(sum(p.numel() for p in model.parameters())),
+        "train_steps": int(summary.get("steps", 0)),
+        "lambda": summary.get("lmbda"), "lambdas": summary.get("lmbdas"), "metric": summary.get("metric", "mse"),
+        "training": {k: summary.get(k) for k in ("minutes", "device", "batch_size", "patch_size", "init", "threads")},
+        "hardware": summary.get("hardware") or f"{platform.machine()} CPU, {summary.get('threads', '?')} threads",
+        "data": DATA_TERMS, "license": "code: MIT; weights: research use only (see data)",
+        "points": [],
+    }
+    card.update(extra or {})
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    if kodak is not None and kodak.is_dir():
+        info = zoo._info_from_card(card_path)
+        widths = sorted(model.widths, reverse=True) if model.widths else [None]
+        card["points"] = measure_kodak(info, kodak, widths, limit)
+        card["points_note"] = ("mean over Kodak images of per-image values; bpp = file bytes * 8 / pixels; "
+                               "PSNR-RGB on the 8-bit output")
+        card_path.write_text(json.dumps(card, indent=2) + "\n")
+    return card
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m slimfast.release", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("weights", type=Path)
+    p.add_argument("--name", required=True)
+    p.add_argument("--family", required=True)
+    p.add_argument("--version", default="1")
+    p.add_argument("--default", action="store_true")
+    p.add_argument("--out-dir", type=Path, default=zoo.BUNDLED_DIR)
+    p.add_argument("--kodak", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak")
+    p.add_argument("--limit", type=int, default=0, help="measure on the first N Kodak images only")
+    a = p.parse_args(argv)
+    card = publish(a.weights, a.name, a.family, a.version, a.default, a.out_dir, a.kodak, a.limit)
+    print(json.dumps({k: card[k] for k in ("name", "sha256", "points")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

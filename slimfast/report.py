@@ -1,0 +1,222 @@
+"""``python -m slimfast.report`` (``make results``): regenerate ``RESULTS.md`` from real runs.
+
+Steps: ``slimfast evaluate`` on Kodak (``../shared/data/kodak`` beside the repository; skipped
+with a message when absent), ``slimfast bench`` on the bundled sample, then ``RESULTS.md`` at
+the repository root from their JSON: RD table, BD-rates, plots (copied to ``docs/results/``),
+the benchmark, the environment (CPU model, threads, library versions) and training curves
+from ``runs/*/log.csv`` when present. ``--from-json`` only rewrites the Markdown from
+existing JSON, ``--skip-eval`` / ``--skip-bench`` reuse one side's JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as _dt
+import os
+import platform
+import shutil
+import sys
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMAND = "make results  (python -m slimfast.report)"
+PACKAGES = ["slimfast", "torch", "numpy", "Pillow", "scipy", "pytorch-msssim", "pillow-heif", "imagecodecs",
+            "matplotlib", "constriction", "safetensors"]
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> list[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = line.split(":", 1)[1].split()
+                wanted = ("avx512f", "avx512_bf16", "avx512_vnni", "avx2", "amx")
+                return sorted(f for f in flags if f.startswith(wanted))
+    except OSError:
+        pass
+    return []
+
+
+def environment(threads: int | None = None) -> dict:
+    """CPU, core count, Python and library versions (from package metadata: nothing heavy imported)."""
+    versions = {}
+    for p in PACKAGES:
+        try:
+            versions[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            versions[p] = None
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = os.cpu_count()
+    return {"cpu": cpu_model(), "cpu_flags": cpu_flags(), "cpus_usable": affinity, "threads": threads,
+            "python": platform.python_version(), "platform": platform.platform(), "versions": versions,
+            "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+# -- training logs ------------------------------------------------------------------------------
+def read_training_logs(runs_dir: Path) -> dict[str, list[dict]]:
+    runs = {}
+    for log in sorted(runs_dir.glob("*/log.csv")):
+        rows = []
+        with open(log, newline="") as f:
+            for r in csv.DictReader(f):
+                row = {}
+                for k, v in r.items():
+                    if k is None:
+                        continue
+                    try:
+                        row[k] = float(v) if k != "kind" else v
+                    except (TypeError, ValueError):
+                        row[k] = v if k == "kind" else None
+                if row.get("step") is not None:
+                    rows.append(row)
+        if rows:
+            runs[log.parent.name] = rows
+    return runs
+
+
+def training_section(runs: dict[str, list[dict]], docs: Path, rel: str) -> list[str]:
+    if not runs:
+        return ["No training logs (`runs/*/log.csv`) were found."]
+    L = []
+    try:
+        from . import plots
+
+        p = plots.training_plot(runs, docs / "training.png")
+        L += [f"![training curves]({rel}/{p.name})", ""]
+    except ImportError as e:
+        L += [f"(no plot: {e})", ""]
+    L += ["| run | last step | minutes | last train loss | last train bpp | last train PSNR | best val PSNR (bpp) |",
+          "|---|---|---|---|---|---|---|"]
+    for name, rows in sorted(runs.items()):
+        tr = [r for r in rows if r.get("kind", "train") == "train"] or rows
+        va = [r for r in rows if r.get("kind") == "val" and r.get("psnr") is not None]
+        last = tr[-1]
+        best = max(va, key=lambda r: r["psnr"]) if va else None
+        L.append(f"| {name} | {last['step']:.0f} | {_f(last.get('minutes'), '.1f')} | {_f(last.get('loss'), '.4g')} | "
+                 f"{_f(last.get('bpp'), '.3f')} | {_f(last.get('psnr'), '.2f')} | "
+                 + (f"{best['psnr']:.2f} ({_f(best.get('bpp'), '.3f')})" if best else "-") + " |")
+    return L
+
+
+def _f(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+# -- RESULTS.md ---------------------------------------------------------------------------------
+def results_md(ev: dict | None, be: dict | None, runs: dict, docs: Path, root: Path, eval_note: str = "") -> str:
+    from .bench import bench_md
+    from .evaluate import fmt, summary_md
+
+    rel = os.path.relpath(docs, root)
+    env = (ev or be or {}).get("environment") or environment()
+    L = ["# Results", "",
+         f"_Generated by `{COMMAND}` on {env['date']}. Do not edit by hand: rerun the command._", ""]
+    L += ["## Environment", "",
+          f"- CPU: {env['cpu']} ({env['cpus_usable']} usable cores; flags: {', '.join(env['cpu_flags']) or 'n/a'})",
+          f"- Model threads: evaluation {((ev or {}).get('settings') or {}).get('threads') or 'torch default'}, "
+          f"benchmark {(be or {}).get('settings', {}).get('threads', '-')}",
+          f"- Python {env['python']} on {env['platform']}",
+          "- Libraries: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v)]
+    if ev:
+        for n, b in ev["settings"]["baselines"].items():
+            L.append(f"- {b['label']}: {b['version']}")
+    L.append("")
+    L += ["## Rate-distortion on Kodak", ""]
+    if ev:
+        body = summary_md(ev, plot_prefix=rel + "/").split("\n", 2)[2]  # drop its title
+        L += [body.replace("\n## ", "\n### ")]
+        for c in ev["curves"]:
+            if c["kind"] == "learned":
+                L.append(f"- curve **{c['name']}**: " + ", ".join(
+                    f"{p['codec']}{' w' + str(p['param']) if p['param_name'] == 'width' else ''} "
+                    f"{fmt(p['bpp'], '.3f')} bpp / {fmt(p['psnr'])} dB" for p in c["points"]))
+    else:
+        L += [eval_note or "Not run.", ""]
+    L += ["", "## Speed", ""]
+    if be:
+        body = bench_md(be).split("\n", 2)[2]
+        L += [body.replace("\n## ", "\n### ")]
+        if (docs / "bench_sizes.png").exists():
+            L += [f"![size sweep]({rel}/bench_sizes.png)", ""]
+    else:
+        L += ["Not run.", ""]
+    L += ["", "## Training curves", ""] + training_section(runs, docs, rel)
+    return "\n".join(L).rstrip() + "\n"
+
+
+def _copy_plots(res: dict | None, docs: Path) -> None:
+    if not res:
+        return
+    for k, p in list((res.get("plots") or {}).items()):
+        if Path(p).exists():
+            shutil.copy2(p, docs / Path(p).name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m slimfast.report", description=__doc__.splitlines()[0])
+    p.add_argument("--kodak", default=str(ROOT.parent / "shared" / "data" / "kodak"), help="Kodak folder")
+    p.add_argument("--out", default=str(ROOT / "out"), help="where evaluate/bench write (default: out/)")
+    p.add_argument("--results", default=str(ROOT / "RESULTS.md"), help="Markdown to write (default: RESULTS.md)")
+    p.add_argument("--docs", default=str(ROOT / "docs" / "results"), help="plot folder (default: docs/results)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="baseline worker processes (default 1: parallel runs distort the timings)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N Kodak images")
+    p.add_argument("--sizes", type=float, nargs="*", default=[0.4, 2, 8, 24], help="bench size sweep (MP)")
+    p.add_argument("--repeats", type=int, default=5, help="bench repeats (default 5)")
+    p.add_argument("--skip-eval", action="store_true", help="reuse out/eval/results.json")
+    p.add_argument("--skip-bench", action="store_true", help="reuse out/bench/bench.json")
+    p.add_argument("--from-json", action="store_true", help="only rewrite the Markdown from existing JSON")
+    args = p.parse_args(argv)
+    import json
+
+    from . import bench, evaluate
+
+    out, docs = Path(args.out), Path(args.docs)
+    docs.mkdir(parents=True, exist_ok=True)
+    eval_dir, bench_dir = out / "eval", out / "bench"
+    eval_note = ""
+    if not (args.skip_eval or args.from_json):
+        if Path(args.kodak).is_dir():
+            ep = argparse.ArgumentParser()
+            evaluate.add_arguments(ep)
+            eargs = [args.kodak, "--out", str(eval_dir), "--jobs", str(args.jobs), "--anchors"]
+            if args.limit:
+                eargs += ["--limit", str(args.limit)]
+            if evaluate.run(ep.parse_args(eargs)) != 0:
+                return 1
+        else:
+            eval_note = f"Kodak not found at `{args.kodak}`: evaluation skipped."
+            print(eval_note, file=sys.stderr)
+    if not (args.skip_bench or args.from_json):
+        bp = argparse.ArgumentParser()
+        bench.add_arguments(bp)
+        bargs = ["--out", str(bench_dir), "--repeats", str(args.repeats), "--sizes", *map(str, args.sizes)]
+        if bench.run(bp.parse_args(bargs)) != 0:
+            return 1
+    ev_file = eval_dir / "results.json"
+    ev = json.loads(ev_file.read_text()) if ev_file.exists() and not eval_note else None
+    be = json.loads((bench_dir / "bench.json").read_text()) if (bench_dir / "bench.json").exists() else None
+    _copy_plots(ev, docs)
+    if (bench_dir / "bench_sizes.png").exists():
+        shutil.copy2(bench_dir / "bench_sizes.png", docs / "bench_sizes.png")
+    runs = read_training_logs(ROOT / "runs")
+    root = Path(args.results).resolve().parent
+    Path(args.results).write_text(results_md(ev, be, runs, docs.resolve(), root, eval_note))
+    print(f"wrote {args.results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,412 @@
+"""Slimmable layers (Yang et al., "Slimmable Compressive Autoencoders", CVPR 2021).
+
+A slimmable layer owns its weights at full width and, at a narrower width, uses only the
+leading block: ``W[:c_out, :c_in]`` and ``bias[:c_out]`` for a convolution (PyTorch layout
+``[out, in, kh, kw]``), ``W[:c_in, :c_out]`` for a transposed convolution (layout
+``[in, out, kh, kw]``). Sub-networks are therefore nested (width 48 lies inside 72, inside
+96, ...) and every convolution weight is shared by all widths. See ``design/slimcae.md``.
+
+The width API is explicit and stateless:
+
+* :class:`SlimConv2d` / :class:`SlimConvTranspose2d` ``forward(x, c_out=None)``: ``c_in`` is
+  read from ``x`` (so a layer fed by the 3-channel image is automatically not slimmed on its
+  input side) and ``c_out`` is passed by the caller (``None`` = full, which is how an
+  image-producing last layer keeps its 3 outputs).
+* Normalizations (:class:`SwitchableGDN`, :class:`SlimGDNPlus`) pick their width from the
+  channel count of their input; every width of one layer must have a distinct count.
+* :class:`SlimSequential` runs a list of such modules with a *plan*: one ``c_out`` per
+  convolution, in order.
+
+Also here: :class:`SlimIQR` (FasiNet's inverse quantization residual, slimmed),
+:class:`SlimHyperSynthesis` (a slimmable hyper-synthesis with an integer-exact copy for
+coding, using :mod:`slimfast.intmath` on the leading block of the frozen integer weights),
+and :class:`SlimMixin`, the width bookkeeping shared by the slimmable models (width index,
+per-width entropy models, MAC and parameter counts measured from the layers actually run).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from . import intmath
+from .entropy import EntropyBottleneck
+from .layers import GDN, NonNegativeParameterizer, _tconv_pad
+
+GDN_KINDS = ("switchable", "slim+")
+
+
+# -- convolutions --------------------------------------------------------------------------------
+def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+class SlimConv2d(nn.Conv2d):
+    """Convolution with symmetric "same" zero padding that can run on its leading weight block.
+
+    ``forward(x, c_out)`` uses ``weight[:c_out, :x.shape[1]]`` and ``bias[:c_out]``.
+    """
+
+    def __init__(self, cin: int, cout: int, kernel: int | tuple[int, int], stride: int | tuple[int, int] = 1,
+                 bias: bool = True, padding: int | tuple[int, int] | None = None):
+        kh, kw = _pair(kernel)
+        if padding is None:
+            padding = ((kh - 1) // 2, (kw - 1) // 2)
+        super().__init__(cin, cout, (kh, kw), stride=stride, padding=padding, bias=bias)
+
+    def forward(self, x: torch.Tensor, c_out: int | None = None) -> torch.Tensor:
+        cin = x.shape[1]
+        cout = self.out_channels if c_out is None else int(c_out)
+        if not (0 < cin <= self.in_channels and 0 < cout <= self.out_channels):
+            raise ValueError(f"SlimConv2d({self.in_channels}->{self.out_channels}) asked for {cin}->{cout}")
+        w = self.weight if (cin, cout) == (self.in_channels, self.out_channels) else self.weight[:cout, :cin]
+        b = None if self.bias is None else self.bias[:cout]
+        return F.conv2d(x, w, b, self.stride, self.padding)
+
+
+class SlimConvTranspose2d(nn.ConvTranspose2d):
+    """Transposed convolution whose output is exactly ``stride`` times its input, slimmable.
+
+    ``forward(x, c_out)`` uses ``weight[:x.shape[1], :c_out]`` (PyTorch layout ``[in, out, ...]``).
+    """
+
+    def __init__(self, cin: int, cout: int, kernel: int | tuple[int, int], stride: int | tuple[int, int] = 1,
+                 bias: bool = True):
+        kh, kw = _pair(kernel)
+        sh, sw = _pair(stride)
+        ph, oph = _tconv_pad(kh, sh)
+        pw, opw = _tconv_pad(kw, sw)
+        super().__init__(cin, cout, (kh, kw), stride=(sh, sw), padding=(ph, pw), output_padding=(oph, opw), bias=bias)
+
+    def forward(self, x: torch.Tensor, c_out: int | None = None) -> torch.Tensor:
+        cin = x.shape[1]
+        cout = self.out_channels if c_out is None else int(c_out)
+        if not (0 < cin <= self.in_channels and 0 < cout <= self.out_channels):
+            raise ValueError(f"SlimConvTranspose2d({self.in_channels}->{self.out_channels}) asked for {cin}->{cout}")
+        w = self.weight if (cin, cout) == (self.in_channels, self.out_channels) else self.weight[:cin, :cout]
+        b = None if self.bias is None else self.bias[:cout]
+        return F.conv_transpose2d(x, w, b, self.stride, self.padding, self.output_padding)
+
+
+SLIM_CONVS = (SlimConv2d, SlimConvTranspose2d)
+
+
+# -- normalizations ------------------------------------------------------------------------------
+def _channel_index(channels) -> tuple[tuple[int, ...], dict[int, int]]:
+    channels = tuple(int(c) for c in channels)
+    if len(set(channels)) != len(channels):
+        raise ValueError(f"the widths of one layer must have distinct channel counts, got {channels}")
+    if list(channels) != sorted(channels, reverse=True):
+        raise ValueError(f"channel counts must be listed widest first, got {channels}")
+    return channels, {c: i for i, c in enumerate(channels)}
+
+
+class SwitchableGDN(nn.Module):
+    """One ordinary GDN (or IGDN) per width: the released SlimCAE's only width-specific parameters."""
+
+    def __init__(self, channels, inverse: bool = False):
+        super().__init__()
+        self.channels, self.index = _channel_index(channels)
+        self.inverse = bool(inverse)
+        self.gdns = nn.ModuleList(GDN(c, inverse=inverse) for c in self.channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            return self.gdns[self.index[x.shape[1]]](x)
+        except KeyError:
+            raise ValueError(f"SwitchableGDN has widths {self.channels}, got {x.shape[1]} channels") from None
+
+
+class SlimGDNPlus(nn.Module):
+    """SlimGDN+: one shared ``beta[C]``, ``gamma[C x C]`` plus four non-negative scalars per width.
+
+    At width index ``i`` with ``c`` channels::
+
+        gamma' = gamma_scale[i] * gamma[:c, :c] + gamma_bias[i]
+        beta'  = max(beta_scale[i] * beta[:c] + beta_bias[i], beta_min)
+
+    ``beta`` and ``gamma`` use :class:`~slimfast.layers.GDN`'s reparametrization; the
+    scalars are kept non-negative the same way (scales start at 1, biases at 0).
+    """
+
+    def __init__(self, channels, inverse: bool = False, beta_min: float = 1e-6, gamma_init: float = 0.1):
+        super().__init__()
+        self.channels, self.index = _channel_index(channels)
+        self.inverse = bool(inverse)
+        self.beta_min = float(beta_min)
+        full, n = self.channels[0], len(self.channels)
+        self.beta_reparam = NonNegativeParameterizer(minimum=beta_min)
+        self.gamma_reparam = NonNegativeParameterizer()
+        self.scalar_reparam = NonNegativeParameterizer()
+        self.beta = nn.Parameter(self.beta_reparam.init(torch.ones(full)))
+        self.gamma = nn.Parameter(self.gamma_reparam.init(gamma_init * torch.eye(full)))
+        self.gamma_scale = nn.Parameter(self.scalar_reparam.init(torch.ones(n)))
+        self.gamma_bias = nn.Parameter(self.scalar_reparam.init(torch.zeros(n)))
+        self.beta_scale = nn.Parameter(self.scalar_reparam.init(torch.ones(n)))
+        self.beta_bias = nn.Parameter(self.scalar_reparam.init(torch.zeros(n)))
+
+    def effective_params(self, c: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if c not in self.index:
+            raise ValueError(f"SlimGDNPlus has widths {self.channels}, got {c} channels")
+        i = self.index[c]
+        nn_ = self.scalar_reparam
+        beta = nn_(self.beta_scale)[i] * self.beta_reparam(self.beta)[:c] + nn_(self.beta_bias)[i]
+        beta = beta + (torch.clamp(beta, min=self.beta_min) - beta).detach()
+        gamma = nn_(self.gamma_scale)[i] * self.gamma_reparam(self.gamma)[:c, :c] + nn_(self.gamma_bias)[i]
+        return beta, gamma
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        beta, gamma = self.effective_params(x.shape[1])
+        norm = torch.sqrt(F.conv2d(x * x, gamma[:, :, None, None], beta))
+        return x * norm if self.inverse else x / norm
+
+
+def make_gdn(kind: str, channels, inverse: bool = False) -> nn.Module:
+    """``kind`` is ``"switchable"`` (one GDN per width) or ``"slim+"`` (shared, SlimGDN+)."""
+    if kind == "switchable":
+        return SwitchableGDN(channels, inverse=inverse)
+    if kind == "slim+":
+        return SlimGDNPlus(channels, inverse=inverse)
+    raise ValueError(f"unknown gdn kind {kind!r}; choose one of {', '.join(GDN_KINDS)}")
+
+
+# -- containers ----------------------------------------------------------------------------------
+class SlimSequential(nn.ModuleList):
+    """Runs its modules in order; ``plan`` gives ``c_out`` for each slim convolution in turn."""
+
+    def forward(self, x: torch.Tensor, plan) -> torch.Tensor:
+        plan = list(plan)
+        n_conv = sum(isinstance(m, SLIM_CONVS) for m in self)
+        if len(plan) != n_conv:
+            raise ValueError(f"plan has {len(plan)} entries for {n_conv} convolutions")
+        it = iter(plan)
+        for m in self:
+            x = m(x, next(it)) if isinstance(m, SLIM_CONVS) else m(x)
+        return x
+
+
+class SlimIQR(nn.Module):
+    """FasiNet's inverse quantization residual, slimmable: at ``c`` channels it uses c/4 and c/2.
+
+    ``y_hat - 0.5 * tanh(conv1x1(relu(conv1x7(relu(conv7x1(y_hat))))))``; the last
+    convolution starts at zero so the module starts as the identity.
+    """
+
+    def __init__(self, channels: int = 192):
+        super().__init__()
+        c = int(channels)
+        self.channels = c
+        self.conv1 = SlimConv2d(c, c // 4, (7, 1))
+        self.conv2 = SlimConv2d(c // 4, c // 2, (1, 7))
+        self.conv3 = SlimConv2d(c // 2, c, 1)
+        nn.init.zeros_(self.conv3.weight)
+        nn.init.zeros_(self.conv3.bias)
+
+    def residual(self, y_hat: torch.Tensor) -> torch.Tensor:
+        c = y_hat.shape[1]
+        if c % 4:
+            raise ValueError(f"SlimIQR needs a channel count divisible by 4, got {c}")
+        h = F.relu(self.conv1(y_hat, c // 4))
+        h = F.relu(self.conv2(h, c // 2))
+        return 0.5 * torch.tanh(self.conv3(h, c))
+
+    def forward(self, y_hat: torch.Tensor) -> torch.Tensor:
+        return y_hat - self.residual(y_hat)
+
+
+class SlimHyperSynthesis(SlimSequential):
+    """A slimmable hyper-synthesis with an integer-exact copy for coding.
+
+    Allowed members: :class:`SlimConvTranspose2d` (any stride), :class:`SlimConv2d` with a
+    1x1 kernel and stride 1, and ``nn.ReLU``. The float path (``forward(x, plan)``) trains;
+    :meth:`freeze_integer` quantizes each layer's *full-width* weights once (per output
+    channel, :func:`slimfast.intmath.quantize_weight`) into ``int_*`` buffers, and
+    :meth:`forward_integer` runs any width on the leading block of those integer weights
+    (``w_int[:c_in, :c_out]`` for a transposed convolution, ``[:c_out, :c_in]`` otherwise,
+    scales and biases ``[:c_out]``). Every intermediate is an integer, so the entropy
+    parameters are bit-identical on every IEEE-754 machine, for every width.
+
+    Quantizing once at full width (rather than once per width) keeps a single copy in the
+    weights file; the per-channel scale is then set by the full row, which costs narrow widths
+    well under a bit of the 12-bit weight precision.
+    """
+
+    def __init__(self, modules):
+        super().__init__(modules)
+        self._int_layers = []
+        for m in self:
+            if isinstance(m, SlimConv2d):
+                if m.kernel_size != (1, 1) or m.stride != (1, 1):
+                    raise ValueError("SlimHyperSynthesis: only 1x1 stride-1 convolutions have an integer path")
+            elif not isinstance(m, (SlimConvTranspose2d, nn.ReLU)):
+                raise ValueError(f"SlimHyperSynthesis: unsupported module {type(m).__name__}")
+            if isinstance(m, SLIM_CONVS):
+                if m.bias is None:
+                    raise ValueError("SlimHyperSynthesis: layers need a bias")
+                i = len(self._int_layers)
+                self._int_layers.append(m)
+                for kind, dtype in (("w", torch.int16), ("s", torch.float64), ("b", torch.float64)):
+                    self.register_buffer(f"int_{kind}{i}", torch.zeros(0, dtype=dtype))
+
+    @property
+    def frozen(self) -> bool:
+        return self.int_w0.numel() > 0
+
+    @torch.no_grad()
+    def freeze_integer(self) -> None:
+        for i, layer in enumerate(self._int_layers):
+            out_axis = 1 if isinstance(layer, nn.ConvTranspose2d) else 0
+            w_int, scale = intmath.quantize_weight(layer.weight.detach().cpu().double().numpy(), out_axis)
+            bias_q = layer.bias.detach().cpu().double().numpy() * (1 << intmath.ACT_FRAC)
+            setattr(self, f"int_w{i}", torch.from_numpy(w_int))
+            setattr(self, f"int_s{i}", torch.from_numpy(scale))
+            setattr(self, f"int_b{i}", torch.from_numpy(np.rint(bias_q)))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for name, _ in list(self.named_buffers(recurse=False)):
+            if prefix + name in state_dict:
+                setattr(self, name, torch.empty_like(state_dict[prefix + name]))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def forward_integer(self, a: np.ndarray, plan) -> np.ndarray:
+        """Fixed-point ``[c_in, h, w]`` in (see :mod:`slimfast.intmath`), fixed-point out."""
+        if not self.frozen:
+            raise RuntimeError("SlimHyperSynthesis: call update() before coding")
+        plan = list(plan)
+        if len(plan) != len(self._int_layers):
+            raise ValueError(f"plan has {len(plan)} entries for {len(self._int_layers)} convolutions")
+        i = 0
+        for m in self:
+            if isinstance(m, nn.ReLU):
+                a = intmath.relu(a)
+                continue
+            cin = a.shape[0]
+            cout = m.out_channels if plan[i] is None else int(plan[i])
+            w = getattr(self, f"int_w{i}").cpu().numpy()
+            s = getattr(self, f"int_s{i}").cpu().numpy()[:cout]
+            b = getattr(self, f"int_b{i}").cpu().numpy()[:cout]
+            if isinstance(m, SlimConvTranspose2d):
+                a = intmath.conv_transpose(a, w[:cin, :cout], s, b, m.stride, m.padding, m.output_padding)
+            else:
+                a = intmath.conv1x1(a, w[:cout, :cin], s, b)
+            i += 1
+        return a
+
+
+# -- model-side bookkeeping ----------------------------------------------------------------------
+def check_widths(widths, full: int) -> tuple[int, ...]:
+    widths = tuple(int(w) for w in widths)
+    if not widths or list(widths) != sorted(set(widths), reverse=True):
+        raise ValueError(f"widths must be distinct and listed widest first, got {widths}")
+    if widths[0] != full:
+        raise ValueError(f"the widest width must equal the full channel count {full}, got {widths[0]}")
+    return widths
+
+
+def scaled(width: int, full: int, channels: int) -> int:
+    """Channels of a layer that has ``channels`` at full width, at latent width ``width``."""
+    c = width * channels / full
+    if c != int(c) or c < 1:
+        raise ValueError(f"width {width} does not scale {channels} channels (of {full}) to an integer")
+    return int(c)
+
+
+class SlimMixin:
+    """Width bookkeeping for a slimmable :class:`~slimfast.models.base.CompressionModel`.
+
+    The model provides ``widths``, ``check_width`` (from CompressionModel) and a
+    ``forward(x, width)``. Top-level children named in ``encode_parts`` / ``decode_parts``
+    define what :meth:`macs_per_pixel` counts for ``part="encode"`` / ``"decode"``.
+    """
+
+    encode_parts: tuple[str, ...] = ("g_a",)
+    decode_parts: tuple[str, ...] = ("g_s",)
+
+    def width_index(self, width: int | None) -> int:
+        return self.widths.index(self.check_width(width))
+
+    @torch.no_grad()
+    def _measure(self, width: int | None) -> tuple[dict[str, float], dict[str, int], int]:
+        """Run one forward at ``width`` on a small input and count from the layers actually run.
+
+        Returns (MACs per input pixel by top-level part, parameters used by part, pixels).
+        MACs: a convolution costs ``out_pixels * c_in * c_out * kh * kw``, a transposed one
+        ``in_pixels * c_in * c_out * kh * kw``, a GDN ``pixels * c^2``. Entropy models cost 0.
+        """
+        width = self.check_width(width)
+        side = 2 * self.pad_multiple
+        part_of = {}
+        for name, m in self.named_modules():
+            if name:
+                part_of[id(m)] = name.split(".")[0]
+        macs: dict[str, float] = defaultdict(float)
+        params: dict[int, tuple[str, int]] = {}
+
+        def hook(mod, inputs, output):
+            x = inputs[0]
+            part = part_of.get(id(mod), "?")
+            if isinstance(mod, nn.ConvTranspose2d):
+                kh, kw = mod.kernel_size
+                cin, cout = x.shape[1], output.shape[1]
+                macs[part] += x.shape[2] * x.shape[3] * cin * cout * kh * kw
+                params[id(mod)] = (part, cin * cout * kh * kw + (cout if mod.bias is not None else 0))
+            elif isinstance(mod, nn.Conv2d):
+                kh, kw = mod.kernel_size
+                cin, cout = x.shape[1], output.shape[1]
+                macs[part] += output.shape[2] * output.shape[3] * cin // mod.groups * cout * kh * kw
+                params[id(mod)] = (part, cin // mod.groups * cout * kh * kw + (cout if mod.bias is not None else 0))
+            elif isinstance(mod, (GDN, SlimGDNPlus)):
+                c = x.shape[1]
+                macs[part] += x.shape[2] * x.shape[3] * c * c
+                params[id(mod)] = (part, c * c + c + (4 if isinstance(mod, SlimGDNPlus) else 0))
+            elif isinstance(mod, EntropyBottleneck):
+                params[id(mod)] = (part, sum(p.numel() for p in mod.parameters()))
+
+        handles = [m.register_forward_hook(hook) for m in self.modules()
+                   if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, GDN, SlimGDNPlus, EntropyBottleneck))]
+        was = self.training
+        try:
+            self.eval()
+            p = next(self.parameters())
+            self(torch.zeros(1, 3, side, side, dtype=p.dtype, device=p.device), width=width)
+        finally:
+            self.train(was)
+            for h in handles:
+                h.remove()
+        by_part: dict[str, int] = defaultdict(int)
+        for part, n in params.values():
+            by_part[part] += n
+        return dict(macs), dict(by_part), side * side
+
+    def macs_breakdown(self, width: int | None = None) -> dict[str, float]:
+        """MACs per pixel of each top-level part (``g_a``, ``h_a``, ``h_s_*``, ``iqr``, ``g_s``)."""
+        macs, _, n = self._measure(width)
+        return {k: v / n for k, v in macs.items()}
+
+    def macs_per_pixel(self, width: int | None = None, part: str = "total") -> float:
+        """Multiply-accumulates per image pixel at ``width``, counted from the layers run.
+
+        ``part``: ``"total"`` (every transform once: the design's "encoder+decoder" figure),
+        ``"encode"`` (``encode_parts``) or ``"decode"`` (``decode_parts``). Entropy coding and
+        elementwise operations are not counted.
+        """
+        b = self.macs_breakdown(width)
+        if part == "total":
+            return float(sum(b.values()))
+        names = {"encode": self.encode_parts, "decode": self.decode_parts}.get(part)
+        if names is None:
+            raise ValueError("part must be 'total', 'encode' or 'decode'")
+        return float(sum(b.get(k, 0.0) for k in names))
+
+    def num_parameters(self, width: int | None = None, entropy: bool = True) -> int:
+        """Parameters used at ``width`` (the leading blocks, the width's own GDNs and entropy model).
+
+        ``entropy=False`` counts only the transforms (the design's "encoder+decoder" figure).
+        """
+        _, by_part, _ = self._measure(width)
+        return int(sum(n for k, n in by_part.items() if entropy or k not in self.entropy_parts))
+
+    entropy_parts: tuple[str, ...] = ("entropy", "z_entropy")

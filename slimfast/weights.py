@@ -1,0 +1,65 @@
+"""Model weights on disk: safetensors only (never pickle), with the model's identity inside.
+
+A weights file holds the state dict plus string metadata: ``architecture``, ``config`` (JSON),
+``name`` and ``version``. Floating-point parameters may be stored as fp16; integer tables and
+the integer hyper-synthesis keep their exact dtypes. :func:`file_digest` is the SHA-256 that
+containers carry so a file is never decoded with other weights.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+from .models import CompressionModel, build
+
+# Buffers that coding relies on bit-exactly keep their dtype whatever ``half`` says.
+_EXACT_SUFFIXES = ("freqs", "lengths", "offsets", "_medians", "scale_table")
+
+
+def _is_exact(name: str, t: torch.Tensor) -> bool:
+    leaf = name.rsplit(".", 1)[-1]
+    return not t.is_floating_point() or leaf.endswith(_EXACT_SUFFIXES) or leaf.startswith("int_")
+
+
+def save_model(model: CompressionModel, path: str | Path, name: str = "", version: str = "1",
+               half: bool = True) -> None:
+    from safetensors.torch import save_file
+
+    state = {}
+    for k, v in model.state_dict().items():
+        v = v.detach().cpu().contiguous()
+        if half and v.dtype == torch.float32 and not _is_exact(k, v):
+            v = v.half()
+        state[k] = v
+    meta = {"architecture": model.architecture, "config": json.dumps(model.config, sort_keys=True),
+            "name": name, "version": str(version), "format": "slimfast-weights-1"}
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    save_file(state, str(tmp), metadata=meta)
+    tmp.replace(path)
+
+
+def read_metadata(path: str | Path) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
+def load_model(path: str | Path) -> CompressionModel:
+    """Build the architecture named in the file and load its weights (as float32) for eval."""
+    from safetensors.torch import load_file
+
+    meta = read_metadata(path)
+    model = build(meta["architecture"], json.loads(meta.get("config", "{}")))
+    state = load_file(str(path))
+    state = {k: (v.float() if v.dtype == torch.float16 else v) for k, v in state.items()}
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def file_digest(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

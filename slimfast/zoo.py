@@ -1,0 +1,116 @@
+"""Registry of named pretrained models: weights plus model cards.
+
+Each bundled model is two files in ``slimfast/weights/``: ``NAME.safetensors`` and its model
+card ``NAME.json`` (family, architecture, version, SHA-256 of the weights, training data,
+steps, lambda, and Kodak rate-distortion points measured from real files). A shipped
+``(name, version)`` never changes: the card pins the weights' SHA-256 and loading refuses a
+file that does not match. Extra folders with the same layout can be listed in the
+environment variable ``SLIMFAST_MODEL_PATH`` (``os.pathsep``-separated).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import SlimfastError
+
+BUNDLED_DIR = Path(__file__).resolve().parent / "weights"
+
+
+@dataclass
+class ModelInfo:
+    name: str
+    family: str
+    architecture: str
+    version: str
+    default: bool
+    widths: list[int] | None
+    params: int
+    train_steps: int
+    points: list[dict] = field(default_factory=list)
+    sha256: str = ""
+    card: dict = field(default_factory=dict, repr=False)
+    path: Path | None = field(default=None, repr=False)
+
+    def public(self) -> dict:
+        d = asdict(self)
+        d.pop("card")
+        d.pop("path")
+        return d
+
+    @property
+    def rank_key(self) -> float:
+        """Orders the rate points of a family from the smallest files to the largest."""
+        if self.card.get("lambda") is not None:
+            return float(self.card["lambda"])
+        bpps = [p["bpp"] for p in self.points if p.get("bpp") is not None]
+        return min(bpps) if bpps else 0.0
+
+
+def _search_dirs() -> list[Path]:
+    dirs = [BUNDLED_DIR]
+    extra = os.environ.get("SLIMFAST_MODEL_PATH", "")
+    dirs += [Path(p) for p in extra.split(os.pathsep) if p]
+    return dirs
+
+
+def _info_from_card(card_path: Path) -> ModelInfo:
+    card = json.loads(card_path.read_text())
+    widths = card.get("widths")
+    return ModelInfo(
+        name=card["name"], family=card["family"], architecture=card["architecture"],
+        version=str(card["version"]), default=bool(card.get("default", False)),
+        widths=list(widths) if widths else None, params=int(card.get("params", 0)),
+        train_steps=int(card.get("train_steps", 0)), points=list(card.get("points", [])),
+        sha256=card.get("sha256", ""), card=card, path=card_path.with_suffix(".safetensors"),
+    )
+
+
+def list_models() -> list[ModelInfo]:
+    """Every model found, bundled ones first, each name once (the first found wins)."""
+    seen: dict[str, ModelInfo] = {}
+    for d in _search_dirs():
+        if not d.is_dir():
+            continue
+        for card_path in sorted(d.glob("*.json")):
+            try:
+                info = _info_from_card(card_path)
+            except (ValueError, KeyError):
+                continue
+            if info.name not in seen and info.path.exists():
+                seen[info.name] = info
+    return list(seen.values())
+
+
+def get(name: str | None = None) -> ModelInfo:
+    models = list_models()
+    if not models:
+        raise SlimfastError("no models installed: the package's slimfast/weights folder is empty")
+    if name is None:
+        defaults = [m for m in models if m.default] or models
+        return defaults[0]
+    for m in models:
+        if m.name == name:
+            return m
+    raise SlimfastError(f"unknown model {name!r}; available: {', '.join(m.name for m in models)}")
+
+
+def family_members(info: ModelInfo) -> list[ModelInfo]:
+    """The rate points of ``info``'s family, smallest files first."""
+    return sorted((m for m in list_models() if m.family == info.family), key=lambda m: m.rank_key)
+
+
+def find_by_id(name: str, version: str, weights_id: bytes) -> ModelInfo:
+    """The installed model a file was made with, or a one-line error naming what it needs."""
+    hexid = weights_id.hex()
+    for m in list_models():
+        if m.name == name and m.version == version and m.sha256.startswith(hexid):
+            return m
+    have = [m for m in list_models() if m.name == name]
+    if have:
+        m = have[0]
+        raise SlimfastError(f"file needs model {name!r} weights version {version} (sha256 {hexid}...); "
+                            f"this installation has version {m.version} (sha256 {m.sha256[:16]}...)")
+    raise SlimfastError(f"file needs model {name!r} weights version {version}, which is not installed")

@@ -1,0 +1,172 @@
+"""The command line: outputs, and every user mistake as one line + non-zero exit."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from slimfast.cli import main
+
+
+def run_cli(*args, stdin: bytes | None = None, env_extra=None):
+    env = dict(os.environ)
+    env.update(env_extra or {})
+    p = subprocess.run([sys.executable, "-m", "slimfast", *map(str, args)], input=stdin,
+                       capture_output=True, env=env, timeout=300)
+    return p.returncode, p.stdout, p.stderr.decode()
+
+
+def assert_clean_error(rc, err, needle):
+    assert rc != 0
+    assert "Traceback" not in err
+    lines = [l for l in err.strip().splitlines() if l]
+    assert len(lines) == 1, err
+    assert needle in lines[0], err
+
+
+@pytest.fixture
+def png(tmp_path, small_rgb) -> Path:
+    p = tmp_path / "in.png"
+    Image.fromarray(small_rgb).save(p)
+    return p
+
+
+def test_compress_decompress_info(model_dir, png, tmp_path, capsys):
+    sfi = tmp_path / "x.sfi"
+    assert main(["compress", str(png), str(sfi), "-m", "test-h", "--threads", "1"]) == 0
+    assert main(["info", str(sfi), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["model"] == "test-h" and info["bytes"] == sfi.stat().st_size
+    assert info["bpp"] == pytest.approx(sfi.stat().st_size * 8 / (56 * 40), abs=1e-5)
+    for ext in ("png", "webp", "jpg", "tiff", "bmp"):
+        out = tmp_path / f"y.{ext}"
+        assert main(["decompress", str(sfi), str(out)]) == 0
+        assert Image.open(out).size == (56, 40)
+
+
+def test_several_inputs_into_a_folder(model_dir, png, tmp_path):
+    second = tmp_path / "second.jpg"
+    Image.open(png).save(second)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main(["compress", str(png), str(second), str(out), "-m", "test-l", "--quiet"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["in.sfi", "second.sfi"]
+
+
+def test_stdin_to_stdout(model_dir, png):
+    rc, out, err = run_cli("compress", "-", "-", "-m", "test-l", stdin=png.read_bytes())
+    assert rc == 0 and out[:4] == b"\x89SFI"
+    rc, out2, err = run_cli("decompress", "-", "-", stdin=out)
+    assert rc == 0 and out2[:4] == b"\x89PNG"
+
+
+def test_existing_output_needs_force_and_is_kept(model_dir, png, tmp_path):
+    sfi = tmp_path / "x.sfi"
+    sfi.write_bytes(b"precious")
+    rc, _, err = run_cli("compress", png, sfi, "-m", "test-l")
+    assert_clean_error(rc, err, "exists")
+    assert sfi.read_bytes() == b"precious"
+    rc, _, err = run_cli("compress", png, sfi, "-m", "test-l", "--force")
+    assert rc == 0 and sfi.read_bytes()[:4] == b"\x89SFI"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("case", ["missing", "not_image", "empty", "directory", "no_outdir", "same_file",
+                                  "width_not_slim", "unknown_model", "bad_quality"])
+def test_compress_errors(model_dir, png, tmp_path, case):
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"this is not an image at all")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    before = png.read_bytes()
+    args, needle = {
+        "missing": ([tmp_path / "nope.png", tmp_path / "o.sfi"], "no such file"),
+        "not_image": ([junk, tmp_path / "o.sfi"], "not an image"),
+        "empty": ([empty, tmp_path / "o.sfi"], "empty"),
+        "directory": ([tmp_path, tmp_path / "o.sfi"], "directory"),
+        "no_outdir": ([png, tmp_path / "nodir" / "o.sfi"], "does not exist"),
+        "same_file": ([png, png, "--force"], "input"),
+        "width_not_slim": ([png, tmp_path / "o.sfi", "-m", "test-l", "--width", "96"], "slimmable"),
+        "unknown_model": ([png, tmp_path / "o.sfi", "-m", "nonesuch"], "unknown model"),
+        "bad_quality": ([png, tmp_path / "o.sfi", "-m", "test-l", "-q", "5"], "quality"),
+    }[case]
+    rc, _, err = run_cli("compress", *args)
+    assert_clean_error(rc, err, needle)
+    assert png.read_bytes() == before
+    assert not (tmp_path / "o.sfi").exists()
+
+
+def test_zero_pixel_image_is_rejected(model_dir, tmp_path):
+    # A PNG cannot hold 0 pixels; a valid-looking TIFF header claiming 0x0 must still fail cleanly.
+    p = tmp_path / "zero.ppm"
+    p.write_bytes(b"P6\n0 0\n255\n")
+    rc, _, err = run_cli("compress", p, tmp_path / "o.sfi", "-m", "test-l")
+    assert rc != 0 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("case", ["truncated", "crc", "magic", "version", "unknown_model", "huge", "bad_ext"])
+def test_decompress_errors(model_dir, png, tmp_path, case):
+    import struct
+    import zlib
+
+    sfi = tmp_path / "x.sfi"
+    assert main(["compress", str(png), str(sfi), "-m", "test-l", "--quiet"]) == 0
+    data = sfi.read_bytes()
+    fix = lambda d: d[:-4] + struct.pack("<I", zlib.crc32(d[:-4]) & 0xFFFFFFFF)  # noqa: E731
+    from slimfast import container
+
+    hdr = container.unpack(data)
+    hdr.model = "gone-model"
+    out = tmp_path / "y.png"
+    bad, needle = {
+        "truncated": (data[:-10], "truncated"),
+        "crc": (data[:-5] + bytes([data[-5] ^ 1]) + data[-4:], "CRC"),
+        "magic": (b"GIF8" + data[4:], "magic"),
+        "version": (fix(data[:4] + b"\x02" + data[5:]), "version"),
+        "unknown_model": (container.pack(hdr), "gone-model"),
+        "huge": (fix(data[:24] + struct.pack("<II", 100000, 5) + data[32:]), "limit"),
+        "bad_ext": (data, "format"),
+    }[case]
+    sfi.write_bytes(bad)
+    if case == "bad_ext":
+        out = tmp_path / "y.unknownext"
+    rc, _, err = run_cli("decompress", sfi, out)
+    assert_clean_error(rc, err, needle)
+    assert not out.exists()
+
+
+def test_alpha_to_jpeg_is_refused_not_dropped(model_dir, tmp_path, small_rgb):
+    p = tmp_path / "a.png"
+    Image.fromarray(np.dstack([small_rgb, small_rgb[:, :, 0]]), "RGBA").save(p)
+    sfi = tmp_path / "a.sfi"
+    assert main(["compress", str(p), str(sfi), "-m", "test-l", "--quiet"]) == 0
+    rc, _, err = run_cli("decompress", sfi, tmp_path / "a.jpg")
+    assert_clean_error(rc, err, "alpha")
+
+
+def test_models_json_schema(model_dir, capsys):
+    assert main(["models", "--json"]) == 0
+    models = json.loads(capsys.readouterr().out)
+    names = {m["name"] for m in models}
+    assert {"test-l", "test-h"} <= names
+    for m in models:
+        for key in ("name", "family", "architecture", "version", "default", "widths", "params",
+                    "train_steps", "points"):
+            assert key in m
+    assert sum(m["default"] for m in models) >= 1
+
+
+def test_version_and_help():
+    rc, out, _ = run_cli("--version")
+    assert rc == 0 and out.decode().startswith("slimfast ")
+    rc, out, _ = run_cli("compress", "--help")
+    text = out.decode()
+    assert rc == 0 and "--quality" in text and "--width" in text and "--force" in text
+    rc, _, err = run_cli("compress")
+    assert rc == 2 and "Traceback" not in err

@@ -1,0 +1,113 @@
+import numpy as np
+import pytest
+import torch
+
+from slimfast import coder
+from slimfast.entropy import ConditionalEntropyModel, EntropyBottleneck
+from slimfast.errors import SlimfastError
+
+
+def _tables(rng, T=4, L=9):
+    freqs = np.zeros((T, L + 1), np.int32)
+    lengths = rng.integers(1, L + 1, size=T)
+    offsets = rng.integers(-5, 1, size=T)
+    for t in range(T):
+        pmf = np.exp(-np.abs(np.arange(lengths[t]) + offsets[t]))
+        freqs[t, : lengths[t] + 1] = coder.pmf_to_freqs(pmf, 1e-3)
+    return freqs, lengths, offsets
+
+
+def test_pmf_to_freqs_is_a_complete_positive_table():
+    f = coder.pmf_to_freqs(np.array([0.5, 0.5 - 1e-12, 0.0, 1e-30]), 0.0)
+    assert f.sum() == coder.TOTAL and f.min() >= 1 and f.size == 5
+
+
+def test_round_trip_is_exact_for_any_int32_including_escapes():
+    rng = np.random.default_rng(0)
+    freqs, lengths, offsets = _tables(rng)
+    vals = np.round(rng.laplace(scale=3, size=(3, 17, 23))).astype(np.int32)
+    vals[0, 0, 0], vals[1, 2, 3], vals[2, 5, 5] = 2 ** 31 - 1, -(2 ** 31), 100000
+    idx = rng.integers(0, len(lengths), size=vals.shape)
+    data = coder.encode(vals, idx, freqs, lengths, offsets)
+    assert np.array_equal(coder.decode(data, idx, freqs, lengths, offsets), vals)
+
+
+def test_code_length_matches_ideal_estimate():
+    rng = np.random.default_rng(1)
+    freqs, lengths, offsets = _tables(rng, T=3, L=12)
+    idx = rng.integers(0, 3, size=200000)
+    vals = np.empty(idx.size, np.int64)
+    for t in range(3):  # sample from each table's own distribution (no escapes)
+        n = int(lengths[t])
+        p = freqs[t, :n].astype(np.float64)
+        sel = idx == t
+        vals[sel] = rng.choice(n, size=sel.sum(), p=p / p.sum()) + offsets[t]
+    data = coder.encode(vals, idx, freqs, lengths, offsets)
+    est = coder.estimate_bits(vals, idx, freqs, lengths, offsets) / 8
+    assert abs(len(data) - est) / est < 0.005
+
+
+@pytest.mark.parametrize("mutate", ["truncate", "garbage_tail", "count"])
+def test_malformed_streams_raise_the_clear_error(mutate):
+    rng = np.random.default_rng(2)
+    freqs, lengths, offsets = _tables(rng)
+    vals = rng.integers(-3, 3, size=500).astype(np.int32)
+    vals[7] = 999  # one escape
+    idx = rng.integers(0, 4, size=500)
+    data = coder.encode(vals, idx, freqs, lengths, offsets)
+    bad = {"truncate": data[:-3], "garbage_tail": data + b"\x01\x02", "count": b"\xff\xff\xff\x0f" + data[1:]}[mutate]
+    with pytest.raises(SlimfastError):
+        coder.decode(bad, idx, freqs, lengths, offsets)
+
+
+def test_entropy_bottleneck_tables_follow_the_learned_density():
+    torch.manual_seed(0)
+    eb = EntropyBottleneck(4)
+    opt = torch.optim.Adam(eb.parameters(), lr=1e-2)
+    for _ in range(300):  # fit the density to N(0, 2^2) plus the quantile loss
+        y = torch.randn(1, 4, 16, 16) * 2
+        eb.train()
+        _, lik = eb(y)
+        loss = -torch.log2(lik).mean() + eb.aux_loss() * 1e-2
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    eb.eval()
+    eb.update()
+    freqs, lengths, offsets = eb.tables()
+    assert (freqs[np.arange(4), lengths] >= 1).all()  # escape symbol present
+    for c in range(4):
+        assert freqs[c, : lengths[c] + 1].sum() == coder.TOTAL
+    y = torch.randn(1, 4, 32, 32) * 2
+    sym = eb.quantize(y)
+    assert np.array_equal(eb.decompress(eb.compress(sym), sym.shape), sym)
+    # A unit-step quantized N(0, 4) has ~3.05 bits/symbol: the learned model is close to it.
+    assert 3.0 < eb.estimate_bits(sym) / sym.size < 3.3
+
+
+def test_training_forward_uses_noise_for_rate_and_rounding_for_the_decoder():
+    eb = EntropyBottleneck(2).train()
+    y = torch.full((1, 2, 4, 4), 0.3, requires_grad=True)
+    y_hat, lik = eb(y)
+    med = eb.medians().view(1, 2, 1, 1)
+    assert torch.allclose(y_hat, torch.round(y - med) + med)
+    y_hat.sum().backward()
+    assert torch.allclose(y.grad, torch.ones_like(y))  # straight-through
+
+
+@pytest.mark.parametrize("dist", ["logistic", "gaussian"])
+def test_conditional_tables_and_likelihoods(dist):
+    gc = ConditionalEntropyModel(dist)
+    gc.update()
+    freqs, lengths, offsets = gc.tables()
+    assert freqs.shape[0] == 64 and np.all(offsets == -(lengths // 2))
+    assert np.isclose(float(gc.scale_table[0]), 0.11) and np.isclose(float(gc.scale_table[-1]), 256)
+    v = torch.arange(-50, 51, dtype=torch.float32)
+    total = gc.likelihood(v, torch.full_like(v, 3.0)).sum()
+    assert abs(float(total) - 1) < 1e-4
+    idx = gc.scale_index(np.array([0.01, 0.11, 0.1100001, 1.0, 1e6]))
+    assert list(idx[[0, 1, 4]]) == [0, 0, 63] and idx[2] == 1
+    rng = np.random.default_rng(0)
+    sym = rng.integers(-20, 20, size=(1, 8, 9, 9)).astype(np.int32)
+    index = rng.integers(0, 64, size=sym.shape)
+    assert np.array_equal(gc.decompress(gc.compress(sym, index), index), sym)

@@ -1,0 +1,66 @@
+import pytest
+import torch
+
+from slimfast.layers import GDN, IQR, ISD, ISU, tconv
+from slimfast.models import FasiNetH, FasiNetL
+
+
+@pytest.mark.parametrize("cls,expected", [(FasiNetL, 1.33e6), (FasiNetH, 2.2e6)])
+def test_parameter_counts_match_design(cls, expected):
+    n = sum(p.numel() for p in cls().parameters())
+    assert abs(n - expected) / expected < 0.02, n
+
+
+def test_isd_downsamples_4x_per_axis_with_two_1d_layers():
+    isd = ISD(8, 16, k=9)
+    assert isd[0].kernel_size == (9, 1) and isd[0].stride == (4, 1)
+    assert isd[2].kernel_size == (1, 9) and isd[2].stride == (1, 4)
+    assert isd(torch.zeros(1, 8, 64, 48)).shape == (1, 16, 16, 12)
+
+
+def test_isu_mirrors_isd():
+    isu = ISU(16, 8, k=7, mid=4)
+    assert isu[0].kernel_size == (7, 1) and isu[0].stride == (4, 1)
+    assert isu[2].kernel_size == (1, 7) and isu[2].stride == (1, 4)
+    assert isu(torch.zeros(1, 16, 4, 6)).shape == (1, 8, 16, 24)
+
+
+@pytest.mark.parametrize("k,s", [(7, 4), (5, 4), (9, 4), (5, 2)])
+def test_tconv_output_is_exactly_stride_times_input(k, s):
+    assert tconv(2, 3, k, s)(torch.zeros(1, 2, 5, 7)).shape == (1, 3, 5 * s, 7 * s)
+
+
+def test_gdn_matches_its_formula_and_params_stay_non_negative():
+    gdn, igdn = GDN(4), GDN(4, inverse=True)
+    x = torch.randn(2, 4, 5, 5)
+    beta, gamma = gdn.effective_params()
+    norm = torch.sqrt(beta.view(1, 4, 1, 1) + torch.einsum("ij,bjhw->bihw", gamma, x * x))
+    assert torch.allclose(gdn(x), x / norm, atol=1e-6)
+    assert torch.allclose(igdn(x), x * norm, atol=1e-6)
+    with torch.no_grad():
+        gdn.beta.fill_(-5.0)
+        gdn.gamma.fill_(-5.0)
+    beta, gamma = gdn.effective_params()
+    assert (beta > 0).all() and (gamma >= 0).all()
+
+
+def test_iqr_starts_as_identity_and_bounds_its_residual():
+    iqr = IQR(16)
+    y = torch.randn(1, 16, 6, 6)
+    assert torch.equal(iqr(y), y)
+    torch.nn.init.normal_(iqr.conv3.weight, std=10.0)
+    assert (iqr.residual(y).abs() <= 0.5).all()
+    assert iqr.conv1.kernel_size == (7, 1) and iqr.conv2.kernel_size == (1, 7) and iqr.conv3.kernel_size == (1, 1)
+
+
+def test_forward_returns_reconstruction_and_likelihoods():
+    torch.manual_seed(0)
+    for cls in (FasiNetL, FasiNetH):
+        m = cls().train()
+        out = m(torch.rand(2, 3, 128, 64))
+        assert out["x_hat"].shape == (2, 3, 128, 64)
+        for lik in out["likelihoods"].values():
+            assert (lik > 0).all() and (lik <= 1).all()
+        loss = out["x_hat"].mean() + sum(torch.log(l).sum() for l in out["likelihoods"].values())
+        loss.backward()
+        assert m.g_a[0].weight.grad is not None

@@ -1,0 +1,336 @@
+"""Slimmable layers and models (SlimCAE, slimmable FasiNet) and the lambda schedule."""
+from __future__ import annotations
+
+import csv
+import json
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from slimfast import intmath
+from slimfast.layers import GDN
+from slimfast.models import FasiNetH, FasiNetL, build
+from slimfast.slim import SlimConv2d, SlimConvTranspose2d, SlimGDNPlus, SwitchableGDN
+
+torch.set_num_threads(1)
+
+SLIM_ARCHS = ["slimcae", "slimcae-hyper", "slim-fasinet-l", "slim-fasinet-h"]
+HYPER_ARCHS = ["slimcae-hyper", "slim-fasinet-h"]
+
+
+@pytest.fixture(scope="module")
+def models():
+    torch.manual_seed(0)
+    out = {}
+    for arch in SLIM_ARCHS:
+        m = build(arch).eval()
+        m.update()
+        out[arch] = m
+    return out
+
+
+def _image(side: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(1, 3, side // 8, side // 8, generator=g)
+    return (F.interpolate(low, size=(side, side), mode="bilinear", align_corners=False)
+            + 0.05 * torch.rand(1, 3, side, side, generator=g)).clamp(0, 1)
+
+
+# -- layers ----------------------------------------------------------------------------------------
+def test_slim_convs_use_leading_block():
+    torch.manual_seed(0)
+    conv = SlimConv2d(12, 10, 5, stride=2)
+    x = torch.randn(2, 7, 16, 16)
+    ref = F.conv2d(x, conv.weight[:4, :7], conv.bias[:4], stride=2, padding=2)
+    assert torch.equal(conv(x, 4), ref)
+    tconv = SlimConvTranspose2d(12, 10, 5, stride=2)
+    ref = F.conv_transpose2d(x, tconv.weight[:7, :4], tconv.bias[:4], stride=2, padding=2, output_padding=1)
+    out = tconv(x, 4)
+    assert out.shape == (2, 4, 32, 32) and torch.equal(out, ref)
+    with pytest.raises(ValueError):
+        conv(torch.randn(1, 13, 8, 8))
+
+
+def test_gdn_kinds():
+    torch.manual_seed(0)
+    x = torch.randn(1, 6, 5, 5)
+    sw = SwitchableGDN((8, 6, 4))
+    assert torch.equal(sw(x), sw.gdns[1](x))
+    plus = SlimGDNPlus((8, 6, 4))
+    with torch.no_grad():
+        plus.gamma.add_(0.1 * torch.rand_like(plus.gamma))
+        plus.gamma_scale[1] = 1.3
+        plus.beta_bias[1] = 0.4
+    beta = plus.beta_reparam(plus.beta)[:6]
+    gamma = plus.gamma_reparam(plus.gamma)[:6, :6]
+    s = plus.scalar_reparam
+    ref = x / torch.sqrt(F.conv2d(x * x, (s(plus.gamma_scale)[1] * gamma + s(plus.gamma_bias)[1])[:, :, None, None],
+                                  s(plus.beta_scale)[1] * beta + s(plus.beta_bias)[1]))
+    assert torch.allclose(plus(x), ref, atol=1e-6)
+    with pytest.raises(ValueError):
+        plus(torch.randn(1, 5, 2, 2))
+
+
+# -- nested sub-networks -----------------------------------------------------------------------------
+@pytest.mark.parametrize("gdn", ["switchable", "slim+"])
+def test_slimcae_width48_is_the_sliced_network(gdn):
+    torch.manual_seed(0)
+    m = build("slimcae", {"gdn": gdn}).eval()
+    c = 48
+    x = _image(64)
+
+    def norm(layer):
+        if isinstance(layer, SwitchableGDN):
+            return layer.gdns[layer.index[c]]
+        g = GDN(c, inverse=layer.inverse)
+        beta, gamma = layer.effective_params(c)
+        g.effective_params = lambda: (beta, gamma)
+        return g
+
+    def conv(layer, cin, cout):
+        if isinstance(layer, nn.ConvTranspose2d):
+            ref = nn.ConvTranspose2d(cin, cout, layer.kernel_size, layer.stride, layer.padding, layer.output_padding,
+                                     bias=layer.bias is not None)
+            ref.weight.data = layer.weight.data[:cin, :cout].clone()
+        else:
+            ref = nn.Conv2d(cin, cout, layer.kernel_size, layer.stride, layer.padding, bias=layer.bias is not None)
+            ref.weight.data = layer.weight.data[:cout, :cin].clone()
+        if layer.bias is not None:
+            ref.bias.data = layer.bias.data[:cout].clone()
+        return ref
+
+    a = m.g_a
+    enc = nn.Sequential(conv(a[0], 3, c), norm(a[1]), conv(a[2], c, c), norm(a[3]), conv(a[4], c, c), norm(a[5]))
+    s = m.g_s
+    dec = nn.Sequential(norm(s[0]), conv(s[1], c, c), norm(s[2]), conv(s[3], c, c), norm(s[4]), conv(s[5], c, 3))
+    with torch.no_grad():
+        y = m.analysis(x, c)
+        assert y.shape == (1, c, 4, 4)
+        assert torch.allclose(y, enc(x), atol=1e-5)
+        assert torch.allclose(m.synthesis(y, c), dec(y), atol=1e-5)
+        # Weights outside the leading blocks do not matter at width 48.
+        before = m(x, width=c)["x_hat"]
+        for layer in list(a) + list(s):
+            if isinstance(layer, nn.ConvTranspose2d):
+                layer.weight[c:].normal_()
+                if layer.out_channels > 3:
+                    layer.weight[:, c:].normal_()
+            elif isinstance(layer, nn.Conv2d):
+                layer.weight[c:].normal_()
+                if layer.in_channels > 3:
+                    layer.weight[:, c:].normal_()
+        assert torch.equal(m(x, width=c)["x_hat"], before)
+
+
+# -- size and compute ----------------------------------------------------------------------------------
+def test_slimcae_parameters_and_macs_match_design():
+    m = build("slimcae")
+    design = {192: (4.0e6, 47.9e3), 144: (2.3e6, 28.0e3), 96: (1.0e6, 13.4e3), 72: (0.6e6, 8.1e3), 48: (0.27e6, 4.1e3)}
+    for w, (params, macs) in design.items():
+        assert abs(m.num_parameters(w, entropy=False) / params - 1) < 0.03, w
+        assert abs(m.macs_per_pixel(w) / macs - 1) < 0.03, w
+        assert m.macs_per_pixel(w, "encode") + m.macs_per_pixel(w, "decode") == pytest.approx(m.macs_per_pixel(w))
+    # The width's entropy model counts, the others do not.
+    assert m.num_parameters(48) - m.num_parameters(48, entropy=False) == sum(p.numel() for p in m.entropy[4].parameters())
+
+
+def test_slim_fasinet_full_width_is_fasinet():
+    l = build("slim-fasinet-l")
+    assert l.num_parameters(192) == FasiNetL().num_parameters()
+    assert l.macs_per_pixel(192, "encode") == pytest.approx(4122, abs=1)   # design: 4.1 kMAC/px
+    assert l.macs_per_pixel(192, "decode") == pytest.approx(5436, abs=1)   # design: 5.4 kMAC/px
+    h = build("slim-fasinet-h")
+    assert h.num_parameters(192) == sum(p.numel() for p in FasiNetH().parameters())
+    assert h.macs_per_pixel(192, "decode") == pytest.approx(1.9e3, rel=0.03)
+    macs = [l.macs_per_pixel(w) for w in l.widths]
+    assert macs == sorted(macs, reverse=True)
+
+
+# -- coding ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("arch", SLIM_ARCHS)
+def test_exact_symbol_round_trip_at_every_width(models, arch):
+    m = models[arch]
+    x = _image(64 if m.pad_multiple <= 64 else m.pad_multiple, seed=1)
+    for w in m.widths:
+        with torch.no_grad():
+            sym = m.encode_symbols(x, w)
+        strings = m.encode_strings(sym, w)
+        assert len(strings) == m.num_strings
+        deepest = sym[m.shape_key]
+        assert deepest.shape[1] == w
+        dec = m.decode_symbols(strings, tuple(deepest.shape[2:]), w)
+        for k in sym:
+            assert dec[k].dtype == sym[k].dtype and np.array_equal(dec[k], sym[k]), (arch, w, k)
+        bits = 8 * sum(len(s) for s in strings)
+        assert abs(m.estimate_bits(sym, w) - bits) <= 0.05 * bits + 128 * m.num_strings
+        lat = m.compress(x, w)
+        x_hat = m.decompress(lat.strings, lat.shape, w)
+        assert x_hat.shape == x.shape and lat.width == w
+        with torch.no_grad():
+            ref = m.synthesize(sym, w).clamp(0, 1)
+        assert torch.equal(x_hat, ref)
+    with pytest.raises(ValueError):
+        m.compress(x, 100)
+
+
+@pytest.mark.parametrize("arch", HYPER_ARCHS)
+def test_hyper_entropy_parameters_are_bit_exact(models, arch, tmp_path):
+    from slimfast.weights import load_model, save_model
+
+    m = models[arch]
+    x = _image(64, seed=2)
+    path = tmp_path / "w.safetensors"
+    save_model(m, path)                       # floats stored as fp16: a "different machine"
+    other = load_model(path)
+    for w in (m.widths[0], m.widths[-1]):
+        with torch.no_grad():
+            sym = m.encode_symbols(x, w)
+        means, index = m.entropy_parameters(sym["z"], w)
+        assert means.shape == index.shape == sym["y"].shape
+        # Fixed point: every mean is an integer number of 1/2^ACT_FRAC.
+        assert np.array_equal(means * (1 << intmath.ACT_FRAC), np.rint(means * (1 << intmath.ACT_FRAC)))
+        # Same result from the reloaded model (different float weights), under other thread counts.
+        torch.set_num_threads(2)
+        try:
+            m2, i2 = other.entropy_parameters(sym["z"], w)
+        finally:
+            torch.set_num_threads(1)
+        assert np.array_equal(means, m2) and np.array_equal(index, i2)
+        strings = m.encode_strings(sym, w)
+        dec = other.decode_symbols(strings, tuple(sym["z"].shape[2:]), w)
+        assert np.array_equal(dec["y"], sym["y"]) and np.array_equal(dec["z"], sym["z"])
+        # The integer path tracks the float path the model trains with.
+        eb = m.z_entropy[m.widths.index(w)]
+        with torch.no_grad():
+            z_hat = eb.dequantize(sym["z"])
+            f_mean = m.h_s_mean(z_hat, m.hs_plan(w)).double().numpy()
+        assert np.abs(f_mean - means).max() < 0.05
+
+
+def test_hyper_integer_path_uses_the_leading_block(models):
+    m = models["slimcae-hyper"]
+    w = 48
+    branch = m.h_s_scale
+    a = intmath.to_fixed(np.random.default_rng(0).normal(size=(w, 2, 2)))
+    got = branch.forward_integer(a, (w, w, w))
+    ref = a
+    for i, layer in enumerate(l for l in branch if isinstance(l, nn.ConvTranspose2d)):
+        wi = getattr(branch, f"int_w{i}").numpy()[:w, :w]
+        ref = intmath.conv_transpose(ref, wi, getattr(branch, f"int_s{i}").numpy()[:w],
+                                     getattr(branch, f"int_b{i}").numpy()[:w], layer.stride, layer.padding,
+                                     layer.output_padding)
+        if i < 2:
+            ref = intmath.relu(ref)
+    assert np.array_equal(got, ref)
+
+
+def test_update_freezes_every_width(models):
+    for arch, m in models.items():
+        ebs = m.entropy_bottlenecks()
+        assert len(ebs) == len(m.widths) and all(eb.updated for eb in ebs)
+        assert sorted(eb.channels for eb in ebs) == sorted(m.widths)
+
+
+# -- training integration -------------------------------------------------------------------------
+def _write_images(folder, n_train=4, n_val=2, side=48, fraction=0.3):
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    got_t = got_v = 0
+    i = 0
+    while got_t < n_train or got_v < n_val:
+        name = f"img{i}.png"
+        i += 1
+        val = zlib.crc32(name.encode()) % 1000 < fraction * 1000
+        if (val and got_v >= n_val) or (not val and got_t >= n_train):
+            continue
+        got_v += val
+        got_t += not val
+        low = rng.uniform(0, 255, size=(side // 8, side // 8, 3))
+        im = np.kron(low, np.ones((8, 8, 1))) + rng.normal(0, 8, size=(side, side, 3))
+        Image.fromarray(im.clip(0, 255).astype(np.uint8)).save(folder / name)
+    return fraction
+
+
+def test_schedule_tiny_run_writes_its_log(tmp_path, monkeypatch):
+    from slimfast import schedule as sched
+    from slimfast.weights import load_model
+
+    frac = _write_images(tmp_path / "data")
+    cfg = sched.ScheduleConfig(architecture="slimcae", model_config={"C": 16, "widths": [16, 12, 8]},
+                               data=[str(tmp_path / "data")], out=str(tmp_path / "run"), lmbda=0.05,
+                               trial_steps=1, max_tries=3, batch_size=2, patch_size=32, lr=1e-3,
+                               threads=1, val_fraction=frac, progress=False)
+    # Scripted validation (after init, then after each trial) so that the decisions are known:
+    # pair (16, 12): slope 10 -> 8 (accept) -> 9 (rises: stop, roll back);
+    # pair (12, 8): slope 5 -> 4 -> 3 -> 2 (three accepts: max_tries reached).
+    def pts(p):
+        return [dict(width=w, bpp=b, psnr=q) for w, (b, q) in zip((16, 12, 8), p)]
+    script = iter([
+        pts([(1.0, 30.0), (0.5, 25.0), (0.3, 24.0)]),   # init: slopes 10, 5
+        pts([(1.0, 30.0), (0.5, 26.0), (0.3, 24.0)]),   # 8: accept
+        pts([(1.0, 30.0), (0.5, 25.5), (0.3, 24.0)]),   # 9: rollback
+        pts([(1.0, 30.0), (0.5, 26.0), (0.3, 25.2)]),   # pair 2 starts at 4 (rolled back eval): 4 accept
+        pts([(1.0, 30.0), (0.5, 26.0), (0.3, 25.4)]),   # 3 accept
+        pts([(1.0, 30.0), (0.5, 26.0), (0.3, 25.6)]),   # 2 accept
+    ])
+    monkeypatch.setattr(sched.Scheduler, "evaluate", lambda self: next(script))
+    result = sched.schedule(cfg)
+    run = tmp_path / "run"
+    rows = list(csv.DictReader(open(run / "trials.csv")))
+    assert [r["decision"] for r in rows] == ["accept", "accept", "stop-rollback", "accept", "accept", "accept"]
+    assert "bpp@8" in rows[0] and "psnr@16" in rows[0] and rows[1]["slope"] == "8.0000"
+    assert len((run / "trials.jsonl").read_text().splitlines()) == 6
+    lm = json.loads((run / "lambdas.json").read_text())["lambdas"]
+    assert lm == pytest.approx([0.05, 0.05 * 0.8, 0.05 * 0.8 ** 4])
+    assert result["lambdas"] == lm
+    model = load_model(run / "final.safetensors")
+    assert model.widths == (16, 12, 8)
+
+
+def test_schedule_real_evaluation_and_rollback(tmp_path):
+    from slimfast import schedule as sched
+
+    frac = _write_images(tmp_path / "data")
+    cfg = sched.ScheduleConfig(architecture="slimcae", model_config={"C": 16, "widths": [16, 8]},
+                               data=[str(tmp_path / "data")], out=str(tmp_path / "run"), trial_steps=1,
+                               max_tries=2, batch_size=2, patch_size=32, threads=1, val_fraction=frac,
+                               progress=False)
+    s = sched.Scheduler(cfg)
+    before = {k: v.clone() for k, v in s.model.state_dict().items()}
+    snap = s._snapshot()
+    s.train_budget([0.01, 0.01], 1, 0.0)
+    assert any(not torch.equal(before[k], v) for k, v in s.model.state_dict().items())
+    s._restore(snap)
+    assert all(torch.equal(before[k], v) for k, v in s.model.state_dict().items())
+    ev = s.evaluate()
+    assert [e["width"] for e in ev] == [16, 8] and all(np.isfinite(e["bpp"]) and e["psnr"] > 0 for e in ev)
+    s.run()
+    rows = list(csv.DictReader(open(tmp_path / "run" / "trials.csv")))
+    assert 2 <= len(rows) <= 3 and rows[0]["phase"] == "init"
+
+
+def test_schedule_cli_help_and_chord_slope():
+    from slimfast import schedule as sched
+
+    text = sched.build_parser().format_help()
+    for flag in ("--trial-steps", "--trial-minutes", "--on-stop", "--lambdas", "--max-tries", "--val-fraction"):
+        assert flag in text
+    assert sched.chord_slope({"bpp": 1.0, "psnr": 30.0}, {"bpp": 0.5, "psnr": 27.0}) == pytest.approx(6.0)
+    assert sched.chord_slope({"bpp": 0.5, "psnr": 30.0}, {"bpp": 0.6, "psnr": 27.0}) == float("inf")
+
+
+def test_train_loop_runs_all_widths(tmp_path):
+    from slimfast.train import TrainConfig, train
+
+    frac = _write_images(tmp_path / "data")
+    cfg = TrainConfig(architecture="slim-fasinet-l", model_config={"N": 8, "M": 16, "widths": [16, 8]},
+                      data=[str(tmp_path / "data")], out=str(tmp_path / "run"), lmbdas=[0.02, 0.01], steps=2,
+                      batch_size=2, patch_size=32, threads=1, val_every=0, val_fraction=frac, progress=False)
+    run = train(cfg)
+    assert (run / "final.safetensors").exists()
