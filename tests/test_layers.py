@@ -64,3 +64,13 @@ def test_forward_returns_reconstruction_and_likelihoods():
         loss = out["x_hat"].mean() + sum(torch.log(l).sum() for l in out["likelihoods"].values())
         loss.backward()
         assert m.g_a[0].weight.grad is not None
+
+
+@pytest.mark.parametrize("cls,enc,dec", [(FasiNetL, 4.1, 5.4), (FasiNetH, None, 1.9)])
+def test_macs_per_pixel_match_design(cls, enc, dec):
+    from slimfast.complexity import count
+
+    c = count(cls())
+    if enc is not None:
+        assert abs(c["kmac_encode"] - enc) / enc < 0.03
+    assert abs(c["kmac_decode"] - dec) / dec < 0.03
