@@ -15,18 +15,17 @@ ENCODE_PARTS = ("g_a", "h_a", "h_s_scale", "h_s_mean", "h_s")
 DECODE_PARTS = ("h_s_scale", "h_s_mean", "h_s", "iqr", "g_s")
 
 
-def count(model, width: int | None = None) -> dict:
-    """``{"params", "kmac_encode", "kmac_decode", "kmac_total", "by_part"}`` at ``width``."""
+def measure(model, run, side: int) -> tuple[dict[str, float], dict[str, int], int]:
+    """Run ``run(x)`` on a zero ``[1, 3, side, side]`` input and count from the layers run.
+
+    Returns (MACs by top-level part, parameters used by part, pixels). GDN-like layers are
+    recognized by their ``gamma`` parameter, so slimmable variants count too.
+    """
     import torch
     from torch import nn
 
     from .entropy import EntropyBottleneck
-    from .layers import GDN
 
-    try:
-        from .slim import SlimGDNPlus
-    except ImportError:  # pragma: no cover
-        SlimGDNPlus = ()
     part_of = {id(m): name.split(".")[0] for name, m in model.named_modules() if name}
     macs: dict[str, float] = defaultdict(float)
     params: dict[int, tuple[str, int]] = {}
@@ -34,40 +33,47 @@ def count(model, width: int | None = None) -> dict:
     def hook(mod, inputs, output):
         x = inputs[0]
         part = part_of.get(id(mod), "?")
-        if isinstance(mod, nn.ConvTranspose2d):
+        if isinstance(mod, (nn.Conv2d, nn.ConvTranspose2d)):
             kh, kw = mod.kernel_size
             cin, cout = x.shape[1], output.shape[1]
-            macs[part] += x.shape[2] * x.shape[3] * cin * cout * kh * kw
-            params[id(mod)] = (part, cin * cout * kh * kw + (cout if mod.bias is not None else 0))
-        elif isinstance(mod, nn.Conv2d):
-            kh, kw = mod.kernel_size
-            cin, cout = x.shape[1], output.shape[1]
-            macs[part] += output.shape[2] * output.shape[3] * cin // mod.groups * cout * kh * kw
+            pixels = x.shape[2] * x.shape[3] if isinstance(mod, nn.ConvTranspose2d) else output.shape[2] * output.shape[3]
+            macs[part] += pixels * cin // mod.groups * cout * kh * kw
             params[id(mod)] = (part, cin // mod.groups * cout * kh * kw + (cout if mod.bias is not None else 0))
-        elif isinstance(mod, (GDN, SlimGDNPlus)) if SlimGDNPlus else isinstance(mod, GDN):
-            c = x.shape[1]
-            macs[part] += x.shape[2] * x.shape[3] * c * c
-            params[id(mod)] = (part, c * c + c)
         elif isinstance(mod, EntropyBottleneck):
             params[id(mod)] = (part, sum(p.numel() for p in mod.parameters()))
+        elif isinstance(getattr(mod, "gamma", None), torch.Tensor):  # GDN, IGDN, SlimGDN+
+            c = x.shape[1]
+            macs[part] += x.shape[2] * x.shape[3] * c * c
+            extra = sum(p.numel() for n, p in mod.named_parameters(recurse=False) if n.endswith(("_scale", "_bias")))
+            params[id(mod)] = (part, c * c + c + extra // max(len(getattr(model, "widths", None) or [1]), 1))
 
-    kinds = (nn.Conv2d, nn.ConvTranspose2d, GDN, EntropyBottleneck) + ((SlimGDNPlus,) if SlimGDNPlus else ())
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
-    side = 4 * model.pad_multiple
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, EntropyBottleneck))
+               or isinstance(getattr(m, "gamma", None), torch.Tensor)]
     was = model.training
     try:
         model.eval()
-        x = torch.zeros(1, 3, side, side)
+        p = next(model.parameters())
         with torch.no_grad():
-            model(x) if width is None or not model.widths else model(x, width=width)
+            run(torch.zeros(1, 3, side, side, dtype=p.dtype, device=p.device))
     finally:
         model.train(was)
         for h in handles:
             h.remove()
-    n = side * side
+    by_part: dict[str, int] = defaultdict(int)
+    for part, n in params.values():
+        by_part[part] += n
+    return dict(macs), dict(by_part), side * side
+
+
+def count(model, width: int | None = None) -> dict:
+    """``{"params", "kmac_encode", "kmac_decode", "kmac_total", "by_part"}`` at ``width``."""
+    slim = bool(getattr(model, "widths", None))
+    run = (lambda x: model(x, width=width)) if slim else model
+    macs, by_part, n = measure(model, run, 4 * model.pad_multiple)
     per = {k: v / n / 1000 for k, v in macs.items()}
     return {
-        "params": int(sum(p for _, p in params.values())),
+        "params": int(sum(by_part.values())),
         "kmac_encode": sum(v for k, v in per.items() if k in ENCODE_PARTS),
         "kmac_decode": sum(v for k, v in per.items() if k in DECODE_PARTS),
         "kmac_total": sum(per.values()),

@@ -153,3 +153,47 @@ class IQR(nn.Module):
 
     def forward(self, y_hat: torch.Tensor) -> torch.Tensor:
         return y_hat - self.residual(y_hat)
+
+
+class IntegerCopyMixin:
+    """An integer-exact copy of some convolution layers, frozen into ``int_*`` buffers.
+
+    ``int_w{i}`` (int16 weights), ``int_s{i}`` (float64 per-channel scales) and ``int_b{i}``
+    (biases in fixed point) travel in the state dict; see :mod:`slimfast.intmath`. Mixed into
+    the hyper-synthesis modules, whose output selects entropy tables and so must be exact.
+    """
+
+    def _register_integer_buffers(self, count: int) -> None:
+        for i in range(count):
+            for kind, dtype in (("w", torch.int16), ("s", torch.float64), ("b", torch.float64)):
+                self.register_buffer(f"int_{kind}{i}", torch.zeros(0, dtype=dtype))
+
+    @property
+    def frozen(self) -> bool:
+        return self.int_w0.numel() > 0
+
+    @torch.no_grad()
+    def _freeze_layers(self, layers) -> None:
+        import numpy as np
+
+        from . import intmath
+
+        for i, layer in enumerate(layers):
+            out_axis = 1 if isinstance(layer, nn.ConvTranspose2d) else 0
+            w_int, scale = intmath.quantize_weight(layer.weight.detach().cpu().double().numpy(), out_axis)
+            bias_q = layer.bias.detach().cpu().double().numpy() * (1 << intmath.ACT_FRAC)
+            setattr(self, f"int_w{i}", torch.from_numpy(w_int))
+            setattr(self, f"int_s{i}", torch.from_numpy(scale))
+            setattr(self, f"int_b{i}", torch.from_numpy(np.rint(bias_q)))
+
+    def integer_params(self, i: int):
+        """(int weights, scales, fixed-point biases) of layer ``i`` as numpy arrays."""
+        return (getattr(self, f"int_w{i}").numpy(), getattr(self, f"int_s{i}").numpy(),
+                getattr(self, f"int_b{i}").numpy())
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # The buffers are empty until frozen: take the stored shapes before copying.
+        for name, _ in list(self.named_buffers(recurse=False)):
+            if prefix + name in state_dict:
+                setattr(self, name, torch.empty_like(state_dict[prefix + name]))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -25,7 +25,6 @@ per-width entropy models, MAC and parameter counts measured from the layers actu
 """
 from __future__ import annotations
 
-from collections import defaultdict
 
 import numpy as np
 import torch
@@ -34,7 +33,7 @@ import torch.nn.functional as F
 
 from . import intmath
 from .entropy import EntropyBottleneck
-from .layers import GDN, NonNegativeParameterizer, _tconv_pad
+from .layers import GDN, IntegerCopyMixin, NonNegativeParameterizer, _tconv_pad
 
 GDN_KINDS = ("switchable", "slim+")
 
@@ -217,7 +216,7 @@ class SlimIQR(nn.Module):
         return y_hat - self.residual(y_hat)
 
 
-class SlimHyperSynthesis(SlimSequential):
+class SlimHyperSynthesis(IntegerCopyMixin, SlimSequential):
     """A slimmable hyper-synthesis with an integer-exact copy for coding.
 
     Allowed members: :class:`SlimConvTranspose2d` (any stride), :class:`SlimConv2d` with a
@@ -246,30 +245,11 @@ class SlimHyperSynthesis(SlimSequential):
             if isinstance(m, SLIM_CONVS):
                 if m.bias is None:
                     raise ValueError("SlimHyperSynthesis: layers need a bias")
-                i = len(self._int_layers)
                 self._int_layers.append(m)
-                for kind, dtype in (("w", torch.int16), ("s", torch.float64), ("b", torch.float64)):
-                    self.register_buffer(f"int_{kind}{i}", torch.zeros(0, dtype=dtype))
+        self._register_integer_buffers(len(self._int_layers))
 
-    @property
-    def frozen(self) -> bool:
-        return self.int_w0.numel() > 0
-
-    @torch.no_grad()
     def freeze_integer(self) -> None:
-        for i, layer in enumerate(self._int_layers):
-            out_axis = 1 if isinstance(layer, nn.ConvTranspose2d) else 0
-            w_int, scale = intmath.quantize_weight(layer.weight.detach().cpu().double().numpy(), out_axis)
-            bias_q = layer.bias.detach().cpu().double().numpy() * (1 << intmath.ACT_FRAC)
-            setattr(self, f"int_w{i}", torch.from_numpy(w_int))
-            setattr(self, f"int_s{i}", torch.from_numpy(scale))
-            setattr(self, f"int_b{i}", torch.from_numpy(np.rint(bias_q)))
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        for name, _ in list(self.named_buffers(recurse=False)):
-            if prefix + name in state_dict:
-                setattr(self, name, torch.empty_like(state_dict[prefix + name]))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._freeze_layers(self._int_layers)
 
     def forward_integer(self, a: np.ndarray, plan) -> np.ndarray:
         """Fixed-point ``[c_in, h, w]`` in (see :mod:`slimfast.intmath`), fixed-point out."""
@@ -336,50 +316,10 @@ class SlimMixin:
         MACs: a convolution costs ``out_pixels * c_in * c_out * kh * kw``, a transposed one
         ``in_pixels * c_in * c_out * kh * kw``, a GDN ``pixels * c^2``. Entropy models cost 0.
         """
+        from .complexity import measure
+
         width = self.check_width(width)
-        side = 2 * self.pad_multiple
-        part_of = {}
-        for name, m in self.named_modules():
-            if name:
-                part_of[id(m)] = name.split(".")[0]
-        macs: dict[str, float] = defaultdict(float)
-        params: dict[int, tuple[str, int]] = {}
-
-        def hook(mod, inputs, output):
-            x = inputs[0]
-            part = part_of.get(id(mod), "?")
-            if isinstance(mod, nn.ConvTranspose2d):
-                kh, kw = mod.kernel_size
-                cin, cout = x.shape[1], output.shape[1]
-                macs[part] += x.shape[2] * x.shape[3] * cin * cout * kh * kw
-                params[id(mod)] = (part, cin * cout * kh * kw + (cout if mod.bias is not None else 0))
-            elif isinstance(mod, nn.Conv2d):
-                kh, kw = mod.kernel_size
-                cin, cout = x.shape[1], output.shape[1]
-                macs[part] += output.shape[2] * output.shape[3] * cin // mod.groups * cout * kh * kw
-                params[id(mod)] = (part, cin // mod.groups * cout * kh * kw + (cout if mod.bias is not None else 0))
-            elif isinstance(mod, (GDN, SlimGDNPlus)):
-                c = x.shape[1]
-                macs[part] += x.shape[2] * x.shape[3] * c * c
-                params[id(mod)] = (part, c * c + c + (4 if isinstance(mod, SlimGDNPlus) else 0))
-            elif isinstance(mod, EntropyBottleneck):
-                params[id(mod)] = (part, sum(p.numel() for p in mod.parameters()))
-
-        handles = [m.register_forward_hook(hook) for m in self.modules()
-                   if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, GDN, SlimGDNPlus, EntropyBottleneck))]
-        was = self.training
-        try:
-            self.eval()
-            p = next(self.parameters())
-            self(torch.zeros(1, 3, side, side, dtype=p.dtype, device=p.device), width=width)
-        finally:
-            self.train(was)
-            for h in handles:
-                h.remove()
-        by_part: dict[str, int] = defaultdict(int)
-        for part, n in params.values():
-            by_part[part] += n
-        return dict(macs), dict(by_part), side * side
+        return measure(self, lambda x: self(x, width=width), 2 * self.pad_multiple)
 
     def macs_breakdown(self, width: int | None = None) -> dict[str, float]:
         """MACs per pixel of each top-level part (``g_a``, ``h_a``, ``h_s_*``, ``iqr``, ``g_s``)."""

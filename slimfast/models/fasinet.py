@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from .. import intmath
 from ..entropy import ConditionalEntropyModel, EntropyBottleneck
-from ..layers import GDN, IQR, ISD, ISU, conv, tconv
+from ..layers import GDN, IQR, ISD, ISU, IntegerCopyMixin, conv, tconv
 from .base import CompressionModel
 
 
@@ -91,7 +91,7 @@ class HyperAnalysis(nn.Sequential):
         )
 
 
-class HyperSynthesis(nn.Module):
+class HyperSynthesis(IntegerCopyMixin, nn.Module):
     """One h_s branch: ISU[7x1 x(4,1) M->M/2, ReLU, 1x7 x(1,4) M/2->M], ReLU, conv 1x1 M->M.
 
     Besides the float path for training, it owns an integer-exact copy
@@ -103,9 +103,7 @@ class HyperSynthesis(nn.Module):
         super().__init__()
         self.isu = ISU(M, M, k=7, mid=M // 2)
         self.out = conv(M, M, 1)
-        for i in range(3):
-            for kind, dtype in (("w", torch.int16), ("s", torch.float64), ("b", torch.float64)):
-                self.register_buffer(f"int_{kind}{i}", torch.zeros(0, dtype=dtype))
+        self._register_integer_buffers(3)
 
     def forward(self, z_hat: torch.Tensor) -> torch.Tensor:
         return self.out(F.relu(self.isu(z_hat)))
@@ -113,28 +111,14 @@ class HyperSynthesis(nn.Module):
     def _layers(self):
         return [self.isu[0], self.isu[2], self.out]
 
-    @torch.no_grad()
     def freeze_integer(self) -> None:
-        for i, layer in enumerate(self._layers()):
-            out_axis = 1 if isinstance(layer, nn.ConvTranspose2d) else 0
-            w_int, scale = intmath.quantize_weight(layer.weight.detach().double().numpy(), out_axis)
-            bias_q = layer.bias.detach().double().numpy() * (1 << intmath.ACT_FRAC)
-            setattr(self, f"int_w{i}", torch.from_numpy(w_int))
-            setattr(self, f"int_s{i}", torch.from_numpy(scale))
-            setattr(self, f"int_b{i}", torch.from_numpy(np.rint(bias_q)))
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        for name, _ in list(self.named_buffers(recurse=False)):
-            if prefix + name in state_dict:
-                setattr(self, name, torch.empty_like(state_dict[prefix + name]))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._freeze_layers(self._layers())
 
     def forward_integer(self, a: np.ndarray) -> np.ndarray:
         """Fixed-point ``[M, h, w]`` in, fixed-point ``[M, 4h, 4w]`` out (see intmath)."""
-        if self.int_w0.numel() == 0:
+        if not self.frozen:
             raise RuntimeError("HyperSynthesis: call update() before coding")
-        p = [(getattr(self, f"int_w{i}").numpy(), getattr(self, f"int_s{i}").numpy(),
-              getattr(self, f"int_b{i}").numpy()) for i in range(3)]
+        p = [self.integer_params(i) for i in range(3)]
         layers = self._layers()
         a = intmath.relu(intmath.conv_transpose(a, *p[0], layers[0].stride, layers[0].padding, layers[0].output_padding))
         a = intmath.relu(intmath.conv_transpose(a, *p[1], layers[1].stride, layers[1].padding, layers[1].output_padding))

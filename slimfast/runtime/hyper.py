@@ -1,0 +1,80 @@
+"""Integer-exact entropy parameters of a hyperprior model, in numpy only.
+
+This is the computation of ``FasiNetH._entropy_parameters`` and
+``SlimHyperMixin.entropy_parameters`` as one function over plain arrays, so the torch models
+and the ONNX Runtime backend can share it (every step is a :mod:`slimfast.intmath` call or an
+IEEE float64 elementwise operation, hence bit-identical wherever it runs).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import intmath
+
+
+@dataclass(frozen=True)
+class IntLayer:
+    """One layer of an integer hyper-synthesis branch.
+
+    ``kind`` is ``"tconv"`` (weights ``[Cin, Cout, kh, kw]``), ``"conv1x1"`` (``[Cout, Cin, 1, 1]``)
+    or ``"relu"`` (no arrays). Weights may be full width: :func:`run_branch` takes the leading
+    block that the input and ``cout`` ask for.
+    """
+
+    kind: str
+    w: np.ndarray | None = None
+    scale: np.ndarray | None = None
+    bias: np.ndarray | None = None
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    output_padding: tuple[int, int] = (0, 0)
+    cout: int | None = None  # None: all output channels
+
+
+def run_branch(a: np.ndarray, layers: list[IntLayer]) -> np.ndarray:
+    """Fixed-point ``[Cin, h, w]`` through ``layers``; fixed-point out (see :mod:`slimfast.intmath`)."""
+    for lay in layers:
+        if lay.kind == "relu":
+            a = intmath.relu(a)
+            continue
+        cin = a.shape[0]
+        if lay.kind == "tconv":
+            cout = lay.w.shape[1] if lay.cout is None else lay.cout
+            a = intmath.conv_transpose(a, lay.w[:cin, :cout], lay.scale[:cout], lay.bias[:cout],
+                                       lay.stride, lay.padding, lay.output_padding)
+        elif lay.kind == "conv1x1":
+            cout = lay.w.shape[0] if lay.cout is None else lay.cout
+            a = intmath.conv1x1(a, lay.w[:cout, :cin], lay.scale[:cout], lay.bias[:cout])
+        else:
+            raise ValueError(f"unknown integer layer kind {lay.kind!r}")
+    return a
+
+
+def scale_index(scales: np.ndarray, scale_table: np.ndarray) -> np.ndarray:
+    """``ConditionalEntropyModel.scale_index``: smallest table scale >= each scale (float64)."""
+    table = np.asarray(scale_table).astype(np.float64)
+    idx = np.searchsorted(table, np.asarray(scales, dtype=np.float64), side="left")
+    return np.minimum(idx, table.size - 1).astype(np.int64)
+
+
+def entropy_parameters(z_symbols: np.ndarray, medians: np.ndarray, scale_branch: list[IntLayer],
+                       mean_branch: list[IntLayer] | None, scale_table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact ``(means float64, scale indices int64)``, each ``[1, C, H, W]``, from z's symbols ``[1, c, h, w]``.
+
+    ``medians`` are the z entropy bottleneck's ``_medians`` (their leading ``c``); means are
+    zero without a mean branch.
+    """
+    z_symbols = np.asarray(z_symbols)
+    if z_symbols.ndim != 4 or z_symbols.shape[0] != 1:
+        raise ValueError(f"expected z symbols of shape [1, c, h, w], got {tuple(z_symbols.shape)}")
+    c = z_symbols.shape[1]
+    med = np.asarray(medians).astype(np.float64)[:c].reshape(-1, 1, 1)
+    a = intmath.to_fixed(z_symbols[0].astype(np.float64) + med)
+    index = scale_index(intmath.from_fixed(run_branch(a, scale_branch)), scale_table)[None]
+    if mean_branch is None:
+        means = np.zeros(index.shape, dtype=np.float64)
+    else:
+        means = intmath.from_fixed(run_branch(a, mean_branch))[None]
+    return means, index
