@@ -1,21 +1,111 @@
 #!/usr/bin/env bash
-# Train every shipped FasiNet model in one run. Each family trains its middle lambda first,
-# then warm-starts the other lambdas from it (cheaper than from scratch).
-# Usage: scripts/train_shipped.sh [MINUTES_MAIN] [MINUTES_FORK] [THREADS]
-#   CPU here: 2 families in parallel with 1 thread each. GPU: set THREADS=0.
+# Train every shipped model in one run, several jobs in parallel on one GPU (see docs/training.md).
+#
+#   scripts/train_shipped.sh [MAIN_MIN] [FORK_MIN]        (defaults 10 and 7: about 20 min on one GPU)
+#
+# Stage 1 (in parallel, MAIN_MIN minutes each):
+#   fasinet-l-mse-0.013, fasinet-h-mse-0.013          MSE, the middle lambda, from scratch
+#   slim-fasinet-l-joint, slimcae-joint               slimmable, all widths jointly, one naive lambda
+# Stage 2 (in parallel, FORK_MIN minutes each, each as soon as its parent is done):
+#   fasinet-{l,h}-mse-{0.0035,0.05}                   warm-started from the family's 0.013 model
+#   fasinet-l-msssim-{4.58,31.73}                     MS-SSIM loss lambda*(1-MS-SSIM)+bpp, from fasinet-l-mse-0.013
+#   slim-fasinet-l-sched, slimcae-sched               python -m slimfast.schedule from the joint model
+#
+# Needs only torch, numpy and Pillow (no safetensors, tqdm, matplotlib or pytorch_msssim needed).
+# Every job resumes from its checkpoint when the script is run again; finished jobs just re-export.
+# Knobs (environment): DATA (default data/trainset if packed, else ../shared/data/train), RUNS (runs),
+# PYTHON, THREADS (torch threads per job; 2 on GPU, 1 on CPU), BATCH/PATCH (MSE jobs; 16/256 on GPU,
+# 8/128 on CPU), MS_BATCH/MS_PATCH (MS-SSIM jobs, patch >= 176; 8/256), MSSSIM_LAMBDAS ("4.58 31.73"),
+# FORK_LR (1e-3, stage-2 warm starts), SCHED_TRIES (3), SLIM_LAMBDA (0.0615 = the paper's 4000 on the [0,1] scale), EXTRA (more train flags,
+# e.g. "--bf16").
 set -euo pipefail
-MAIN=${1:-25}; FORK=${2:-12}; THREADS=${3:-1}
-DATA=${DATA:-../shared/data/train}
+cd "$(dirname "$0")/.."
+MAIN=${1:-10}; FORK=${2:-7}
 PY=${PYTHON:-python}
-family() {
-  local arch=$1 tag=$2
-  $PY -m slimfast.train --arch "$arch" --data $DATA --out runs/$tag-0.013 --lambda 0.013 \
-      --minutes "$MAIN" --threads "$THREADS" --no-progress
-  for l in 0.0035 0.05; do
-    $PY -m slimfast.train --arch "$arch" --data $DATA --out runs/$tag-$l --lambda $l \
-        --init runs/$tag-0.013/final.safetensors --minutes "$FORK" --threads "$THREADS" --no-progress
-  done
+RUNS=${RUNS:-runs}
+if [[ -z "${DATA:-}" ]]; then
+  if [[ -d data/trainset ]]; then DATA=data/trainset; else DATA=../shared/data/train; fi
+fi
+CUDA=$($PY -c "import torch; print(int(torch.cuda.is_available()))")
+if [[ "$CUDA" == 1 ]]; then
+  THREADS=${THREADS:-2}; BATCH=${BATCH:-16}; PATCH=${PATCH:-256}
+else
+  THREADS=${THREADS:-1}; BATCH=${BATCH:-8}; PATCH=${PATCH:-128}
+  echo "warning: no CUDA: 12 jobs will share the CPU (train single models with python -m slimfast.train instead)" >&2
+fi
+MS_BATCH=${MS_BATCH:-8}; MS_PATCH=${MS_PATCH:-256}
+MSSSIM_LAMBDAS=${MSSSIM_LAMBDAS:-"4.58 31.73"}
+SCHED_TRIES=${SCHED_TRIES:-3}
+SLIM_LAMBDA=${SLIM_LAMBDA:-0.0615}
+EXTRA=${EXTRA:-}
+FORK_LR=${FORK_LR:-1e-3}
+mkdir -p "$RUNS/logs"
+echo "data $DATA | cuda $CUDA | threads $THREADS | batch $BATCH patch $PATCH | stage 1 $MAIN min, stage 2 $FORK min | logs $RUNS/logs/"
+
+train() {  # train TAG MINUTES [flags...]
+  local tag=$1 minutes=$2; shift 2
+  $PY -m slimfast.train --data $DATA --out "$RUNS/$tag" --minutes "$minutes" --threads "$THREADS" \
+      --no-progress --val-every 500 $EXTRA "$@" > "$RUNS/logs/$tag.log" 2>&1 \
+    || { echo "FAILED: $tag (see $RUNS/logs/$tag.log)" >&2; return 1; }
+  echo "done: $tag"
 }
-family fasinet-l fasinet-l-mse > runs/fasinet-l.log 2>&1 &
-family fasinet-h fasinet-h-mse > runs/fasinet-h.log 2>&1 &
-wait
+
+schedule() {  # schedule ARCH
+  local arch=$1 joint=$1-joint
+  # About FORK minutes in all: at most (widths - 1) * SCHED_TRIES = 4 * SCHED_TRIES trials.
+  local trial
+  trial=$($PY -c "print(round($FORK / (4 * $SCHED_TRIES), 3))")
+  $PY -m slimfast.schedule --arch "$arch" --init "$RUNS/$joint/final.safetensors" --out "$RUNS/$arch-sched" \
+      --data $DATA --lambda "$SLIM_LAMBDA" --init-steps 0 --init-minutes 0 --trial-minutes "$trial" \
+      --max-tries "$SCHED_TRIES" --batch-size "$BATCH" --patch-size "$PATCH" --threads "$THREADS" --no-progress \
+      > "$RUNS/logs/$arch-sched.log" 2>&1 \
+    || { echo "FAILED: $arch-sched (see $RUNS/logs/$arch-sched.log)" >&2; return 1; }
+  echo "done: $arch-sched"
+}
+
+family() {  # family ARCH: the middle lambda, then both forks in parallel
+  local arch=$1 tag=$1-mse
+  train "$tag-0.013" "$MAIN" --arch "$arch" --lambda 0.013 --batch-size "$BATCH" --patch-size "$PATCH" || return 1
+  local pids=()
+  for l in 0.0035 0.05; do
+    train "$tag-$l" "$FORK" --arch "$arch" --lambda "$l" --init "$RUNS/$tag-0.013/final.safetensors" \
+        --lr "$FORK_LR" --batch-size "$BATCH" --patch-size "$PATCH" & pids+=($!)
+  done
+  if [[ "$arch" == fasinet-l ]]; then
+    for l in $MSSSIM_LAMBDAS; do
+      train "fasinet-l-msssim-$l" "$FORK" --arch fasinet-l --metric ms-ssim --lambda "$l" \
+          --init "$RUNS/$tag-0.013/final.safetensors" --lr "$FORK_LR" --batch-size "$MS_BATCH" --patch-size "$MS_PATCH" \
+          & pids+=($!)
+    done
+  fi
+  local rc=0
+  for p in "${pids[@]}"; do wait "$p" || rc=1; done
+  return $rc
+}
+
+slim() {  # slim ARCH: joint training of all widths at one lambda, then the lambda schedule
+  local arch=$1
+  train "$arch-joint" "$MAIN" --arch "$arch" --lambdas $SLIM_LAMBDA $SLIM_LAMBDA $SLIM_LAMBDA $SLIM_LAMBDA $SLIM_LAMBDA \
+      --batch-size "$BATCH" --patch-size "$PATCH" || return 1
+  schedule "$arch"
+}
+
+start=$(date +%s)
+pids=()
+family fasinet-l & pids+=($!)
+family fasinet-h & pids+=($!)
+slim slim-fasinet-l & pids+=($!)
+slim slimcae & pids+=($!)
+rc=0
+for p in "${pids[@]}"; do wait "$p" || rc=1; done
+
+echo "finished in $(( ($(date +%s) - start) / 60 )) min"
+for f in "$RUNS"/*/final.safetensors; do
+  d=$(dirname "$f")
+  if [[ -f "$d/summary.json" ]]; then
+    $PY -c "import json,sys; s=json.load(open(sys.argv[1])); print(f\"{sys.argv[2]:32s} {s['steps']:7d} steps {s['minutes']:6.1f} min  {s.get('train_steps_per_s') or 0:7.2f} steps/s\")" "$d/summary.json" "$(basename "$d")"
+  else
+    echo "$(basename "$d")  (lambda schedule: see $d/lambdas.json)"
+  fi
+done
+exit $rc

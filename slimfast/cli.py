@@ -319,10 +319,14 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--threads", type=int, default=None, metavar="N",
                         help="CPU threads for the networks (default: all cores)")
 
-    c = sub.add_parser("compress", help="image(s) -> .sfi", description=(
+    c = sub.add_parser("compress", help="image(s) -> .sfi", usage="slimfast compress [options] IN [IN ...] OUT",
+                       epilog=(
+        "examples:\n  slimfast compress photo.png photo.sfi\n  slimfast compress photo.png photo.sfi -q 1\n"
+        "  slimfast compress *.png out/ --quality 3\n  slimfast compress photo.png x.sfi --max-bytes 30000\n"
+        "  slimfast compress - - < photo.png > photo.sfi"), description=(
         "Compress images to .sfi. The last path is the output: a file, a folder (for several "
         "inputs), or - for stdout. Use - as the input to read stdin."), formatter_class=argparse.RawDescriptionHelpFormatter)
-    c.add_argument("inputs", nargs="+", metavar="IN ... OUT")
+    c.add_argument("inputs", nargs="+", metavar="PATH", help="input images, then the output (.sfi file, folder or -)")
     c.add_argument("-m", "--model", default=None, metavar="NAME", help="model name from `slimfast models` (default: the default model)")
     c.add_argument("-q", "--quality", type=int, default=None, metavar="Q",
                    help="operating point within the model's family, 1 = smallest file (a rate point, or a width of a slimmable model)")

@@ -6,6 +6,7 @@
 The weights are re-saved (fp16 where exactness allows) under their public name, and the card
 records the SHA-256 that pins them. Kodak is used for measurement only, never for training.
 A (name, version) that already exists is never overwritten: bump ``--version``.
+``python -m slimfast.release --set-default NAME`` marks the one default model.
 """
 from __future__ import annotations
 
@@ -23,6 +24,20 @@ from .errors import SlimfastError
 DATA_TERMS = ("Trained on BSDS500 (Berkeley Segmentation Dataset) and a sample of ImageNet photos, "
               "both for research use only; the weights inherit those terms. Kodak images "
               "(released for unrestricted use) were used for evaluation only.")
+
+
+def _hardware(summary: dict) -> str:
+    if str(summary.get("device", "cpu")).startswith("cuda"):
+        return summary.get("gpu", "CUDA GPU")
+    cpu = platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {summary.get('threads', '?')} training thread(s), shared with other jobs"
 
 
 def measure_kodak(info: zoo.ModelInfo, kodak: Path, widths: list[int | None], limit: int = 0,
@@ -80,7 +95,7 @@ def publish(weights: Path, name: str, family: str, version: str = "1", default: 
         "train_steps": int(summary.get("steps", 0)),
         "lambda": summary.get("lmbda"), "lambdas": summary.get("lmbdas"), "metric": summary.get("metric", "mse"),
         "training": {k: summary.get(k) for k in ("minutes", "device", "batch_size", "patch_size", "init", "threads")},
-        "hardware": summary.get("hardware") or f"{platform.machine()} CPU, {summary.get('threads', '?')} threads",
+        "hardware": summary.get("hardware") or _hardware(summary),
         "data": DATA_TERMS, "license": "code: MIT; weights: research use only (see data)",
         "points": [],
     }
@@ -96,7 +111,23 @@ def publish(weights: Path, name: str, family: str, version: str = "1", default: 
     return card
 
 
+def set_default(name: str, out_dir: Path = zoo.BUNDLED_DIR) -> None:
+    """Make ``name`` the one default model (cards only; weights are untouched)."""
+    cards = sorted(out_dir.glob("*.json"))
+    if not any(json.loads(c.read_text())["name"] == name for c in cards):
+        raise SlimfastError(f"no model {name!r} in {out_dir}")
+    for c in cards:
+        card = json.loads(c.read_text())
+        card["default"] = card["name"] == name
+        c.write_text(json.dumps(card, indent=2) + "\n")
+
+
 def main(argv=None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["--set-default"] and len(argv) == 2:
+        set_default(argv[1])
+        return 0
     p = argparse.ArgumentParser(prog="python -m slimfast.release", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("weights", type=Path)

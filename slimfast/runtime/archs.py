@@ -49,7 +49,7 @@ class Arch:
         (ph, oph), (pw, opw) = weights.tconv_pad(kh, stride[0]), weights.tconv_pad(kw, stride[1])
         return ("tconv", w, None if b is None else b[:cout], tuple(stride), (ph, pw), (oph, opw))
 
-    def gdn(self, prefix: str, inverse: bool = False, c: int | None = None):
+    def gdn(self, prefix: str, inverse: bool = False):
         beta, gamma = weights.gdn_params(self.state, prefix)
         return ("gdn", beta, gamma, inverse)
 

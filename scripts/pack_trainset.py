@@ -1,0 +1,109 @@
+#!/usr/bin/env python
+"""Pack a compact training set that can travel with the repository (e.g. to a lent GPU).
+
+    python scripts/pack_trainset.py                      # -> data/trainset/ (git-ignored), < 45 MB
+    python scripts/pack_trainset.py --src ../shared/data/train --out data/trainset --max-mb 45
+
+Contents: every BSDS500 photo byte for byte, then as many ImageNet samples as the budget
+allows. An ImageNet sample is copied as it is unless re-encoding it as JPEG (quality
+``--quality``, 4:4:4) makes it smaller, in which case the re-encoded bytes are kept (the
+sources are JPEG >= q90 already: one more high-quality generation costs little, and training
+down-scales patches by 0.6-1.0 anyway). Samples are taken in a fixed pseudo-random order
+(CRC32 of the name) so that every class has the same chance; any that would overflow the
+budget is skipped and the next one tried.
+
+File names (and sub-folders) are kept, so :func:`slimfast.train.split_validation`, which
+hashes the name, holds out exactly the packed images that it holds out of the full set.
+Kodak is never packed. A ``MANIFEST.json`` lists every file with its source and size.
+Only Pillow is needed; nothing is downloaded.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import shutil
+import sys
+import zlib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".ppm", ".tif", ".tiff"}
+
+
+def images(folder: Path) -> list[Path]:
+    return sorted(f for f in folder.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
+
+
+def reencode(path: Path, quality: int) -> bytes:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        buf = io.BytesIO()
+        im.convert("RGB").save(buf, format="JPEG", quality=quality, subsampling=0, optimize=True)
+    return buf.getvalue()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--src", type=Path, default=ROOT.parent / "shared" / "data" / "train",
+                   help="folder holding bsds500/ and imagenet-samples/ (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=ROOT / "data" / "trainset", help="default: %(default)s")
+    p.add_argument("--max-mb", type=float, default=45.0, help="size budget in MB (10^6 bytes; default %(default)s)")
+    p.add_argument("--quality", type=int, default=95, help="JPEG quality for re-encoding (default %(default)s)")
+    p.add_argument("--min-side", type=int, default=256, help="skip images whose short side is smaller")
+    args = p.parse_args(argv)
+
+    bsds, inet = args.src / "bsds500", args.src / "imagenet-samples"
+    if not bsds.is_dir():
+        print(f"error: {bsds} not found (give --src)", file=sys.stderr)
+        return 2
+    budget = int(args.max_mb * 1e6) - 64 * 1024  # room for the manifest
+    if args.out.exists():
+        shutil.rmtree(args.out)
+    manifest, used = [], 0
+
+    def put(rel: Path, data: bytes, source: Path, how: str) -> None:
+        nonlocal used
+        dest = args.out / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data)
+        used += len(data)
+        manifest.append({"file": rel.as_posix(), "source": str(source), "bytes": len(data), "how": how})
+
+    for f in images(bsds):
+        data = f.read_bytes()
+        if used + len(data) > budget:
+            print(f"error: BSDS500 alone exceeds {args.max_mb} MB", file=sys.stderr)
+            return 1
+        put(Path("bsds500") / f.relative_to(bsds), data, f, "copy")
+    n_bsds = len(manifest)
+
+    from PIL import Image
+
+    skipped = 0
+    candidates = sorted(images(inet), key=lambda f: (zlib.crc32(f.name.encode()), f.name)) if inet.is_dir() else []
+    for f in candidates:
+        with Image.open(f) as im:
+            if min(im.size) < args.min_side:
+                continue
+        data, how = f.read_bytes(), "copy"
+        small = reencode(f, args.quality)
+        if len(small) < len(data):
+            data, how = small, f"jpeg q{args.quality}"
+        if used + len(data) > budget:
+            skipped += 1
+            continue
+        put(Path("imagenet-samples") / f.relative_to(inet), data, f, how)
+
+    (args.out / "MANIFEST.json").write_text(json.dumps(
+        {"budget_mb": args.max_mb, "bytes": used, "bsds500": n_bsds, "imagenet_samples": len(manifest) - n_bsds,
+         "imagenet_skipped": skipped, "quality": args.quality, "files": manifest}, indent=1))
+    total = sum(f.stat().st_size for f in args.out.rglob("*") if f.is_file())
+    print(f"{args.out}: {n_bsds} BSDS500 + {len(manifest) - n_bsds} ImageNet samples "
+          f"({skipped} did not fit), {total / 1e6:.1f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Fast inference backend without torch: ONNX Runtime for the transforms, numpy for coding.
+
+    >>> from slimfast import runtime
+    >>> if runtime.available():
+    ...     model = runtime.load_model("fasinet-l.safetensors", threads=1)
+    ...     lat = model.compress(x)                    # x: float32 [1, 3, H, W] in [0, 1]
+    ...     x_hat = model.decompress(lat.strings, lat.shape, lat.width)
+
+Weights are read with ``safetensors.numpy``; ONNX graphs are built from them with
+``onnx.helper`` (:mod:`.onnxgraph`, :mod:`.archs`); entropy coding reuses
+:mod:`slimfast.coder` and the integer hyper-synthesis of :mod:`slimfast.intmath`
+(:mod:`.hyper`), so files are interchangeable with the torch backend symbol for symbol.
+Supported architectures: ``fasinet-l``, ``fasinet-h``, ``slim-fasinet-l``, ``slim-fasinet-h``.
+
+Importing this package is cheap: onnx and onnxruntime load when a model is first built.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+SUPPORTED = ("fasinet-l", "fasinet-h", "slim-fasinet-l", "slim-fasinet-h")
+
+
+@lru_cache(maxsize=1)
+def available() -> bool:
+    """Whether onnx, onnxruntime and safetensors import (the ``slimfast[fast]`` extra)."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+        import safetensors.numpy  # noqa: F401
+    except Exception:  # ImportError, or a broken binary install
+        return False
+    return True
+
+
+def supports(architecture: str) -> bool:
+    return architecture in SUPPORTED
+
+
+def load_model(path, **kwargs):
+    """A :class:`~slimfast.runtime.model.RuntimeModel` for a weights file (see its options)."""
+    from .model import RuntimeModel
+
+    return RuntimeModel(path, **kwargs)
+
+
+def __getattr__(name):  # lazy: RuntimeModel / Latents without importing numpy-heavy modules up front
+    if name in ("RuntimeModel", "Latents"):
+        from . import model
+
+        return getattr(model, name)
+    raise AttributeError(name)
+
+
+__all__ = ["Latents", "RuntimeModel", "SUPPORTED", "available", "load_model", "supports"]

@@ -1,0 +1,267 @@
+""":class:`RuntimeModel`: a weights file run through ONNX Runtime, entropy coding in numpy.
+
+Mirrors :class:`slimfast.models.base.CompressionModel`'s coding API on numpy arrays:
+``encode_symbols``, ``encode_strings``, ``decode_symbols``, ``synthesize``, ``compress``,
+``decompress``, ``estimate_bits``. Bitstreams are interchangeable with the torch models':
+
+* symbols are coded with the frozen integer tables of the weights file through
+  :mod:`slimfast.coder`, exactly as the torch path does;
+* FasiNet-H's means and scale indices come from the integer hyper-synthesis
+  (:func:`slimfast.runtime.hyper.entropy_parameters`), bit-identical to torch's;
+* only the float transforms (g_a, h_a, IQR + g_s) run in ORT, so a file's *decoded symbols*
+  never depend on the backend, and reconstructions differ from torch's by float rounding only.
+
+Neither torch nor :mod:`slimfast.models` is imported.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import coder
+from . import onnxgraph, weights
+from .archs import ARCHS
+from .hyper import entropy_parameters
+
+
+@dataclass
+class Latents:
+    """Same fields and meaning as :class:`slimfast.models.base.Latents` (kept torch-free here)."""
+
+    strings: list[bytes]
+    shape: tuple[int, int]
+    width: int
+
+
+_OPT_LEVELS = ("disable", "basic", "extended", "all")
+
+
+def _default_threads() -> int:
+    try:
+        return max(int(os.environ.get("SLIMFAST_THREADS", "0")), 0)
+    except ValueError:
+        return 0
+
+
+class RuntimeModel:
+    """A weights file ready to code with ONNX Runtime (see the module docstring).
+
+    ``threads``: ORT intra-op threads (0: ORT's default, one per physical core; the
+    environment variable ``SLIMFAST_THREADS`` sets the default). ``tconv``: ``"subpixel"``
+    (stride-s transposed convolutions as Conv + DepthToSpace, the faster in ORT) or
+    ``"convtranspose"``. ``optimization``: ORT graph optimization level, one of
+    ``disable``, ``basic``, ``extended``, ``all`` (``all`` adds ORT's blocked NCHWc layout).
+    ``spinning``: let idle ORT worker threads spin (lower latency, burns CPU when shared).
+    """
+
+    def __init__(self, path: str | Path, threads: int | None = None, tconv: str = "subpixel",
+                 optimization: str = "all", spinning: bool = True):
+        meta, state = weights.load(path)
+        arch = meta["architecture"]
+        if arch not in ARCHS:
+            raise ValueError(f"the runtime backend does not support {arch!r}; supported: {', '.join(sorted(ARCHS))}")
+        if optimization not in _OPT_LEVELS:
+            raise ValueError(f"optimization must be one of {', '.join(_OPT_LEVELS)}")
+        self.path = Path(path)
+        self.architecture = arch
+        self.config = meta["config"]
+        self.metadata = meta
+        self._arch = ARCHS[arch](self.config, state)
+        self._state = state
+        self.pad_multiple = self._arch.pad_multiple
+        self.widths = self._arch.widths
+        self.latent_channels = self._arch.latent_channels
+        self.hyper = self._arch.hyper
+        self.shape_key = "z" if self.hyper else "y"
+        self.num_strings = 2 if self.hyper else 1
+        self.threads = _default_threads() if threads is None else int(threads)
+        self.tconv = tconv
+        self.optimization = optimization
+        self.spinning = bool(spinning)
+        self._sessions: dict = {}
+        self._ep_cache = None
+
+    def __repr__(self) -> str:
+        return f"<RuntimeModel {self.architecture} {self.path.name} threads={self.threads}>"
+
+    # -- widths (CompressionModel semantics) -------------------------------------------------------
+    @property
+    def default_width(self) -> int:
+        return self.widths[0] if self.widths else self.latent_channels
+
+    def check_width(self, width: int | None) -> int:
+        if width is None:
+            return self.default_width
+        if self.widths is None:
+            if width != self.latent_channels:
+                raise ValueError(f"{self.architecture} is not slimmable: its only width is {self.latent_channels}")
+            return width
+        if width not in self.widths:
+            raise ValueError(f"width {width} not available; choose one of {', '.join(map(str, self.widths))}")
+        return width
+
+    # -- ORT sessions ---------------------------------------------------------------------------
+    def onnx_model(self, part: str, width: int | None = None):
+        """The ONNX ``ModelProto`` of ``part`` (``"encoder"`` or ``"decoder"``) at ``width``."""
+        c = self.check_width(width)
+        a = self._arch
+        if part == "encoder":
+            outputs = {"y": c, "z": c} if self.hyper else {"y": c}
+
+            def body(b, ins):
+                y = b.sequence(ins["x"], a.analysis(c))
+                return {"y": y, "z": b.sequence(y, a.hyper_analysis(c))} if self.hyper else {"y": y}
+
+            return onnxgraph.build_model({"x": 3}, outputs, body, self.tconv)
+        if part == "decoder":
+            return onnxgraph.build_model({"y_hat": c}, {"x_hat": 3},
+                                         lambda b, ins: {"x_hat": b.sequence(ins["y_hat"], a.synthesis(c))}, self.tconv)
+        raise ValueError("part must be 'encoder' or 'decoder'")
+
+    def session(self, part: str, width: int | None = None):
+        c = self.check_width(width)
+        key = (part, c)
+        sess = self._sessions.get(key)
+        if sess is None:
+            import onnxruntime as ort
+
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = self.threads
+            so.inter_op_num_threads = 1
+            so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            so.graph_optimization_level = {
+                "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+                "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[self.optimization]
+            so.log_severity_level = 3
+            so.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
+            sess = ort.InferenceSession(self.onnx_model(part, c).SerializeToString(), so,
+                                        providers=["CPUExecutionProvider"])
+            self._sessions[key] = sess
+        return sess
+
+    # -- entropy models (numpy) -----------------------------------------------------------------
+    def _eb(self, c: int):
+        p = self._arch.eb_prefix(c)
+        s = self._state
+        freqs = s[p + "freqs"]
+        if freqs.size == 0:
+            raise RuntimeError(f"{self.architecture}: weights saved before update(): no coding tables")
+        return s[p + "_medians"].astype(np.float32), freqs, s[p + "lengths"], s[p + "offsets"]
+
+    def _cond(self):
+        s = self._state
+        if s["conditional.freqs"].size == 0:
+            raise RuntimeError(f"{self.architecture}: weights saved before update(): no coding tables")
+        return s["conditional.freqs"], s["conditional.lengths"], s["conditional.offsets"]
+
+    @staticmethod
+    def _channel_index(shape) -> np.ndarray:
+        b, c, h, w = shape
+        return np.broadcast_to(np.arange(c, dtype=np.int64).reshape(1, c, 1, 1), (b, c, h, w))
+
+    @staticmethod
+    def _check_channels(symbols: np.ndarray, c: int) -> None:
+        if symbols.ndim != 4 or symbols.shape[0] != 1 or symbols.shape[1] != c:
+            raise ValueError(f"expected symbols of shape [1, {c}, h, w], got {tuple(symbols.shape)}")
+
+    def entropy_parameters(self, z_symbols: np.ndarray, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Exact (means, scale indices) for y from z's symbols (hyperprior models); cached once."""
+        c = self.check_width(width)
+        self._check_channels(z_symbols, c)
+        key = (c, z_symbols.shape, z_symbols.tobytes())
+        if self._ep_cache is not None and self._ep_cache[0] == key:
+            return self._ep_cache[1]
+        med = self._eb(c)[0]
+        scale_branch, mean_branch = self._arch.hs_branches(c)
+        result = entropy_parameters(z_symbols, med, scale_branch, mean_branch, self._state["conditional.scale_table"])
+        self._ep_cache = (key, result)
+        return result
+
+    # -- coding API -----------------------------------------------------------------------------
+    def analyze(self, x: np.ndarray, width: int | None = None) -> dict[str, np.ndarray]:
+        """Float latents: ``{"y"}`` (and ``{"z"}`` for a hyperprior model) of ``x`` ``[1, 3, H, W]``."""
+        c = self.check_width(width)
+        x = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+        sess = self.session("encoder", c)
+        outs = sess.run(None, {"x": x})
+        return dict(zip((o.name for o in sess.get_outputs()), outs))
+
+    def encode_symbols(self, x: np.ndarray, width: int | None = None) -> dict[str, np.ndarray]:
+        c = self.check_width(width)
+        lat = self.analyze(x, c)
+        med = self._eb(c)[0]
+        if not self.hyper:
+            return {"y": np.rint(lat["y"] - med[:c].reshape(1, c, 1, 1)).astype(np.int32)}
+        z_sym = np.rint(lat["z"] - med[:c].reshape(1, c, 1, 1)).astype(np.int32)
+        means, _ = self.entropy_parameters(z_sym, c)
+        y_sym = np.rint(lat["y"].astype(np.float64) - means).clip(-(2 ** 31), 2 ** 31 - 1).astype(np.int32)
+        return {"z": z_sym, "y": y_sym}
+
+    def encode_strings(self, symbols: dict[str, np.ndarray], width: int | None = None) -> list[bytes]:
+        c = self.check_width(width)
+        _, freqs, lengths, offsets = self._eb(c)
+        if not self.hyper:
+            y = symbols["y"]
+            self._check_channels(y, c)
+            return [coder.encode(y, self._channel_index(y.shape), freqs, lengths, offsets)]
+        z, y = symbols["z"], symbols["y"]
+        self._check_channels(y, c)
+        _, index = self.entropy_parameters(z, c)
+        return [coder.encode(z, self._channel_index(z.shape), freqs, lengths, offsets),
+                coder.encode(y, index, *self._cond())]
+
+    def decode_symbols(self, strings: list[bytes], shape: tuple[int, int], width: int | None = None) -> dict[str, np.ndarray]:
+        c = self.check_width(width)
+        if len(strings) != self.num_strings:
+            raise ValueError(f"{self.architecture} expects {self.num_strings} string(s)")
+        _, freqs, lengths, offsets = self._eb(c)
+        first = coder.decode(strings[0], self._channel_index((1, c, *shape)), freqs, lengths, offsets)
+        if not self.hyper:
+            return {"y": first}
+        _, index = self.entropy_parameters(first, c)
+        return {"z": first, "y": coder.decode(strings[1], index, *self._cond())}
+
+    def dequantize(self, symbols: dict[str, np.ndarray], width: int | None = None) -> np.ndarray:
+        """``y_hat`` (float32) exactly as the torch models compute it."""
+        c = self.check_width(width)
+        y = symbols["y"]
+        self._check_channels(y, c)
+        if not self.hyper:
+            return y.astype(np.float32) + self._eb(c)[0][:c].reshape(1, c, 1, 1)
+        means, _ = self.entropy_parameters(symbols["z"], c)
+        return (y + means).astype(np.float32)
+
+    def synthesize(self, symbols: dict[str, np.ndarray], width: int | None = None) -> np.ndarray:
+        """Reconstruction ``[1, 3, H, W]`` float32 (not clamped), like ``CompressionModel.synthesize``."""
+        c = self.check_width(width)
+        y_hat = np.ascontiguousarray(self.dequantize(symbols, c))
+        return self.session("decoder", c).run(None, {"y_hat": y_hat})[0]
+
+    def estimate_bits(self, symbols: dict[str, np.ndarray], width: int | None = None) -> float:
+        c = self.check_width(width)
+        _, freqs, lengths, offsets = self._eb(c)
+        if not self.hyper:
+            return coder.estimate_bits(symbols["y"], self._channel_index(symbols["y"].shape), freqs, lengths, offsets)
+        _, index = self.entropy_parameters(symbols["z"], c)
+        return (coder.estimate_bits(symbols["z"], self._channel_index(symbols["z"].shape), freqs, lengths, offsets)
+                + coder.estimate_bits(symbols["y"], index, *self._cond()))
+
+    def compress(self, x: np.ndarray, width: int | None = None) -> Latents:
+        """Code one image ``[1, 3, H, W]`` in [0, 1], H and W multiples of ``pad_multiple``."""
+        width = self.check_width(width)
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 4 or x.shape[0] != 1 or x.shape[2] % self.pad_multiple or x.shape[3] % self.pad_multiple:
+            raise ValueError("compress expects one image padded to a multiple of pad_multiple")
+        symbols = self.encode_symbols(x, width)
+        return Latents(self.encode_strings(symbols, width), tuple(symbols[self.shape_key].shape[2:]), width)
+
+    def decompress(self, strings: list[bytes], shape: tuple[int, int], width: int | None = None) -> np.ndarray:
+        """Reconstruction ``[1, 3, H, W]`` float32 clamped to [0, 1]."""
+        width = self.check_width(width)
+        x = self.synthesize(self.decode_symbols(strings, shape, width), width)
+        return np.clip(x, 0.0, 1.0, out=x)

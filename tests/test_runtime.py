@@ -1,0 +1,236 @@
+"""The ONNX Runtime backend (slimfast.runtime) against the torch models, file for file.
+
+Files are interchangeable symbol for symbol in both directions; reconstructions agree to float
+rounding: after 8-bit rounding at most RECON_MAX_LEVELS apart anywhere and RECON_MEAN_LEVELS
+on average (trained and random weights alike differ only in the last float bits of the ORT
+and torch convolutions; 1 level is seen where a value sits on a rounding boundary).
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from slimfast import runtime  # noqa: E402
+from slimfast.layers import GDN  # noqa: E402
+from slimfast.models import FasiNetH, FasiNetL, SlimFasiNetH, SlimFasiNetL  # noqa: E402
+from slimfast.slim import SlimGDNPlus  # noqa: E402
+from slimfast.weights import load_model, save_model  # noqa: E402
+
+from .conftest import ROOT, SAMPLE  # noqa: E402
+
+RECON_MAX_LEVELS = 2  # of 255
+RECON_MEAN_LEVELS = 0.01
+
+
+def liven(model) -> None:
+    """Random weights rescaled so latents span about +-10 and the reconstruction is image-like."""
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, (GDN, SlimGDNPlus)):
+                mod.beta.mul_(torch.empty_like(mod.beta).uniform_(0.8, 1.2))
+                mod.gamma.add_(torch.rand_like(mod.gamma) * 0.05)
+        [p for n, p in model.g_a.named_parameters() if n.endswith("weight") and p.dim() == 4][-1].mul_(25)
+        if hasattr(model, "h_a"):
+            [p for n, p in model.h_a.named_parameters() if n.endswith("weight")][-1].mul_(8)
+        for p in model.iqr.conv3.parameters():
+            p.normal_(0, 0.05)
+        [p for n, p in model.g_s.named_parameters() if n.endswith("weight") and p.dim() == 4][-1].mul_(0.3)
+        [p for n, p in model.g_s.named_parameters() if n.endswith("bias")][-1].fill_(0.5)
+
+
+FACTORIES = {
+    "fasinet-l": lambda: FasiNetL(),
+    "fasinet-h": lambda: FasiNetH(),
+    "slim-fasinet-l": lambda: SlimFasiNetL(widths=(192, 96)),
+    "slim-fasinet-h": lambda: SlimFasiNetH(widths=(192, 96), gdn="slim+"),
+}
+
+
+@pytest.fixture(scope="module")
+def weights_files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runtime")
+    torch.manual_seed(0)
+    paths = {}
+    for arch, make in FACTORIES.items():
+        m = make().eval()
+        liven(m)
+        m.update()
+        paths[arch] = root / f"{arch}.safetensors"
+        save_model(m, paths[arch])
+    return paths
+
+
+@pytest.fixture(scope="module")
+def models(weights_files):
+    cache = {}
+
+    def get(arch, **kw):
+        key = (arch, tuple(sorted(kw.items())))
+        if key not in cache:
+            cache[key] = (load_model(weights_files[arch]), runtime.load_model(weights_files[arch], **kw))
+        return cache[key]
+    return get
+
+
+def _image(multiple: int, h: int = 256, w: int = 384) -> np.ndarray:
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(SAMPLE).convert("RGB"))[:h, :w]
+    assert rgb.shape[0] % multiple == 0 and rgb.shape[1] % multiple == 0
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255)
+
+
+def _levels(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(x * 255), 0, 255)
+
+
+CASES = [("fasinet-l", None), ("fasinet-h", None), ("slim-fasinet-l", 192), ("slim-fasinet-l", 96),
+         ("slim-fasinet-h", 96)]
+
+
+def test_available():
+    assert runtime.available()
+    assert runtime.supports("fasinet-l") and not runtime.supports("slimcae")
+
+
+@pytest.mark.parametrize("arch,width", CASES)
+def test_files_interchange_with_torch(models, arch, width):
+    tm, rm = models(arch, threads=1)
+    x = _image(tm.pad_multiple, *((256, 384) if width is None else (128, 192)))
+    with torch.inference_mode():
+        t_sym = tm.encode_symbols(torch.from_numpy(x), width)
+        t_lat = tm.compress(torch.from_numpy(x), width)
+    r_sym = rm.encode_symbols(x, width)
+    r_lat = rm.compress(x, width)
+    assert r_lat.shape == t_lat.shape and r_lat.width == t_lat.width
+    assert set(r_sym) == set(t_sym)
+    # torch file -> runtime decoder, runtime file -> torch decoder: the encoder's symbols exactly
+    dec_r = rm.decode_symbols(t_lat.strings, t_lat.shape, width)
+    with torch.inference_mode():
+        dec_t = tm.decode_symbols(r_lat.strings, r_lat.shape, width)
+    for k in t_sym:
+        assert dec_r[k].dtype == np.int32 and np.array_equal(dec_r[k], t_sym[k]), k
+        assert np.array_equal(dec_t[k], r_sym[k]), k
+        # the float analyses differ in their last bits only: a symbol flips at a rounding tie at most
+        assert np.mean(r_sym[k] != t_sym[k]) < 1e-3, k
+    assert rm.estimate_bits(t_sym, width) == tm.estimate_bits(t_sym, width)
+    # reconstructions of the same file
+    with torch.inference_mode():
+        x_t = tm.decompress(t_lat.strings, t_lat.shape, width).numpy()
+    x_r = rm.decompress(t_lat.strings, t_lat.shape, width)
+    assert x_r.shape == x_t.shape == x.shape and x_r.dtype == np.float32
+    assert float(x_t.std()) > 0.01 and np.abs(t_sym["y"]).max() >= 2  # not a trivial case
+    diff = np.abs(_levels(x_r) - _levels(x_t))
+    assert diff.max() <= RECON_MAX_LEVELS and diff.mean() <= RECON_MEAN_LEVELS
+    assert np.abs(x_r - x_t).max() < 1e-3
+
+
+@pytest.mark.parametrize("arch,width", [("fasinet-h", None), ("slim-fasinet-h", 96)])
+def test_entropy_parameters_are_bit_identical(models, arch, width):
+    tm, rm = models(arch, threads=1)
+    c = width or tm.latent_channels
+    z = np.random.default_rng(3).integers(-6, 7, size=(1, c, 2, 3)).astype(np.int32)
+    t_means, t_index = tm.entropy_parameters(z, width) if width else tm.entropy_parameters(z)
+    r_means, r_index = rm.entropy_parameters(z, width)
+    assert r_means.dtype == t_means.dtype == np.float64 and r_index.dtype == t_index.dtype
+    assert np.array_equal(r_means, t_means) and np.array_equal(r_index, t_index)
+    assert len(np.unique(r_index)) > 3  # exercises several tables
+
+
+def test_gdn_effective_params_are_bit_identical(models):
+    from slimfast.runtime import weights as rweights
+
+    tm, rm = models("fasinet-l", threads=1)
+    for prefix, mod in (("g_a.1.", tm.g_a[1]), ("g_s.1.", tm.g_s[1])):
+        beta, gamma = (t.detach().numpy() for t in mod.effective_params())
+        r_beta, r_gamma = rweights.gdn_params(rm._state, prefix)
+        assert np.array_equal(beta, r_beta) and np.array_equal(gamma, r_gamma)
+    tm, rm = models("slim-fasinet-h", threads=1)
+    mod = tm.g_s[1]  # SlimGDNPlus
+    for i, c in enumerate(mod.channels):
+        beta, gamma = (t.detach().numpy() for t in mod.effective_params(c))
+        r_beta, r_gamma = rweights.slim_gdn_plus_params(rm._state, "g_s.1.", i, c)
+        assert np.array_equal(beta, r_beta) and np.array_equal(gamma, r_gamma)
+
+
+@pytest.mark.parametrize("k,s", [(7, 4), (5, 4), (9, 4), (5, 2), (3, 2), (4, 2)])
+def test_subpixel_equals_transposed_convolution(k, s):
+    import torch.nn.functional as F
+
+    from slimfast.layers import tconv
+    from slimfast.runtime.onnxgraph import subpixel_weights
+
+    torch.manual_seed(k * 10 + s)
+    layer = tconv(5, 3, k, stride=s)
+    x = torch.randn(1, 5, 6, 7)
+    ref = layer(x).detach()
+    wc, bc, (t, l, b, r) = subpixel_weights(layer.weight.detach().numpy(), layer.bias.detach().numpy(), s, layer.padding)
+    y = F.conv2d(F.pad(x, (l, r, t, b)), torch.from_numpy(wc), torch.from_numpy(bc))
+    y = F.pixel_shuffle(y, s)  # = DepthToSpace(mode="CRD")
+    assert y.shape == ref.shape
+    assert torch.allclose(y, ref, atol=1e-5)
+
+
+def test_decoding_does_not_depend_on_threads_or_graph_options(models, weights_files):
+    tm, _ = models("fasinet-h", threads=1)
+    x = _image(64)
+    with torch.inference_mode():
+        lat = tm.compress(torch.from_numpy(x))
+    outs = []
+    for kw in ({"threads": 1}, {"threads": 2}, {"threads": 2, "tconv": "convtranspose", "optimization": "extended"}):
+        _, rm = models("fasinet-h", **kw)
+        sym = rm.decode_symbols(lat.strings, lat.shape)
+        outs.append((sym, rm.decompress(lat.strings, lat.shape)))
+    for sym, x_hat in outs[1:]:
+        for k in sym:
+            assert np.array_equal(sym[k], outs[0][0][k])
+        assert np.abs(x_hat - outs[0][1]).max() < 1e-4
+
+
+def test_width_checks(models):
+    _, rm = models("slim-fasinet-l", threads=1)
+    assert rm.default_width == 192 and rm.widths == (192, 96)
+    with pytest.raises(ValueError):
+        rm.check_width(100)
+    _, rm = models("fasinet-l", threads=1)
+    assert rm.check_width(None) == 192
+    with pytest.raises(ValueError):
+        rm.check_width(96)
+    with pytest.raises(ValueError):
+        rm.decode_symbols([b"", b""], (2, 2))
+
+
+def test_runtime_decodes_without_torch(models, weights_files, tmp_path):
+    tm, _ = models("fasinet-h", threads=1)
+    x = _image(64, 128, 192)
+    with torch.inference_mode():
+        sym = tm.encode_symbols(torch.from_numpy(x))
+        lat = tm.compress(torch.from_numpy(x))
+    np.savez(tmp_path / "case.npz", s0=np.frombuffer(lat.strings[0], np.uint8),
+             s1=np.frombuffer(lat.strings[1], np.uint8), y=sym["y"], z=sym["z"], x=x)
+    code = textwrap.dedent(f"""
+        import sys
+        import numpy as np
+        from slimfast import runtime
+        d = np.load({str(tmp_path / 'case.npz')!r})
+        m = runtime.load_model({str(weights_files['fasinet-h'])!r}, threads=1)
+        strings = [d["s0"].tobytes(), d["s1"].tobytes()]
+        sym = m.decode_symbols(strings, {tuple(lat.shape)!r})
+        assert np.array_equal(sym["y"], d["y"]) and np.array_equal(sym["z"], d["z"])
+        x_hat = m.decompress(strings, {tuple(lat.shape)!r})
+        m.compress(d["x"])
+        bad = [k for k in sys.modules if k == "torch" or k.startswith(("torch.", "slimfast.models"))]
+        assert not bad, bad
+        print("ok", x_hat.shape)
+    """)
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.startswith("ok")

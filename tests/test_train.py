@@ -1,0 +1,207 @@
+"""Training pipeline: exact resume, pickle-free checkpoints, DDP, MS-SSIM, the safetensors stand-in."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from slimfast import train as T
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    """Eight small smooth-plus-noise photos-to-be (80x96); a 30% validation split holds some back."""
+    d = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:80, 0:96]
+    for i in range(8):
+        base = np.stack([np.sin(x / (5 + i)) * 100 + 128, np.cos(y / (7 + i)) * 100 + 128, (x + y) * 1.2], 2)
+        im = np.clip(base + rng.normal(0, 10, base.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(im).save(d / f"img{i}.png")
+    return d
+
+
+def common(data: Path, out: Path, *extra) -> list[str]:
+    return ["--data", str(data), "--out", str(out), "--arch", "fasinet-l", "--steps", "6",
+            "--batch-size", "2", "--patch-size", "32", "--threads", "1", "--log-every", "1",
+            "--val-every", "3", "--val-fraction", "0.3", "--val-crop", "64", "--lr-drop-at", "0.5",
+            "--no-progress", *map(str, extra)]
+
+
+def trajectory(run: Path) -> list[tuple]:
+    """Every logged row but its wall-clock column."""
+    with open(run / "log.csv", newline="") as f:
+        return [tuple(v for k, v in r.items() if k != "minutes") for r in csv.DictReader(f)]
+
+
+def checkpoint_tensors(run: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(run / "checkpoint.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def straight_run(tiny_data, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "straight"
+    assert T.main(common(tiny_data, out)) == 0
+    return out
+
+
+def test_interrupted_run_resumes_exactly(straight_run, tiny_data, tmp_path):
+    out = tmp_path / "interrupted"
+    # Stop at step 2 (before the lr drop at step 3 and a validation), then at 4, then finish.
+    assert T.main(common(tiny_data, out, "--stop-at", 2)) == 0
+    assert not (out / "final.safetensors").exists()
+    assert T.main(common(tiny_data, out, "--stop-at", 4)) == 0
+    assert T.main(common(tiny_data, out)) == 0
+
+    a, b = trajectory(straight_run), trajectory(out)
+    assert len([r for r in a if r[1] == "train"]) == 6 and len([r for r in a if r[1] == "val"]) == 2
+    assert a == b
+    lrs = [float(r[5]) for r in a if r[1] == "train"]
+    assert lrs == [1e-3] * 3 + [1e-4] * 3
+
+    # Model, both optimizers (main and aux) and every RNG state end bit-identical.
+    ta, tb = checkpoint_tensors(straight_run), checkpoint_tensors(out)
+    assert ta.keys() == tb.keys()
+    assert any(k.startswith("aux.") for k in ta) and any(k.startswith("opt.") for k in ta)
+    for k in ta:
+        assert torch.equal(ta[k], tb[k]), k
+    ja = json.loads((straight_run / "checkpoint.json").read_text())
+    jb = json.loads((out / "checkpoint.json").read_text())
+    assert ja["rng_ranks"] == jb["rng_ranks"] and ja["step"] == jb["step"] == 6
+
+
+def test_rows_after_the_checkpoint_are_dropped_on_resume(straight_run, tiny_data, tmp_path):
+    out = tmp_path / "crashed"
+    assert T.main(common(tiny_data, out, "--stop-at", 3)) == 0
+    with open(out / "log.csv", "a") as f:  # what a crash after the checkpoint would leave behind
+        f.write("4,0.1,train,999,9,9,0.001,\n")
+    assert T.main(common(tiny_data, out)) == 0
+    assert trajectory(out) == trajectory(straight_run)
+
+
+def test_checkpoint_is_pickle_free_and_self_contained(straight_run):
+    from safetensors import safe_open
+
+    names = {p.name for p in straight_run.iterdir()}
+    assert {"checkpoint.safetensors", "checkpoint.json", "final.safetensors", "log.csv", "summary.json",
+            "config.json"} <= names
+    assert not any(n.endswith((".pt", ".pth", ".pkl", ".bin")) for n in names)
+    with safe_open(str(straight_run / "checkpoint.safetensors"), framework="pt") as f:
+        meta = json.loads(f.metadata()["checkpoint"])
+        keys = set(f.keys())
+    assert meta["format"] == T.CHECKPOINT_FORMAT and meta["step"] == 6 and meta["world_size"] == 1
+    assert {"rng.torch.0", "rng.torch"} <= keys
+    summary = json.loads((straight_run / "summary.json").read_text())
+    assert summary["steps"] == 6 and summary["device"] == "cpu"
+    from slimfast.weights import load_model
+
+    model = load_model(straight_run / "final.safetensors")
+    assert model.architecture == "fasinet-l" and model.entropy_bottleneck.updated
+
+
+def test_training_plot_written_when_matplotlib_is_there(straight_run):
+    pytest.importorskip("matplotlib")
+    assert (straight_run / "training.png").stat().st_size > 1000
+
+
+def test_load_checkpoint_restores_rng(straight_run):
+    model = T.build("fasinet-l")
+    opt = torch.optim.Adam(model.main_parameters())
+    aux = torch.optim.Adam(model.aux_parameters())
+    meta = T.load_checkpoint(straight_run, model, opt, aux)
+    first = meta["rng"].random()
+    meta2 = T.load_checkpoint(straight_run, model, opt, aux)
+    assert meta2["rng"].random() == first
+    assert T.load_checkpoint(straight_run, model, opt, aux, rank=1)["rng"] is None  # a rank it never saw
+
+
+def test_ms_ssim_matches_pytorch_msssim():
+    ref = pytest.importorskip("pytorch_msssim")
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 192, 180, generator=g)
+    y = (x + 0.08 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    ours = T.ms_ssim(y, x, data_range=1.0)
+    theirs = ref.ms_ssim(y, x, data_range=1.0, size_average=True)
+    assert abs(float(ours) - float(theirs)) < 1e-5
+    assert abs(float(T.ms_ssim(x, x)) - 1.0) < 1e-6
+
+
+def test_ms_ssim_needs_large_patches(tiny_data, tmp_path):
+    with pytest.raises(ValueError, match="176"):
+        T.ms_ssim(torch.rand(1, 3, 128, 128), torch.rand(1, 3, 128, 128))
+    with pytest.raises(SystemExit, match="patch-size"):
+        T.main(common(tiny_data, tmp_path / "r", "--metric", "ms-ssim"))
+
+
+def test_ms_ssim_loss_has_gradients():
+    x = torch.rand(1, 3, 176, 176)
+    y = (x + 0.1 * torch.randn_like(x)).clamp(0, 1).requires_grad_(True)
+    T.distortion(y, x, "ms-ssim").backward()
+    assert torch.isfinite(y.grad).all() and y.grad.abs().sum() > 0
+
+
+def test_bf16_keeps_entropy_models_in_float32():
+    model = T.build("fasinet-h").train()
+    T._entropy_models_in_fp32(model)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.rand(1, 3, 64, 64))
+    assert all(v.dtype == torch.float32 for v in out["likelihoods"].values())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.int32, torch.int64,
+                                   torch.uint8, torch.bool, torch.float64])
+def test_safetensors_standin_is_the_real_format(tmp_path, dtype):
+    st = pytest.importorskip("safetensors.torch")
+    from safetensors import safe_open
+
+    if getattr(sys.modules["safetensors"], "__slimfast_standin__", False):
+        pytest.skip("the real safetensors package is not installed")
+    g = torch.Generator().manual_seed(1)
+    tensors = {"a": (torch.rand(3, 5, generator=g) * 100).to(dtype), "scalar": torch.tensor(7).to(dtype),
+               "empty": torch.zeros(0, 4, dtype=dtype)}
+    T._st_save_file(tensors, tmp_path / "ours.safetensors", metadata={"k": "v"})
+    back = st.load_file(str(tmp_path / "ours.safetensors"))
+    with safe_open(str(tmp_path / "ours.safetensors"), framework="pt") as f:
+        assert f.metadata() == {"k": "v"}
+    st.save_file(tensors, str(tmp_path / "real.safetensors"), metadata={"k": "v"})
+    back2 = T._st_load_file(tmp_path / "real.safetensors")
+    with T._StFile(tmp_path / "real.safetensors") as f:
+        assert f.metadata() == {"k": "v"}
+    for k, v in tensors.items():
+        for b in (back[k], back2[k]):
+            assert b.dtype == v.dtype and b.shape == v.shape and torch.equal(b, v)
+
+
+@pytest.mark.slow
+def test_ddp_two_ranks_stay_identical(tiny_data, tmp_path):
+    out, hashes = tmp_path / "ddp", tmp_path / "hash"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    args = common(tiny_data, out, "--debug-state-hash", hashes)
+    args[args.index("--steps") + 1] = "3"
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        "-m", "slimfast.train", *args], capture_output=True, text=True, env=env, timeout=240,
+                       cwd=tmp_path)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    r0 = json.loads((hashes / "rank0.json").read_text())
+    r1 = json.loads((hashes / "rank1.json").read_text())
+    assert r0["world_size"] == r1["world_size"] == 2 and r0["step"] == r1["step"] == 3
+    assert r0["state"] == r1["state"]  # weights and optimizer states identical after all-reduce
+    assert r0["data"] != r1["data"]    # but each rank trained on its own patches
+    meta = json.loads((out / "checkpoint.json").read_text())
+    assert meta["world_size"] == 2 and len(meta["rng_ranks"]) == 2
+    assert meta["rng_ranks"][0]["numpy"] != meta["rng_ranks"][1]["numpy"]
+    rows = trajectory(out)
+    assert [r[0] for r in rows if r[1] == "train"] == ["1", "2", "3"]  # one writer: rank 0
+    assert (out / "final.safetensors").exists()
