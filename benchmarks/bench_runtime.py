@@ -16,7 +16,9 @@ times, round-robin so that background load hits every variant alike:
   layout) and the stride-4 transposed convolutions as ``ConvTranspose`` or sub-pixel
   ``Conv + DepthToSpace``.
 
-Medians in milliseconds. Only ratios within one run are meaningful.
+Medians in milliseconds, wall clock and (in parentheses) process CPU time. Only ratios within
+one run are meaningful. Thread pools of several variants in one process disturb each other
+(ORT's workers spin after a run): for more than one thread, time one variant per process.
 """
 from __future__ import annotations
 
@@ -84,7 +86,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--variants", nargs="+", default=None,
                     help="ORT variants as opt:tconv[:nospin] (default: all:subpixel all:convtranspose "
-                         "extended:subpixel extended:convtranspose)")
+                         "extended:subpixel extended:convtranspose; 'none': torch only)")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
@@ -97,7 +99,7 @@ def main(argv=None) -> dict:
 
     rgb = np.asarray(Image.open(args.image).convert("RGB"))
     variants = [tuple(v.split(":")) for v in (args.variants or
-                ["all:subpixel", "all:convtranspose", "extended:subpixel", "extended:convtranspose"])]
+                ["all:subpixel", "all:convtranspose", "extended:subpixel", "extended:convtranspose"]) if v != "none"]
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for arch in args.models:

@@ -93,10 +93,17 @@ def _same_file(a: str, b: Path) -> bool:
 
 
 def _set_threads(n: int | None) -> None:
+    """Thread count for whichever backend runs the networks (ONNX Runtime or torch)."""
     if n:
-        import torch
+        if n < 1:
+            raise SlimfastError("--threads must be at least 1")
+        os.environ["SLIMFAST_THREADS"] = str(n)
+        from .codec import backend
 
-        torch.set_num_threads(n)
+        if backend() == "torch":
+            import torch
+
+            torch.set_num_threads(n)
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -294,7 +301,9 @@ def cmd_demo(args) -> int:
         _write_atomic(Path(args.output), data, args.force)
         out = args.output
     print(f"image    {path} ({w}x{h} {img.mode})")
-    print(f"model    {codec.name} (v{codec.info.version})")
+    from .codec import backend
+
+    print(f"model    {codec.name} (v{codec.info.version}), {backend(codec.info.architecture)} backend")
     print(f"size     {len(data)} bytes" + (f" -> {out}" if out else ""))
     print(f"bpp      {len(data) * 8 / (w * h):.4f}")
     print(f"PSNR     {psnr:.2f} dB")

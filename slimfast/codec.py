@@ -4,6 +4,8 @@ This layer joins a model (``slimfast.models``) to the container (``slimfast.cont
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import threading
 import zlib
@@ -20,18 +22,50 @@ _lock = threading.Lock()
 DEFAULT_MAX_DECODE_PIXELS = 64 * 1024 * 1024
 
 
-@lru_cache(maxsize=16)
-def _load_weights(path: str, sha256: str):
-    from .weights import file_digest, load_model
+def backend(architecture: str | None = None) -> str:
+    """``"ort"`` or ``"torch"``: ``SLIMFAST_BACKEND`` if set, else ort when ``slimfast[fast]`` is installed.
 
-    if sha256 and file_digest(path) != sha256:
+    Architectures the ORT runtime does not cover always use torch.
+    """
+    from . import runtime
+
+    name = os.environ.get("SLIMFAST_BACKEND", "").strip().lower() or "auto"
+    if name not in ("auto", "ort", "torch"):
+        raise SlimfastError(f"SLIMFAST_BACKEND must be 'torch' or 'ort', not {name!r}")
+    if name == "torch" or (architecture is not None and not runtime.supports(architecture)):
+        return "torch"
+    if not runtime.available():
+        if name == "ort":
+            raise SlimfastError("SLIMFAST_BACKEND=ort needs onnx and onnxruntime: pip install 'slimfast[fast]'")
+        return "torch"
+    return "ort"
+
+
+@lru_cache(maxsize=16)
+def _load_weights(path: str, sha256: str, backend: str = "torch"):
+    if sha256 and hashlib.sha256(open(path, "rb").read()).hexdigest() != sha256:
         raise SlimfastError(f"weights file {path} does not match its model card (sha256); reinstall slimfast")
+    if backend == "ort":
+        from .runtime import load_model as load_runtime
+
+        return load_runtime(path)
+    from .weights import load_model
+
     return load_model(path)
 
 
 def _model_for(info: zoo.ModelInfo):
     with _lock:
-        return _load_weights(str(info.path), info.sha256)
+        return _load_weights(str(info.path), info.sha256, backend(info.architecture))
+
+
+def _inference(model):
+    """torch's inference mode for a torch model, nothing for the ORT runtime."""
+    if type(model).__module__.startswith("slimfast.runtime"):
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.inference_mode()
 
 
 def pad_image(rgb: np.ndarray, multiple: int) -> np.ndarray:
@@ -47,6 +81,12 @@ def _to_tensor(rgb: np.ndarray):
     import torch
 
     return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float().div_(255.0).unsqueeze(0)
+
+
+def _to_input(rgb: np.ndarray, model):
+    if type(model).__module__.startswith("slimfast.runtime"):
+        return np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32)[None] / np.float32(255)
+    return _to_tensor(rgb)
 
 
 @dataclass
@@ -109,15 +149,13 @@ class Codec:
         return self._compress_point(img, point)
 
     def _compress_point(self, img: CanonicalImage, point: OperatingPoint) -> bytes:
-        import torch
-
         info = self.info if point.model == self.name else zoo.get(point.model)
         model = _model_for(info)
         w, h = img.size
         if w > container.MAX_SIDE or h > container.MAX_SIDE or w * h > container.MAX_PIXELS:
             raise SlimfastError(f"image {w}x{h} exceeds the format's limits ({container.MAX_SIDE} per side)")
-        x = _to_tensor(pad_image(img.rgb, model.pad_multiple))
-        with torch.inference_mode():
+        x = _to_input(pad_image(img.rgb, model.pad_multiple), model)
+        with _inference(model):
             lat = model.compress(x, width=point.width)
         alpha = zlib.compress(img.alpha.tobytes(), 9) if img.alpha is not None else None
         hdr = container.Header(model=info.name, weights_version=info.version,
@@ -157,8 +195,6 @@ def decompress(data: bytes, candidates: list[zoo.ModelInfo] | None = None):
     ``candidates`` are models to try before the installed ones (used to measure a model that
     is not installed yet).
     """
-    import torch
-
     hdr = container.unpack(data)
     if hdr.pixels > max_decode_pixels():
         raise SlimfastError(f"image {hdr.image_size[0]}x{hdr.image_size[1]} is above this decoder's limit of "
@@ -177,11 +213,12 @@ def decompress(data: bytes, candidates: list[zoo.ModelInfo] | None = None):
     m = model.pad_multiple
     shape = (-(-h // m), -(-w // m))  # the deepest latent has stride pad_multiple
     try:
-        with torch.inference_mode():
-            x_hat = model.decompress(hdr.streams, shape, width=hdr.width)
+        with _inference(model):
+            x_hat = np.asarray(model.decompress(hdr.streams, shape, width=hdr.width))
     except ValueError as exc:
         raise SlimfastError(f"corrupt .sfi file: {exc}") from None
-    rgb = (x_hat[0, :, :h, :w].mul(255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy())
+    # float32 x * 255, round half to even, clamp: what torch's mul/round/clamp computed
+    rgb = np.clip(np.rint(x_hat[0, :, :h, :w] * np.float32(255)), 0, 255).astype(np.uint8).transpose(1, 2, 0)
     alpha = None
     if hdr.alpha is not None:
         try:

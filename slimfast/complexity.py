@@ -83,11 +83,11 @@ def count(model, width: int | None = None) -> dict:
 
 def report(models) -> None:
     """Print a complexity table for zoo models (``slimfast models --details``)."""
-    from .codec import Codec
+    from .weights import load_model
 
     print(f"\n{'name':24s} {'width':>5s} {'params':>8s} {'kMAC/px enc':>12s} {'kMAC/px dec':>12s}")
     for info in models:
-        model = Codec(info).model
+        model = load_model(info.path)  # the torch reference: hooks count its layers
         for w in (sorted(model.widths, reverse=True) if model.widths else [None]):
             c = count(model, w)
             print(f"{info.name:24s} {str(w or '-'):>5s} {c['params'] / 1e6:7.2f}M {c['kmac_encode']:12.2f} "

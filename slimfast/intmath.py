@@ -62,10 +62,10 @@ def conv_transpose(a: np.ndarray, w_int: np.ndarray, scale: np.ndarray, bias_q: 
     ph, pw = padding
     full = np.zeros((cout, (h - 1) * sh + kh + output_padding[0], (w - 1) * sw + kw + output_padding[1]))
     x = a.reshape(cin, h * w)
-    wf = w_int.astype(np.float64)
+    wf = np.ascontiguousarray(w_int.astype(np.float64).transpose(2, 3, 1, 0))  # [kh, kw, Cout, Cin]: BLAS-ready
     for i in range(kh):
         for j in range(kw):
-            y = wf[:, :, i, j].T @ x
+            y = wf[i, j] @ x
             full[:, i: i + (h - 1) * sh + 1: sh, j: j + (w - 1) * sw + 1: sw] += y.reshape(cout, h, w)
     acc = full[:, ph: ph + h * sh, pw: pw + w * sw]
     return _requantize(acc, scale, bias_q)

@@ -50,15 +50,17 @@ class RuntimeModel:
     """A weights file ready to code with ONNX Runtime (see the module docstring).
 
     ``threads``: ORT intra-op threads (0: ORT's default, one per physical core; the
-    environment variable ``SLIMFAST_THREADS`` sets the default). ``tconv``: ``"subpixel"``
-    (stride-s transposed convolutions as Conv + DepthToSpace, the faster in ORT) or
-    ``"convtranspose"``. ``optimization``: ORT graph optimization level, one of
-    ``disable``, ``basic``, ``extended``, ``all`` (``all`` adds ORT's blocked NCHWc layout).
-    ``spinning``: let idle ORT worker threads spin (lower latency, burns CPU when shared).
+    environment variable ``SLIMFAST_THREADS`` sets the default). ``tconv``: ``"convtranspose"``
+    or ``"subpixel"`` (stride-s transposed convolutions as Conv + DepthToSpace: as fast for
+    FasiNet-L's 7x7 kernels, slower for FasiNet-H's 5x5, whose phases are sparse).
+    ``optimization``: ORT graph optimization level, one of ``disable``, ``basic``,
+    ``extended``, ``all`` (``all`` adds ORT's blocked NCHWc layout: 10-15% faster).
+    ``spinning``: let idle ORT worker threads spin; off by default, since spinning workers
+    took the speed-up of a second thread away on a 2-core machine.
     """
 
-    def __init__(self, path: str | Path, threads: int | None = None, tconv: str = "subpixel",
-                 optimization: str = "all", spinning: bool = True):
+    def __init__(self, path: str | Path, threads: int | None = None, tconv: str = "convtranspose",
+                 optimization: str = "all", spinning: bool = False):
         meta, state = weights.load(path)
         arch = meta["architecture"]
         if arch not in ARCHS:

@@ -9,7 +9,8 @@ on both sides, ``tconv`` uses ``padding`` / ``output_padding`` so that its outpu
 A transposed convolution with a square stride can instead be emitted as a *sub-pixel*
 convolution (``tconv="subpixel"``): one ordinary convolution with ``Cout * s * s`` outputs
 whose kernel holds each output phase's taps, then ``DepthToSpace(s)``. It computes the same
-sums (the zero taps aside), and ORT runs it as a plain GEMM instead of GEMM + col2im.
+sums (the zero taps aside) as a plain GEMM instead of GEMM + col2im; it pays off only where the
+phases are dense (kernel close to 2 x stride), so ``convtranspose`` is the default.
 """
 from __future__ import annotations
 
