@@ -14,7 +14,7 @@ budget is skipped and the next one tried.
 
 File names (and sub-folders) are kept, so :func:`slimfast.train.split_validation`, which
 hashes the name, holds out exactly the packed images that it holds out of the full set.
-Kodak is never packed. A ``MANIFEST.json`` lists every file with its source and size.
+Kodak is never packed. A ``MANIFEST.json`` lists every file, its size and how it was packed.
 Only Pillow is needed; nothing is downloaded.
 """
 from __future__ import annotations
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     if not bsds.is_dir():
         print(f"error: {bsds} not found (give --src)", file=sys.stderr)
         return 2
-    budget = int(args.max_mb * 1e6) - 64 * 1024  # room for the manifest
+    budget = int(args.max_mb * 1e6) - 256 * 1024  # room for the manifest
     if args.out.exists():
         shutil.rmtree(args.out)
     manifest, used = [], 0
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(data)
         used += len(data)
-        manifest.append({"file": rel.as_posix(), "source": str(source), "bytes": len(data), "how": how})
+        manifest.append({"file": rel.as_posix(), "bytes": len(data), "how": how})
 
     for f in images(bsds):
         data = f.read_bytes()
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         put(Path("imagenet-samples") / f.relative_to(inet), data, f, how)
 
     (args.out / "MANIFEST.json").write_text(json.dumps(
-        {"budget_mb": args.max_mb, "bytes": used, "bsds500": n_bsds, "imagenet_samples": len(manifest) - n_bsds,
+        {"source": str(args.src), "budget_mb": args.max_mb, "bytes": used, "bsds500": n_bsds, "imagenet_samples": len(manifest) - n_bsds,
          "imagenet_skipped": skipped, "quality": args.quality, "files": manifest}, indent=1))
     total = sum(f.stat().st_size for f in args.out.rglob("*") if f.is_file())
     print(f"{args.out}: {n_bsds} BSDS500 + {len(manifest) - n_bsds} ImageNet samples "

@@ -3,7 +3,7 @@
 Method (also in ``benchmarks/README.md``):
 
 * One image (default the bundled 768x512 ``slimfast/data/kodim23.png``). Each model and width
-  runs in its own subprocess with ``--threads`` torch threads: one warm-up encode+decode, then
+  runs in its own subprocess with ``--threads`` threads: one warm-up encode+decode, then
   ``--repeats`` timed encodes and decodes; the median is reported. Memory: after importing
   torch and loading the model and image, the kernel's peak-RSS mark is reset to the current
   RSS (``/proc/self/clear_refs``, Linux); ``peak_rss_mb`` is the process's peak RSS while
@@ -50,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baselines", nargs="+", default=DEFAULT_BASELINES, metavar="NAME",
                    help=f"baselines (default: {' '.join(DEFAULT_BASELINES)}; 'none' for none)")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per measurement, median reported (default 5)")
-    p.add_argument("--threads", type=int, default=2, help="torch threads for the models (default 2)")
+    p.add_argument("--threads", type=int, default=2, help="threads for the models, ONNX Runtime or torch (default 2)")
     p.add_argument("--sizes", type=float, nargs="*", default=[0.4, 2, 8, 24], metavar="MP",
                    help="size sweep in megapixels (default 0.4 2 8 24; none to skip)")
     p.add_argument("--size-repeats", type=int, default=3, help="timed runs per size-sweep point (default 3)")
@@ -158,7 +158,9 @@ def worker(job: dict) -> dict:
     dec = np.asarray(out.convert("RGB"))
     h, w = img.shape[:2]
     mp = h * w / 1e6
-    return {"model": job["model"], "width": width, "height": h, "width_px": w, "mp": mp, "bytes": len(data),
+    from .codec import backend
+
+    return {"backend": backend(), "model": job["model"], "width": width, "height": h, "width_px": w, "mp": mp, "bytes": len(data),
             "bpp": metrics.bpp(len(data), h, w), "psnr": metrics.psnr(img, dec),
             "enc_ms": med_e, "dec_ms": med_d, "enc_runs_ms": te, "dec_runs_ms": td,
             "enc_mps": mp / (med_e / 1e3), "dec_mps": mp / (med_d / 1e3),
@@ -295,8 +297,8 @@ def _f(v, spec=".1f"):
 def bench_md(res: dict) -> str:
     im, st = res["image"], res["settings"]
     L = ["# Benchmark", "",
-         f"Image {im['name']} ({im['width']}x{im['height']}, {im['mp']:.3f} MP). Models: {st['threads']} torch "
-         f"threads, a fresh process per point; median of {st['repeats']} runs after one warm-up. Baselines: "
+         f"Image {im['name']} ({im['width']}x{im['height']}, {im['mp']:.3f} MP). Models: {st['threads']} threads, "
+         f"backend {', '.join(sorted({r.get('backend', '?') for r in res.get('models', [])})) or '?'} (ort: ONNX Runtime, torch: reference), a fresh process per point; median of {st['repeats']} runs after one warm-up. Baselines: "
          "same run, library default threading, quality closest in bpp to each model point. "
          "Ratios are model time / baseline time (below 1 = model faster).", ""]
     if res["skipped"]:

@@ -56,7 +56,7 @@ def rd_plot(curves: list[dict], metric: str, path: str | Path, title: str = "",
     every = [p["bpp"] for c in curves for p in c["points"] if p.get("bpp") is not None and p.get(metric) is not None]
     if every:
         ax.set_xlim(0, min(max(every) * 1.03, max(2.0, 1.25 * max(focus, default=0.0))))
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left")
     if note:
         fig.text(0.01, 0.005, note, fontsize=7, color="0.35")
     path = Path(path)

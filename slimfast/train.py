@@ -698,6 +698,10 @@ def _train(cfg: TrainConfig, dd: Dist) -> Path:
         model = load_model(cfg.init).train()
     else:
         model = build(cfg.architecture, cfg.model_config)
+    if cfg.lmbdas and not model.widths:
+        raise SystemExit(f"error: --lambdas needs a slimmable model; {model.architecture} has one width (use --lambda)")
+    if cfg.lmbdas and len(cfg.lmbdas) != len(model.widths):
+        raise SystemExit(f"error: {len(cfg.lmbdas)} lambdas for the {len(model.widths)} widths {model.widths}")
     model.to(device).train()
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -806,11 +810,26 @@ def _train(cfg: TrainConfig, dd: Dist) -> Path:
     def minutes() -> float:
         return (time.monotonic() - t0) / 60
 
+    def validate_and_log(lr: float) -> None:
+        for wdt in (model.widths or [None]):
+            v = validate(model, val_images, cfg.metric, cfg.lmbda, crop=cfg.val_crop, width=wdt)
+            row = {"step": step, "minutes": f"{minutes():.3f}", "kind": "val" if wdt is None else f"val@{wdt}",
+                   "bpp": f"{v['bpp']:.7g}", "psnr": f"{v['psnr']:.7g}", "lr": f"{lr:.6g}"}
+            if "msssim" in v:
+                row["msssim"] = f"{v['msssim']:.7g}"
+            writer.writerow(row)
+            msg = f"step {step} {row['kind']}: {v['bpp']:.4f} bpp {v['psnr']:.2f} dB"
+            if "msssim" in v:
+                msg += f" MS-SSIM {v['msssim']:.4f}"
+            bar.write(msg) if bar is not None else print(msg, file=sys.stderr)
+        log.flush()
+
     with _Stop() as stop_signal:
         # Rank 0 decides everything that depends on time or signals (stop, checkpoint, lr drop).
         finished = done()
         stop, drop = dd.broadcast_flags([int(finished or (0 < cfg.stop_at <= step)),
                                          int(progress_fraction() >= cfg.lr_drop_at)])
+        lr, start_step = cfg.lr, step
         while not stop:
             lr = cfg.lr * (0.1 if drop else 1.0)
             for g in opt.param_groups:
@@ -860,18 +879,7 @@ def _train(cfg: TrainConfig, dd: Dist) -> Path:
             if cfg.log_every and step % cfg.log_every == 0:
                 log_acc = {"n": 0, "sum": {}}
             if dd.main and cfg.val_every and step % cfg.val_every == 0 and val_images:
-                for wdt in (model.widths or [None]):
-                    v = validate(model, val_images, cfg.metric, cfg.lmbda, crop=cfg.val_crop, width=wdt)
-                    row = {"step": step, "minutes": f"{minutes():.3f}", "kind": "val" if wdt is None else f"val@{wdt}",
-                           "bpp": f"{v['bpp']:.7g}", "psnr": f"{v['psnr']:.7g}", "lr": f"{lr:.6g}"}
-                    if "msssim" in v:
-                        row["msssim"] = f"{v['msssim']:.7g}"
-                    writer.writerow(row)
-                    msg = f"step {step} {row['kind']}: {v['bpp']:.4f} bpp {v['psnr']:.2f} dB"
-                    if "msssim" in v:
-                        msg += f" MS-SSIM {v['msssim']:.4f}"
-                    bar.write(msg) if bar is not None else print(msg, file=sys.stderr)
-                log.flush()
+                validate_and_log(lr)
             elif dd.main and bar is None and step % 500 == 0:
                 print(f"step {step} ({minutes():.1f} min): loss {run_avg['loss']:.4f} bpp {run_avg['bpp']:.4f} "
                       f"PSNR {run_avg['psnr']:.2f}", file=sys.stderr)
@@ -887,6 +895,17 @@ def _train(cfg: TrainConfig, dd: Dist) -> Path:
                 last_ckpt = time.monotonic()
     if bar is not None:
         bar.close()
+    if finished and dd.main and step > start_step:
+        # Close the log at the last step: the partial interval's means and a last validation.
+        if log_acc["n"]:
+            n = log_acc["n"]
+            m = {k: v / n for k, v in log_acc["sum"].items()}
+            writer.writerow({"step": step, "minutes": f"{minutes():.3f}", "kind": "train", "loss": f"{m['loss']:.7g}",
+                             "bpp": f"{m['bpp']:.7g}", "psnr": f"{m['psnr']:.7g}", "lr": f"{lr:.6g}"})
+            log_acc = {"n": 0, "sum": {}}
+        if val_images and cfg.val_every and step % cfg.val_every:
+            validate_and_log(lr)
+        log.flush()
     checkpoint()
 
     if cfg.debug_state_hash:
