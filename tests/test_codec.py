@@ -218,3 +218,15 @@ def test_unseen_kodak_photo_round_trips_with_the_default_model():
     # One image against the Kodak mean from the card: same ballpark.
     assert 0.3 * point["bpp"] < bpp < 3 * point["bpp"]
     assert abs(psnr - point["psnr"]) < 4
+
+
+def test_rate_control_picks_the_best_point_that_fits(sample_rgb):
+    """--max-bytes / --target-bpp: the largest file of the family that fits, else the smallest."""
+    codec = slimfast.load("fasinet-l-mse-q4")  # bundled family with three rate points
+    sizes = [len(codec.compress(sample_rgb, quality=q)) for q in (1, 2, 3)]
+    assert sizes == sorted(sizes)
+    assert len(codec.compress(sample_rgb, max_bytes=sizes[1])) == sizes[1]
+    assert len(codec.compress(sample_rgb, max_bytes=sizes[1] - 1)) == sizes[0]
+    assert len(codec.compress(sample_rgb, max_bytes=10)) == sizes[0]
+    h, w = sample_rgb.shape[:2]
+    assert len(codec.compress(sample_rgb, target_bpp=(sizes[2] + 0.5) * 8 / (h * w))) == sizes[2]
