@@ -43,7 +43,7 @@ def _from_array(a: np.ndarray) -> CanonicalImage:
 
 
 def _from_pil(im) -> CanonicalImage:
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
 
     try:
         im = ImageOps.exif_transpose(im)

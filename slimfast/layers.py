@@ -17,6 +17,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from .shapes import tconv_padding
+
 
 class NonNegativeParameterizer(nn.Module):
     """Stores ``p = sqrt(max(v, bound)^2 - pedestal)`` so that ``v -> v^2 + pedestal`` stays >= minimum.
@@ -73,28 +75,13 @@ def conv(cin: int, cout: int, kernel: int | tuple[int, int], stride: int | tuple
     return nn.Conv2d(cin, cout, (kh, kw), stride=stride, padding=((kh - 1) // 2, (kw - 1) // 2), bias=bias)
 
 
-def _tconv_pad(k: int, s: int) -> tuple[int, int]:
-    # Choose padding/output_padding so that out = in * s exactly (centered kernel).
-    if s == 1:
-        return (k - 1) // 2, 0
-    p = (k - 1) // 2
-    op = s + 2 * p - k
-    while op < 0:
-        p += 1
-        op = s + 2 * p - k
-    while op >= s:
-        p -= 1
-        op = s + 2 * p - k
-    return p, op
-
-
 def tconv(cin: int, cout: int, kernel: int | tuple[int, int], stride: int | tuple[int, int] = 1,
           bias: bool = True) -> nn.ConvTranspose2d:
     """Transposed convolution whose output is exactly ``stride`` times its input."""
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
     sh, sw = (stride, stride) if isinstance(stride, int) else stride
-    ph, oph = _tconv_pad(kh, sh)
-    pw, opw = _tconv_pad(kw, sw)
+    ph, oph = tconv_padding(kh, sh)
+    pw, opw = tconv_padding(kw, sw)
     return nn.ConvTranspose2d(cin, cout, (kh, kw), stride=(sh, sw), padding=(ph, pw),
                               output_padding=(oph, opw), bias=bias)
 

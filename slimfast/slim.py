@@ -32,8 +32,8 @@ from torch import nn
 import torch.nn.functional as F
 
 from . import intmath
-from .entropy import EntropyBottleneck
-from .layers import GDN, IntegerCopyMixin, NonNegativeParameterizer, _tconv_pad
+from .layers import GDN, IntegerCopyMixin, NonNegativeParameterizer
+from .shapes import tconv_padding
 
 GDN_KINDS = ("switchable", "slim+")
 
@@ -76,8 +76,8 @@ class SlimConvTranspose2d(nn.ConvTranspose2d):
                  bias: bool = True):
         kh, kw = _pair(kernel)
         sh, sw = _pair(stride)
-        ph, oph = _tconv_pad(kh, sh)
-        pw, opw = _tconv_pad(kw, sw)
+        ph, oph = tconv_padding(kh, sh)
+        pw, opw = tconv_padding(kw, sw)
         super().__init__(cin, cout, (kh, kw), stride=(sh, sw), padding=(ph, pw), output_padding=(oph, opw), bias=bias)
 
     def forward(self, x: torch.Tensor, c_out: int | None = None) -> torch.Tensor:

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..shapes import check_width
 from ..entropy import ConditionalEntropyModel, EntropyBottleneck
 
 
@@ -66,15 +67,7 @@ class CompressionModel(nn.Module):
                 m.update()
 
     def check_width(self, width: int | None) -> int:
-        if width is None:
-            return self.default_width
-        if self.widths is None:
-            if width != self.latent_channels:
-                raise ValueError(f"{self.architecture} is not slimmable: its only width is {self.latent_channels}")
-            return width
-        if width not in self.widths:
-            raise ValueError(f"width {width} not available; choose one of {', '.join(map(str, self.widths))}")
-        return width
+        return check_width(self.architecture, self.widths, self.latent_channels, width)
 
     # -- coding -----------------------------------------------------------------------------
     def encode_symbols(self, x: torch.Tensor, width: int | None = None) -> dict[str, np.ndarray]:

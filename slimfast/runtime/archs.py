@@ -14,6 +14,7 @@ import numpy as np
 from . import weights
 from .hyper import IntLayer
 from .onnxgraph import conv_spec
+from ..shapes import tconv_padding
 
 S4H, S4W = (4, 1), (1, 4)
 
@@ -46,7 +47,7 @@ class Arch:
         w, b = self.state[prefix + "weight"], self.state.get(prefix + "bias")
         w = w[:cin, :cout]
         kh, kw = w.shape[2:]
-        (ph, oph), (pw, opw) = weights.tconv_pad(kh, stride[0]), weights.tconv_pad(kw, stride[1])
+        (ph, oph), (pw, opw) = tconv_padding(kh, stride[0]), tconv_padding(kw, stride[1])
         return ("tconv", w, None if b is None else b[:cout], tuple(stride), (ph, pw), (oph, opw))
 
     def gdn(self, prefix: str, inverse: bool = False):
@@ -68,7 +69,7 @@ class Arch:
                 layers.append(IntLayer("conv1x1", w, s, b, cout=cout))
             else:
                 kh, kw = w.shape[2:]
-                (ph, oph), (pw, opw) = weights.tconv_pad(kh, stride[0]), weights.tconv_pad(kw, stride[1])
+                (ph, oph), (pw, opw) = tconv_padding(kh, stride[0]), tconv_padding(kw, stride[1])
                 layers += [IntLayer("tconv", w, s, b, tuple(stride), (ph, pw), (oph, opw), cout), IntLayer("relu")]
         return layers
 

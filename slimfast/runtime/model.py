@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import coder
+from ..shapes import check_width
 from . import onnxgraph, weights
 from .archs import ARCHS
 from .hyper import entropy_parameters
@@ -95,15 +96,7 @@ class RuntimeModel:
         return self.widths[0] if self.widths else self.latent_channels
 
     def check_width(self, width: int | None) -> int:
-        if width is None:
-            return self.default_width
-        if self.widths is None:
-            if width != self.latent_channels:
-                raise ValueError(f"{self.architecture} is not slimmable: its only width is {self.latent_channels}")
-            return width
-        if width not in self.widths:
-            raise ValueError(f"width {width} not available; choose one of {', '.join(map(str, self.widths))}")
-        return width
+        return check_width(self.architecture, self.widths, self.latent_channels, width)
 
     # -- ORT sessions ---------------------------------------------------------------------------
     def onnx_model(self, part: str, width: int | None = None):

@@ -55,18 +55,3 @@ def slim_gdn_plus_params(state: dict[str, np.ndarray], prefix: str, index: int, 
     beta = beta + (np.maximum(beta, np.float32(beta_min)) - beta)
     gamma = s("gamma_scale") * nonneg(state[prefix + "gamma"])[:c, :c] + s("gamma_bias")
     return beta, gamma
-
-
-def tconv_pad(k: int, s: int) -> tuple[int, int]:
-    """``(padding, output_padding)`` of :func:`slimfast.layers.tconv` (output = stride x input)."""
-    if s == 1:
-        return (k - 1) // 2, 0
-    p = (k - 1) // 2
-    op = s + 2 * p - k
-    while op < 0:
-        p += 1
-        op = s + 2 * p - k
-    while op >= s:
-        p -= 1
-        op = s + 2 * p - k
-    return p, op
