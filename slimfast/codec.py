@@ -77,16 +77,21 @@ def pad_image(rgb: np.ndarray, multiple: int) -> np.ndarray:
     return rgb
 
 
-def _to_tensor(rgb: np.ndarray):
+def _to_input(rgb: np.ndarray, model):
+    """``[1, 3, H, W]`` float32 in [0, 1], built in place: one float copy of a huge image, not three."""
+    x = np.empty((1, 3, *rgb.shape[:2]), dtype=np.float32)
+    x[0] = rgb.transpose(2, 0, 1)
+    np.divide(x, np.float32(255), out=x)
+    if type(model).__module__.startswith("slimfast.runtime"):
+        return x
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float().div_(255.0).unsqueeze(0)
+    return torch.from_numpy(x)
 
 
-def _to_input(rgb: np.ndarray, model):
-    if type(model).__module__.startswith("slimfast.runtime"):
-        return np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32)[None] / np.float32(255)
-    return _to_tensor(rgb)
+def _to_tensor(rgb: np.ndarray):
+    """The torch model input for an ``HxWx3`` uint8 image."""
+    return _to_input(rgb, None)
 
 
 @dataclass
@@ -217,8 +222,14 @@ def decompress(data: bytes, candidates: list[zoo.ModelInfo] | None = None):
             x_hat = np.asarray(model.decompress(hdr.streams, shape, width=hdr.width))
     except ValueError as exc:
         raise SlimfastError(f"corrupt .sfi file: {exc}") from None
-    # float32 x * 255, round half to even, clamp: what torch's mul/round/clamp computed
-    rgb = np.clip(np.rint(x_hat[0, :, :h, :w] * np.float32(255)), 0, 255).astype(np.uint8).transpose(1, 2, 0)
+    # float32 x * 255, round half to even, clamp (in place: x_hat may be a 24-MP image)
+    x_hat = x_hat[0, :, :h, :w]
+    if not x_hat.flags.writeable:
+        x_hat = x_hat.copy()
+    np.multiply(x_hat, np.float32(255), out=x_hat)
+    np.rint(x_hat, out=x_hat)
+    np.clip(x_hat, 0, 255, out=x_hat)
+    rgb = x_hat.astype(np.uint8).transpose(1, 2, 0)
     alpha = None
     if hdr.alpha is not None:
         try:

@@ -88,6 +88,14 @@ def _read_uvarint(buf: memoryview, pos: int) -> tuple[int, int]:
     return int(vals[0]), pos
 
 
+def _compact_index(table_index) -> np.ndarray:
+    """Flat table rows in the narrowest integer type: a 24-MP image has ~18 M symbols."""
+    t = np.asarray(table_index).ravel()
+    if t.size and t.dtype.kind in "iu" and 0 <= t.min() and t.max() < 2 ** 15:
+        return t.astype(np.int16, copy=False)
+    return t.astype(np.int64, copy=False)
+
+
 def _groups(table_index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Positions sorted by table (stable, so raster order within a table), and group bounds."""
     order = np.argsort(table_index, kind="stable")
@@ -107,8 +115,10 @@ def encode(values: np.ndarray, table_index: np.ndarray, freqs: np.ndarray, lengt
     """Encode int ``values`` (any shape) with per-value table rows ``table_index`` (same shape)."""
     import constriction
 
-    values = np.asarray(values, dtype=np.int64).ravel()
-    table_index = np.asarray(table_index, dtype=np.int64).ravel()
+    values = np.asarray(values).ravel()
+    if values.size and values.dtype.kind not in "iu":
+        raise ValueError("values must be integers")
+    table_index = _compact_index(table_index)
     if values.shape != table_index.shape:
         raise ValueError("values and table_index differ in size")
     order, starts, ends = _groups(table_index)
@@ -118,10 +128,11 @@ def encode(values: np.ndarray, table_index: np.ndarray, freqs: np.ndarray, lengt
         pos = order[a:b]
         t = int(table_index[pos[0]])
         n = int(lengths[t])
-        sym = values[pos] - int(offsets[t])
+        vals = values[pos].astype(np.int64)
+        sym = vals - int(offsets[t])
         esc = (sym < 0) | (sym >= n)
         if esc.any():
-            overflow.append(values[pos][esc])
+            overflow.append(vals[esc])
             sym = np.where(esc, n, sym)
         enc.encode(sym.astype(np.int32), _model(freqs[t, : n + 1]))
     words = enc.get_compressed().astype("<u4")
@@ -135,7 +146,7 @@ def decode(data: bytes, table_index: np.ndarray, freqs: np.ndarray, lengths: np.
     import constriction
 
     shape = np.shape(table_index)
-    table_index = np.asarray(table_index, dtype=np.int64).ravel()
+    table_index = _compact_index(table_index)
     buf = memoryview(data)
     nwords, pos = _read_uvarint(buf, 0)
     if pos + 4 * nwords > len(buf):
@@ -143,7 +154,7 @@ def decode(data: bytes, table_index: np.ndarray, freqs: np.ndarray, lengths: np.
     words = np.frombuffer(buf[pos: pos + 4 * nwords], dtype="<u4").astype(np.uint32)
     pos += 4 * nwords
     order, starts, ends = _groups(table_index)
-    out = np.empty(table_index.size, dtype=np.int64)
+    out = np.empty(table_index.size, dtype=np.int32)
     escapes = []
     try:
         dec = constriction.stream.queue.RangeDecoder(words)
@@ -151,11 +162,11 @@ def decode(data: bytes, table_index: np.ndarray, freqs: np.ndarray, lengths: np.
             idx = order[a:b]
             t = int(table_index[idx[0]])
             n = int(lengths[t])
-            sym = np.asarray(dec.decode(_model(freqs[t, : n + 1]), b - a), dtype=np.int64)
+            sym = np.asarray(dec.decode(_model(freqs[t, : n + 1]), b - a), dtype=np.int32)
             esc = sym == n
             if esc.any():
                 escapes.append(idx[esc])
-            out[idx] = sym + int(offsets[t])
+            out[idx] = sym + np.int32(offsets[t])  # |offset| and n are table sizes: no overflow
     except SlimfastError:
         raise
     except Exception as exc:  # constriction reports malformed words as ValueError/AssertionError
@@ -170,10 +181,11 @@ def decode(data: bytes, table_index: np.ndarray, freqs: np.ndarray, lengths: np.
     if pos != len(buf):
         raise SlimfastError("corrupt stream: trailing bytes")
     if nesc:
+        vals = np.asarray(vals, dtype=np.int64)
+        if vals.min() < -(2 ** 31) or vals.max() >= 2 ** 31:
+            raise SlimfastError("corrupt stream: value out of range")
         out[np.concatenate(escapes)] = vals
-    if out.size and (out.min() < -(2 ** 31) or out.max() >= 2 ** 31):
-        raise SlimfastError("corrupt stream: value out of range")
-    return out.astype(np.int32).reshape(shape)
+    return out.reshape(shape)
 
 
 def estimate_bits(values: np.ndarray, table_index: np.ndarray, freqs: np.ndarray, lengths: np.ndarray,

@@ -48,9 +48,10 @@ def from_fixed(a: np.ndarray) -> np.ndarray:
 
 
 def _requantize(acc: np.ndarray, scale: np.ndarray, bias_q: np.ndarray) -> np.ndarray:
-    out = acc * scale[:, None, None]
-    out = out + bias_q[:, None, None]
-    return np.clip(np.rint(out), -(2 ** ACT_CLIP), 2 ** ACT_CLIP)
+    out = acc * scale[:, None, None]  # the one new array; the rest in place (same values)
+    np.add(out, bias_q[:, None, None], out=out)
+    np.rint(out, out=out)
+    return np.clip(out, -(2 ** ACT_CLIP), 2 ** ACT_CLIP, out=out)
 
 
 def conv_transpose(a: np.ndarray, w_int: np.ndarray, scale: np.ndarray, bias_q: np.ndarray,
@@ -80,3 +81,13 @@ def conv1x1(a: np.ndarray, w_int: np.ndarray, scale: np.ndarray, bias_q: np.ndar
 
 def relu(a: np.ndarray) -> np.ndarray:
     return np.maximum(a, 0.0)
+
+
+def round_residual(y: np.ndarray, means: np.ndarray) -> np.ndarray:
+    """Symbols ``round(y - means)`` (float64, half to even), clamped to int32; in place, so a
+    24-MP image's latent costs one float64 copy rather than four."""
+    d = np.asarray(y).astype(np.float64)
+    np.subtract(d, means, out=d)
+    np.rint(d, out=d)
+    np.clip(d, -(2 ** 31), 2 ** 31 - 1, out=d)
+    return d.astype(np.int32)

@@ -45,14 +45,14 @@ import torch
 from .models import build
 from .train import (DEFAULT_DATA, PatchSampler, list_images, load_checkpoint, load_rgb, rd_loss,
                     save_checkpoint, split_validation, validate)
-from .weights import load_model, save_model
+from .weights import load_for_training, load_model, save_model
 
 PAPER_SCALE = 255.0 ** 2
 
 
 @dataclass
 class ScheduleConfig:
-    architecture: str = "slimcae"
+    architecture: str | None = None  # None: slimcae, or the architecture of --init
     model_config: dict = field(default_factory=dict)
     data: list[str] = field(default_factory=lambda: [str(DEFAULT_DATA)])
     out: str = "runs/slimcae-schedule"
@@ -124,7 +124,13 @@ class Scheduler:
         self.sampler = PatchSampler([load_rgb(f) for f in train_files], cfg.patch_size, self.rng)
         self.val_images = [load_rgb(f).to(self.device) for f in val_files[: cfg.val_images]]
 
-        self.model = (load_model(cfg.init).train() if cfg.init else build(cfg.architecture, cfg.model_config))
+        if cfg.init:
+            try:
+                self.model = load_for_training(cfg.init, cfg.architecture, cfg.model_config)
+            except ValueError as e:
+                raise SystemExit(f"error: --init {cfg.init}: {e}") from None
+        else:
+            self.model = build(cfg.architecture or "slimcae", cfg.model_config)
         if not self.model.widths:
             raise SystemExit(f"error: {self.model.architecture} is not slimmable; lambda scheduling needs widths")
         self.model.to(self.device).train()
@@ -339,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m slimfast.schedule", description=__doc__.replace("``", ""),
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("model")
-    g.add_argument("--arch", dest="architecture", default=d.architecture,
+    g.add_argument("--arch", dest="architecture", default=None,
                    help="slimmable architecture: slimcae, slimcae-hyper, slim-fasinet-l, slim-fasinet-h")
     g.add_argument("--model-config", type=json.loads, default={},
                    help='JSON constructor arguments, e.g. \'{"gdn": "slim+"}\'')

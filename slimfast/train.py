@@ -48,7 +48,7 @@ LOG_FIELDS = ["step", "minutes", "kind", "loss", "bpp", "psnr", "lr", "msssim"]
 
 @dataclass
 class TrainConfig:
-    architecture: str = "fasinet-l"
+    architecture: str | None = None  # None: fasinet-l, or the architecture of --init
     model_config: dict = field(default_factory=dict)
     data: list[str] = field(default_factory=lambda: [str(DEFAULT_DATA)])
     out: str = "runs/fasinet-l"
@@ -309,7 +309,7 @@ def _ensure_safetensors() -> None:
 
 _ensure_safetensors()
 
-from .weights import load_model, save_model  # noqa: E402  (after the stand-in, if any)
+from .weights import load_for_training, load_model, save_model  # noqa: E402  (after the stand-in, if any)
 
 
 # -- checkpoints without pickle ------------------------------------------------------------------
@@ -695,9 +695,12 @@ def _train(cfg: TrainConfig, dd: Dist) -> Path:
 
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank (DDP also broadcasts them)
     if cfg.init:
-        model = load_model(cfg.init).train()
+        try:
+            model = load_for_training(cfg.init, cfg.architecture, cfg.model_config)
+        except ValueError as e:
+            raise SystemExit(f"error: --init {cfg.init}: {e}") from None
     else:
-        model = build(cfg.architecture, cfg.model_config)
+        model = build(cfg.architecture or "fasinet-l", cfg.model_config)
     if cfg.lmbdas and not model.widths:
         raise SystemExit(f"error: --lambdas needs a slimmable model; {model.architecture} has one width (use --lambda)")
     if cfg.lmbdas and len(cfg.lmbdas) != len(model.widths):
@@ -951,7 +954,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Re-running the same command resumes from the run folder's checkpoint. Several processes: "
                "torchrun --nproc_per_node N -m slimfast.train ...")
     g = p.add_argument_group("model")
-    g.add_argument("--arch", dest="architecture", default=d.architecture)
+    g.add_argument("--arch", dest="architecture", default=None,
+                   help="fasinet-l (default), fasinet-h, slimcae, slimcae-hyper, slim-fasinet-l, slim-fasinet-h; "
+                        "with --init, the architecture of those weights unless given (slim-fasinet-l can "
+                        "warm-start from fasinet-l weights)")
     g.add_argument("--model-config", type=json.loads, default={}, help="JSON constructor arguments")
     g.add_argument("--init", default=None, help="warm start from these weights (safetensors)")
     g = p.add_argument_group("objective")

@@ -61,5 +61,25 @@ def load_model(path: str | Path) -> CompressionModel:
     return model.eval()
 
 
+def load_for_training(path: str | Path, architecture: str | None = None,
+                      config: dict | None = None) -> CompressionModel:
+    """Weights to warm-start ``architecture`` from, in train mode.
+
+    Same architecture: the model as saved. Otherwise the target model must know how to take
+    the other's weights (``load_unslimmed``, e.g. slim-fasinet-l from fasinet-l).
+    """
+    from safetensors.torch import load_file
+
+    meta = read_metadata(path)
+    if architecture is None or architecture == meta.get("architecture"):
+        return load_model(path).train()
+    model = build(architecture, config or {})
+    if not hasattr(model, "load_unslimmed"):
+        raise ValueError(f"cannot warm-start {architecture} from {meta.get('architecture')} weights")
+    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
+    model.load_unslimmed(state, meta.get("architecture", ""))
+    return model.train()
+
+
 def file_digest(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()

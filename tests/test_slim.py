@@ -334,3 +334,26 @@ def test_train_loop_runs_all_widths(tmp_path):
                       batch_size=2, patch_size=32, threads=1, val_every=0, val_fraction=frac, progress=False)
     run = train(cfg)
     assert (run / "final.safetensors").exists()
+
+
+def test_slim_fasinet_l_warm_starts_from_fasinet_l_weights(tmp_path):
+    from slimfast.models.fasinet import FasiNetL as _FasiNetL
+    from slimfast.weights import load_for_training, save_model
+
+    torch.manual_seed(3)
+    src = _FasiNetL().eval()
+    src.update()
+    path = tmp_path / "l.safetensors"
+    save_model(src, path, half=False)
+    m = load_for_training(path, "slim-fasinet-l").eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(m.analysis(x, 192), src.g_a(x))
+        y = torch.randn(1, 192, 4, 4)
+        assert torch.equal(m.synthesis(y, 192), src.g_s(src.iqr(y)))
+        assert m.analysis(x, 48).shape[1] == 48
+    # A narrower model takes the leading blocks too; other architectures are refused.
+    small = load_for_training(path, "slim-fasinet-l", {"N": 48, "M": 96, "widths": [96]})
+    assert torch.equal(small.g_a[0].weight, src.g_a[0].weight[:48])
+    with pytest.raises(ValueError):
+        load_for_training(path, "slimcae")

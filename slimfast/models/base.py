@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import tiling
 from ..shapes import check_width
 from ..entropy import ConditionalEntropyModel, EntropyBottleneck
 
@@ -68,6 +69,18 @@ class CompressionModel(nn.Module):
 
     def check_width(self, width: int | None) -> int:
         return check_width(self.architecture, self.widths, self.latent_channels, width)
+
+    # Huge images are coded tile by tile (slimfast.tiling): the same latent and the same
+    # pixels up to float summation order, in bounded memory.
+    @staticmethod
+    def tiled_analysis(fn, x: torch.Tensor) -> torch.Tensor:
+        """``fn(x)`` for an encoder ``fn`` (stride ``tiling.STRIDE``), tile by tile on huge inputs."""
+        return tiling.tiled(fn, x, down=tiling.STRIDE, tile=tiling.ANALYSIS_TILE, halo=tiling.ANALYSIS_HALO)
+
+    @staticmethod
+    def tiled_synthesis(fn, y_hat: torch.Tensor) -> torch.Tensor:
+        """``fn(y_hat)`` for a decoder ``fn`` (latent -> pixels), tile by tile on huge latents."""
+        return tiling.tiled(fn, y_hat, up=tiling.STRIDE, tile=tiling.SYNTHESIS_TILE, halo=tiling.SYNTHESIS_HALO)
 
     # -- coding -----------------------------------------------------------------------------
     def encode_symbols(self, x: torch.Tensor, width: int | None = None) -> dict[str, np.ndarray]:

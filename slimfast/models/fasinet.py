@@ -61,7 +61,7 @@ class FasiNetL(CompressionModel):
         return {"x_hat": x_hat, "likelihoods": {"y": y_lik}}
 
     def encode_symbols(self, x, width=None):
-        return {"y": self.entropy_bottleneck.quantize(self.g_a(x))}
+        return {"y": self.entropy_bottleneck.quantize(self.tiled_analysis(self.g_a, x))}
 
     def encode_strings(self, symbols, width=None):
         return [self.entropy_bottleneck.compress(symbols["y"])]
@@ -73,7 +73,7 @@ class FasiNetL(CompressionModel):
 
     def synthesize(self, symbols, width=None):
         y_hat = self.entropy_bottleneck.dequantize(symbols["y"])
-        return self.g_s(self.iqr(y_hat))
+        return self.tiled_synthesis(lambda t: self.g_s(self.iqr(t)), y_hat)
 
     def estimate_bits(self, symbols, width=None):
         return self.entropy_bottleneck.estimate_bits(symbols["y"])
@@ -216,11 +216,11 @@ class FasiNetH(CompressionModel):
         return means, index
 
     def encode_symbols(self, x, width=None):
-        y = self.g_a(x)
+        y = self.tiled_analysis(self.g_a, x)
         z = self.h_a(torch.abs(y))
         z_sym = self.entropy_bottleneck.quantize(z)
         means, _ = self.entropy_parameters(z_sym)
-        y_sym = np.rint(y.detach().double().numpy() - means).clip(-(2 ** 31), 2 ** 31 - 1).astype(np.int32)
+        y_sym = intmath.round_residual(y.detach().cpu().numpy(), means)
         return {"z": z_sym, "y": y_sym}
 
     def encode_strings(self, symbols, width=None):
@@ -238,7 +238,7 @@ class FasiNetH(CompressionModel):
     def synthesize(self, symbols, width=None):
         means, _ = self.entropy_parameters(symbols["z"])
         y_hat = torch.from_numpy((symbols["y"] + means).astype(np.float32))
-        return self.g_s(self.iqr(y_hat))
+        return self.tiled_synthesis(lambda t: self.g_s(self.iqr(t)), y_hat)
 
     def estimate_bits(self, symbols, width=None):
         _, index = self.entropy_parameters(symbols["z"])

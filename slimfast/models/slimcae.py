@@ -84,7 +84,7 @@ class SlimCAE(SlimMixin, CompressionModel):
 
     def encode_symbols(self, x, width=None):
         c = self.check_width(width)
-        return {"y": self.entropy[self.widths.index(c)].quantize(self.analysis(x, c))}
+        return {"y": self.entropy[self.widths.index(c)].quantize(self.tiled_analysis(lambda t: self.analysis(t, c), x))}
 
     def encode_strings(self, symbols, width=None):
         c = self.check_width(width)
@@ -100,7 +100,8 @@ class SlimCAE(SlimMixin, CompressionModel):
     def synthesize(self, symbols, width=None):
         c = self.check_width(width)
         _check_channels(symbols["y"], c)
-        return self.synthesis(self.entropy[self.widths.index(c)].dequantize(symbols["y"]), c)
+        y_hat = self.entropy[self.widths.index(c)].dequantize(symbols["y"])
+        return self.tiled_synthesis(lambda t: self.synthesis(t, c), y_hat)
 
     def estimate_bits(self, symbols, width=None):
         c = self.check_width(width)
@@ -164,11 +165,11 @@ class SlimHyperMixin:
 
     def encode_symbols(self, x, width=None):
         c = self.check_width(width)
-        y = self.analysis(x, c)
+        y = self.tiled_analysis(lambda t: self.analysis(t, c), x)
         z = self.hyper_analysis(y, c)
         z_sym = self.z_entropy[self.widths.index(c)].quantize(z)
         means, _ = self.entropy_parameters(z_sym, c)
-        y_sym = np.rint(y.detach().double().cpu().numpy() - means).clip(-(2 ** 31), 2 ** 31 - 1).astype(np.int32)
+        y_sym = intmath.round_residual(y.detach().cpu().numpy(), means)
         return {"z": z_sym, "y": y_sym}
 
     def encode_strings(self, symbols, width=None):
@@ -191,7 +192,7 @@ class SlimHyperMixin:
         _check_channels(symbols["y"], c)
         means, _ = self.entropy_parameters(symbols["z"], c)
         y_hat = torch.from_numpy((symbols["y"] + means).astype(np.float32))
-        return self.synthesis(y_hat, c)
+        return self.tiled_synthesis(lambda t: self.synthesis(t, c), y_hat)
 
     def estimate_bits(self, symbols, width=None):
         c = self.check_width(width)

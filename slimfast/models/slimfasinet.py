@@ -8,6 +8,8 @@ slim in step. Every layer uses the leading block of its full-width weights
 """
 from __future__ import annotations
 
+import re
+
 import torch
 from torch import nn
 
@@ -59,6 +61,35 @@ class SlimFasiNetL(SlimCAE):
     @property
     def config(self) -> dict:
         return {"N": self.N, "M": self.M, "widths": list(self.widths), "gdn": self.gdn}
+
+    # slim key -> FasiNet-L key: the ISD is a nested Sequential there, and GDNs are not switchable.
+    _FROM_FASINET = ((r"^g_a\.1\.gdns\.\d+\.", "g_a.1."), (r"^g_a\.2\.", "g_a.2.0."),
+                     (r"^g_a\.3\.gdns\.\d+\.", "g_a.2.1."), (r"^g_a\.4\.", "g_a.2.2."),
+                     (r"^g_s\.1\.gdns\.\d+\.", "g_s.1."), (r"^entropy\.\d+\.", "entropy_bottleneck."))
+
+    def load_unslimmed(self, state: dict[str, torch.Tensor], architecture: str) -> None:
+        """Warm start every width from trained FasiNet-L weights (this model's N, M at most FasiNet-L's).
+
+        Each tensor takes the leading block of its FasiNet-L counterpart, which is exactly what
+        the widest sub-network uses, so at full width the model starts as that FasiNet-L. The
+        entropy models' frozen tables are not copied: training refreshes them with ``update()``.
+        """
+        if architecture != "fasinet-l":
+            raise ValueError(f"slim-fasinet-l warm-starts from fasinet-l weights, not {architecture}")
+        own = self.state_dict()
+        for key, target in own.items():
+            if key.rsplit(".", 1)[-1] in ("freqs", "lengths", "offsets"):
+                continue
+            src = key
+            for pattern, repl in self._FROM_FASINET:
+                src = re.sub(pattern, repl, src)
+            if src not in state:
+                raise ValueError(f"fasinet-l weights lack {src} (for {key})")
+            value = state[src]
+            if value.dim() != target.dim() or any(a > b for a, b in zip(target.shape, value.shape)):
+                raise ValueError(f"{src} has shape {tuple(value.shape)}, cannot fill {key} {tuple(target.shape)}")
+            with torch.no_grad():
+                target.copy_(value[tuple(slice(0, n) for n in target.shape)].to(target.dtype))
 
     def analysis(self, x: torch.Tensor, c: int) -> torch.Tensor:
         n = scaled(c, self.M, self.N)

@@ -56,12 +56,12 @@ def scale_index(scales: np.ndarray, scale_table: np.ndarray) -> np.ndarray:
     """``ConditionalEntropyModel.scale_index``: smallest table scale >= each scale (float64)."""
     table = np.asarray(scale_table).astype(np.float64)
     idx = np.searchsorted(table, np.asarray(scales, dtype=np.float64), side="left")
-    return np.minimum(idx, table.size - 1).astype(np.int64)
+    return np.minimum(idx, table.size - 1).astype(np.int16)  # <= 64 scales
 
 
 def entropy_parameters(z_symbols: np.ndarray, medians: np.ndarray, scale_branch: list[IntLayer],
                        mean_branch: list[IntLayer] | None, scale_table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Exact ``(means float64, scale indices int64)``, each ``[1, C, H, W]``, from z's symbols ``[1, c, h, w]``.
+    """Exact ``(means float64, scale indices int16)``, each ``[1, C, H, W]``, from z's symbols ``[1, c, h, w]``.
 
     ``medians`` are the z entropy bottleneck's ``_medians`` (their leading ``c``); means are
     zero without a mean branch.

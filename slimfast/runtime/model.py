@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import coder
+from .. import coder, intmath, tiling
 from ..shapes import check_width
 from . import onnxgraph, weights
 from .archs import ARCHS
@@ -103,6 +103,12 @@ class RuntimeModel:
         """The ONNX ``ModelProto`` of ``part`` (``"encoder"`` or ``"decoder"``) at ``width``."""
         c = self.check_width(width)
         a = self._arch
+        if part == "analysis":  # y only, for tiles
+            return onnxgraph.build_model({"x": 3}, {"y": c}, lambda b, ins: {"y": b.sequence(ins["x"], a.analysis(c))},
+                                         self.tconv)
+        if part == "hyper_analysis":
+            return onnxgraph.build_model({"y": c}, {"z": c}, lambda b, ins: {"z": b.sequence(ins["y"], a.hyper_analysis(c))},
+                                         self.tconv)
         if part == "encoder":
             outputs = {"y": c, "z": c} if self.hyper else {"y": c}
 
@@ -114,7 +120,7 @@ class RuntimeModel:
         if part == "decoder":
             return onnxgraph.build_model({"y_hat": c}, {"x_hat": 3},
                                          lambda b, ins: {"x_hat": b.sequence(ins["y_hat"], a.synthesis(c))}, self.tconv)
-        raise ValueError("part must be 'encoder' or 'decoder'")
+        raise ValueError("part must be 'encoder', 'analysis', 'hyper_analysis' or 'decoder'")
 
     def session(self, part: str, width: int | None = None):
         c = self.check_width(width)
@@ -133,6 +139,7 @@ class RuntimeModel:
                 "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
                 "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[self.optimization]
             so.log_severity_level = 3
+            so.enable_cpu_mem_arena = os.environ.get("SLIMFAST_ORT_ARENA", "0") == "1"
             so.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
             sess = ort.InferenceSession(self.onnx_model(part, c).SerializeToString(), so,
                                         providers=["CPUExecutionProvider"])
@@ -181,10 +188,17 @@ class RuntimeModel:
     def analyze(self, x: np.ndarray, width: int | None = None) -> dict[str, np.ndarray]:
         """Float latents: ``{"y"}`` (and ``{"z"}`` for a hyperprior model) of ``x`` ``[1, 3, H, W]``."""
         c = self.check_width(width)
-        x = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
-        sess = self.session("encoder", c)
-        outs = sess.run(None, {"x": x})
-        return dict(zip((o.name for o in sess.get_outputs()), outs))
+        x = np.asarray(x, dtype=np.float32)
+        if max(x.shape[-2:]) <= tiling.ANALYSIS_TILE:  # one graph, one call
+            sess = self.session("encoder", c)
+            outs = sess.run(None, {"x": np.ascontiguousarray(x)})
+            return dict(zip((o.name for o in sess.get_outputs()), outs))
+        sess = self.session("analysis", c)
+        y = tiling.tiled(lambda t: sess.run(None, {"x": np.ascontiguousarray(t)})[0], x, down=tiling.STRIDE,
+                         tile=tiling.ANALYSIS_TILE, halo=tiling.ANALYSIS_HALO)
+        if not self.hyper:
+            return {"y": y}
+        return {"y": y, "z": self.session("hyper_analysis", c).run(None, {"y": y})[0]}
 
     def encode_symbols(self, x: np.ndarray, width: int | None = None) -> dict[str, np.ndarray]:
         c = self.check_width(width)
@@ -194,7 +208,7 @@ class RuntimeModel:
             return {"y": np.rint(lat["y"] - med[:c].reshape(1, c, 1, 1)).astype(np.int32)}
         z_sym = np.rint(lat["z"] - med[:c].reshape(1, c, 1, 1)).astype(np.int32)
         means, _ = self.entropy_parameters(z_sym, c)
-        y_sym = np.rint(lat["y"].astype(np.float64) - means).clip(-(2 ** 31), 2 ** 31 - 1).astype(np.int32)
+        y_sym = intmath.round_residual(lat["y"], means)
         return {"z": z_sym, "y": y_sym}
 
     def encode_strings(self, symbols: dict[str, np.ndarray], width: int | None = None) -> list[bytes]:
@@ -234,8 +248,10 @@ class RuntimeModel:
     def synthesize(self, symbols: dict[str, np.ndarray], width: int | None = None) -> np.ndarray:
         """Reconstruction ``[1, 3, H, W]`` float32 (not clamped), like ``CompressionModel.synthesize``."""
         c = self.check_width(width)
-        y_hat = np.ascontiguousarray(self.dequantize(symbols, c))
-        return self.session("decoder", c).run(None, {"y_hat": y_hat})[0]
+        y_hat = self.dequantize(symbols, c)
+        sess = self.session("decoder", c)
+        return tiling.tiled(lambda t: sess.run(None, {"y_hat": np.ascontiguousarray(t)})[0], y_hat,
+                            up=tiling.STRIDE, tile=tiling.SYNTHESIS_TILE, halo=tiling.SYNTHESIS_HALO)
 
     def estimate_bits(self, symbols: dict[str, np.ndarray], width: int | None = None) -> float:
         c = self.check_width(width)
