@@ -28,7 +28,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from . import coder
+from . import coder, intmath
 
 LIKELIHOOD_BOUND = 1e-9
 
@@ -281,10 +281,8 @@ class ConditionalEntropyModel(_TableMixin, nn.Module):
         self.offsets = (-half).to(torch.int32)
 
     def scale_index(self, scales: np.ndarray) -> np.ndarray:
-        """Index of the smallest table scale >= each scale (float64 comparisons only)."""
-        table = self.scale_table.cpu().numpy().astype(np.float64)
-        idx = np.searchsorted(table, np.asarray(scales, dtype=np.float64), side="left")
-        return np.minimum(idx, table.size - 1).astype(np.int16)  # <= 64 scales; int16 halves a 24-MP index
+        """Index of the smallest table scale >= each scale (:func:`slimfast.intmath.scale_index`)."""
+        return intmath.scale_index(scales, self.scale_table.cpu().numpy())
 
     def compress(self, symbols: np.ndarray, index: np.ndarray) -> bytes:
         freqs, lengths, offsets = self.tables()

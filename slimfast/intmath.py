@@ -83,6 +83,14 @@ def relu(a: np.ndarray) -> np.ndarray:
     return np.maximum(a, 0.0)
 
 
+def scale_index(scales: np.ndarray, scale_table: np.ndarray) -> np.ndarray:
+    """Index of the smallest table scale >= each scale (float64 comparisons only; int16, as
+    there are at most 64 scales and a 24-MP image has ~18 M of them)."""
+    table = np.asarray(scale_table).astype(np.float64)
+    idx = np.searchsorted(table, np.asarray(scales, dtype=np.float64), side="left")
+    return np.minimum(idx, table.size - 1).astype(np.int16)
+
+
 def round_residual(y: np.ndarray, means: np.ndarray) -> np.ndarray:
     """Symbols ``round(y - means)`` (float64, half to even), clamped to int32; in place, so a
     24-MP image's latent costs one float64 copy rather than four."""

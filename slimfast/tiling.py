@@ -36,8 +36,8 @@ ANALYSIS_HALO = 64
 SYNTHESIS_HALO = 8
 
 
-def _spans(n: int, tile: int, halo: int, unit: int):
-    """(core start, core end, crop start, crop end) along one axis; all multiples of ``unit``."""
+def _spans(n: int, tile: int, halo: int):
+    """(core start, core end, crop start, crop end) along one axis."""
     for a in range(0, n, tile):
         b = min(a + tile, n)
         yield a, b, max(0, a - halo), min(n, b + halo)
@@ -65,14 +65,14 @@ def tiled(fn: Callable, x, *, up: int = 1, down: int = 1, tile: int, halo: int):
     if down > 1 and (tile % down or halo % down or H % down or W % down):
         raise ValueError(f"tiles, halos and sides must be multiples of the stride {down}")
     out = None
-    for r0, r1, cr0, cr1 in _spans(H, tile, halo, down):
-        for c0, c1, cc0, cc1 in _spans(W, tile, halo, down):
+    for r0, r1, cr0, cr1 in _spans(H, tile, halo):
+        for c0, c1, cc0, cc1 in _spans(W, tile, halo):
             y = fn(x[..., cr0:cr1, cc0:cc1])
             if out is None:
                 out = _alloc_like(y, (*y.shape[:-2], H * up // down, W * up // down))
-            oy, ox = (r0 - cr0) * up // down, (c0 - cc0) * up // down
+            oy, ox = r0 * up // down, c0 * up // down  # where the core goes in the output
+            sy, sx = (r0 - cr0) * up // down, (c0 - cc0) * up // down  # where it starts in y
             hy, wx = (r1 - r0) * up // down, (c1 - c0) * up // down
-            out[..., r0 * up // down: r0 * up // down + hy, c0 * up // down: c0 * up // down + wx] = \
-                y[..., oy: oy + hy, ox: ox + wx]
+            out[..., oy: oy + hy, ox: ox + wx] = y[..., sy: sy + hy, sx: sx + wx]
             del y
     return out

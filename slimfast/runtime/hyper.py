@@ -52,13 +52,6 @@ def run_branch(a: np.ndarray, layers: list[IntLayer]) -> np.ndarray:
     return a
 
 
-def scale_index(scales: np.ndarray, scale_table: np.ndarray) -> np.ndarray:
-    """``ConditionalEntropyModel.scale_index``: smallest table scale >= each scale (float64)."""
-    table = np.asarray(scale_table).astype(np.float64)
-    idx = np.searchsorted(table, np.asarray(scales, dtype=np.float64), side="left")
-    return np.minimum(idx, table.size - 1).astype(np.int16)  # <= 64 scales
-
-
 def entropy_parameters(z_symbols: np.ndarray, medians: np.ndarray, scale_branch: list[IntLayer],
                        mean_branch: list[IntLayer] | None, scale_table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Exact ``(means float64, scale indices int16)``, each ``[1, C, H, W]``, from z's symbols ``[1, c, h, w]``.
@@ -72,7 +65,7 @@ def entropy_parameters(z_symbols: np.ndarray, medians: np.ndarray, scale_branch:
     c = z_symbols.shape[1]
     med = np.asarray(medians).astype(np.float64)[:c].reshape(-1, 1, 1)
     a = intmath.to_fixed(z_symbols[0].astype(np.float64) + med)
-    index = scale_index(intmath.from_fixed(run_branch(a, scale_branch)), scale_table)[None]
+    index = intmath.scale_index(intmath.from_fixed(run_branch(a, scale_branch)), scale_table)[None]
     if mean_branch is None:
         means = np.zeros(index.shape, dtype=np.float64)
     else:
