@@ -5,13 +5,18 @@ sub-networks with models trained alone at one width. Bytes are the coded streams
 header adds ~40 bytes per file). Kodak is used for evaluation only.
 
     python benchmarks/slim_compare.py --sched runs/slim-l-sched --naive runs/slim-l-naive \
-        --alone runs/slim-l-alone-96 runs/slim-l-alone-48 [--kodak ../shared/data/kodak]
+        --alone runs/slim-l-alone-96 runs/slim-l-alone-48 \
+        --out benchmarks/results/slim_compare_fasinet_l.json
+
+The JSON (points, BD-rate and BD-PSNR, and each run's steps, minutes, lambdas and init) is
+what ``make results`` puts in the "Slimmable models" section of RESULTS.md.
 """
 from __future__ import annotations
 
 import argparse
 import glob
 import json
+import os
 import sys
 
 import numpy as np
@@ -43,6 +48,22 @@ def kodak_points(path: str, files: list[str]) -> list[tuple[int, float, float]]:
     return out
 
 
+def run_info(d: str) -> dict:
+    """Budget and lambdas of a run folder (train.py's summary.json or schedule.py's lambdas.json)."""
+    info = {"run": d}
+    for name in ("summary.json", "lambdas.json"):
+        f = f"{d}/{name}"
+        try:
+            with open(f) as fh:
+                j = json.load(fh)
+        except OSError:
+            continue
+        info.update({k: j[k] for k in ("steps", "minutes", "init", "trials", "on_stop", "batch_size", "patch_size")
+                     if k in j})
+        info["lambdas"] = j.get("lambdas") or j.get("lmbdas") or [j.get("lmbda")]
+    return info
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sched", required=True, help="run folder of the scheduled model (final.safetensors)")
@@ -59,11 +80,19 @@ def main(argv=None) -> int:
     res["alone"] = {d: kodak_points(f"{d}/final.safetensors", files)[0] for d in a.alone}
     s, n = res["sched"], res["naive"]
     res["bd_rate_sched_vs_naive"] = bdrate.bd_rate([q[1] for q in n], [q[2] for q in n], [q[1] for q in s], [q[2] for q in s])
+    res["bd_psnr_sched_vs_naive"] = bdrate.bd_psnr([q[1] for q in n], [q[2] for q in n], [q[1] for q in s], [q[2] for q in s])
+    res["runs"] = {"sched": run_info(a.sched), "naive": run_info(a.naive), "alone": {d: run_info(d) for d in a.alone}}
+    res["alone_rate_delta_vs_sched_curve"] = {
+        d: bdrate.rate_delta_at_point([q[1] for q in s], [q[2] for q in s], bpp, psnr)
+        for d, (w, bpp, psnr) in res["alone"].items()}
+    res["kodak_images"] = len(files)
+    res["command"] = "python benchmarks/slim_compare.py " + " ".join(sys.argv[1:] if argv is None else argv)
     print(f"BD-rate scheduled vs naive: {res['bd_rate_sched_vs_naive']:+.1f}%")
     for d, (w, bpp, psnr) in res["alone"].items():
         sub = next(q for q in s if q[0] == w)
         print(f"width {w}: alone {bpp:.3f} bpp {psnr:.2f} dB | scheduled sub-network {sub[1]:.3f} bpp {sub[2]:.2f} dB")
     if a.out:
+        os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
         with open(a.out, "w") as f:
             json.dump(res, f, indent=1)
     return 0

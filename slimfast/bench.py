@@ -13,9 +13,15 @@ Method (also in ``benchmarks/README.md``):
   with their libraries' default threading. For each model point, each baseline uses the
   quality from its sweep whose bpp on the same image is closest (in log ratio) to the model's;
   ratios are ``model_time / baseline_time`` for encode, decode and encode+decode.
-* A size sweep (``--sizes`` in megapixels) codes the default operating point of each model on
-  images built by mirror-tiling the sample to the target size (3:2, sides multiples of 16),
-  showing how time and memory grow; JPEG at the matched quality is timed alongside.
+* A size sweep (``--sizes`` in megapixels) codes the default operating point of one model per
+  family (``--size-models``; by default the middle rate point of each family the ONNX Runtime
+  backend runs) on images built by mirror-tiling the sample to the target size (3:2, sides
+  multiples of 16), showing how time and memory grow; JPEG at the matched quality is timed
+  alongside.
+* Cold start: the wall time of ``slimfast decompress`` of one file as a fresh process (median
+  of ``--cold-repeats``), whether that process imported torch, and the wall time of a bare
+  ``import torch`` for scale. Install size: the bytes on disk of the distributions that
+  ``pip install slimfast`` pulls in, with and without the ``torch`` extra.
 
 Outputs ``bench.json`` and ``bench.md`` in ``--out``. Timings are only comparable within
 one run: compare ratios, not absolute times from different runs or machines.
@@ -54,6 +60,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sizes", type=float, nargs="*", default=[0.4, 2, 8, 24], metavar="MP",
                    help="size sweep in megapixels (default 0.4 2 8 24; none to skip)")
     p.add_argument("--size-repeats", type=int, default=3, help="timed runs per size-sweep point (default 3)")
+    p.add_argument("--size-models", nargs="+", default=None, metavar="NAME",
+                   help="models for the size sweep (default: the middle rate point of each family the ONNX "
+                        "Runtime backend runs)")
+    p.add_argument("--cold-repeats", type=int, default=3, help="fresh-process decompress runs (default 3; 0 to skip)")
     p.add_argument("--timeout", type=float, default=600, help="seconds allowed per model subprocess (default 600)")
     p.add_argument("--out", default="out/bench", help="output folder (default: out/bench)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress output")
@@ -259,7 +269,7 @@ def bench(args) -> dict:
                     r["baselines"][n] = {**bt, "ratio": _ratios(r, bt)}
             points.append(r)
     sizes = []
-    for info in infos:
+    for info in size_models(infos, getattr(args, "size_models", None)):
         for mp in args.sizes or []:
             log(f"bench: {info.name} at {mp:g} MP")
             job = {"model": info.name, "width": None, "image": str(image), "mp": mp,
@@ -271,9 +281,15 @@ def bench(args) -> dict:
                 jt = base.time("jpeg", base.match("jpeg", r["bpp"])["quality"], big, args.size_repeats)
                 r["jpeg"] = {**jt, "ratio": _ratios(r, jt)}
             sizes.append(r)
+    cold = None
+    if getattr(args, "cold_repeats", 0) and infos:
+        log("bench: cold start")
+        cold = cold_start(image, args.cold_repeats, args.threads)
     h, w = img.shape[:2]
     return {
         "generated_by": "slimfast bench",
+        "cold_start": cold,
+        "install": install_sizes(),
         "environment": environment(threads=args.threads),
         "settings": {"repeats": args.repeats, "threads": args.threads, "size_repeats": args.size_repeats,
                      "sizes_mp": list(args.sizes or []), "statistic": "median after one warm-up",
@@ -288,6 +304,106 @@ def bench(args) -> dict:
         "models": points,
         "sizes": sizes,
     }
+
+
+def size_models(infos: list, names: list[str] | None) -> list:
+    if names:
+        return [i for i in infos if i.name in names]
+    from . import runtime, zoo
+
+    picked = []
+    for fam in dict.fromkeys(i.family for i in infos):
+        members = [i for i in infos if i.family == fam]
+        members = sorted(members, key=lambda m: m.rank_key)
+        mid = members[(len(members) - 1) // 2]
+        if runtime.supports(mid.architecture) and mid.name in {i.name for i in infos}:
+            picked.append(mid)
+    return picked or infos[:1]
+
+
+def _python_env() -> dict:
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def cold_start(image: Path, repeats: int, threads: int) -> dict:
+    """Fresh-process ``slimfast decompress`` of one file of the default model (wall time, median)."""
+    import tempfile
+
+    import slimfast
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "in.sfi"
+        codec = slimfast.load()
+        src.write_bytes(codec.compress(_load(image)))
+        probe = ("import runpy,sys,time;t=time.perf_counter();sys.argv=['slimfast','decompress',sys.argv[1],"
+                 "sys.argv[2],'--force','--threads',sys.argv[3]];\ntry:\n runpy.run_module('slimfast',"
+                 "run_name='__main__')\nexcept SystemExit as e:\n assert not e.code, e.code\n"
+                 "print('COLD', time.perf_counter()-t, 'torch' in sys.modules)")
+        walls, inner, torch_loaded = [], [], False
+        for i in range(repeats):
+            t = time.perf_counter()
+            r = subprocess.run([sys.executable, "-c", probe, str(src), str(Path(tmp) / f"out{i}.png"), str(threads)],
+                               capture_output=True, text=True, env=_python_env(), timeout=300)
+            walls.append((time.perf_counter() - t) * 1000)
+            if r.returncode != 0:
+                return {"error": (r.stderr.strip().splitlines() or ["failed"])[-1]}
+            line = [x for x in r.stdout.splitlines() if x.startswith("COLD")][-1].split()
+            inner.append(float(line[1]) * 1000)
+            torch_loaded |= line[2] == "True"
+        t = time.perf_counter()
+        rt = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True, timeout=300)
+        torch_ms = (time.perf_counter() - t) * 1000 if rt.returncode == 0 else None
+    return {"model": codec.name, "decompress_ms": statistics.median(walls),
+            "decompress_in_process_ms": statistics.median(inner), "imports_torch": torch_loaded,
+            "bare_import_torch_ms": torch_ms, "repeats": repeats}
+
+
+def install_sizes() -> dict:
+    """Bytes on disk of slimfast's dependency closure, without and with the torch extra."""
+    from importlib import metadata
+
+    def closure(reqs: list[str]) -> set[str]:
+        from packaging.requirements import Requirement  # onnxruntime depends on it
+
+        seen: set[str] = set()
+        todo = list(reqs)
+        while todo:
+            req = Requirement(todo.pop())
+            if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+                continue  # another platform's or an extra's dependency
+            name = req.name.lower().replace("_", "-")
+            if name in seen:
+                continue
+            try:
+                dist = metadata.distribution(name)
+            except metadata.PackageNotFoundError:
+                continue
+            seen.add(name)
+            todo += dist.requires or []
+        return seen
+
+    def size(names: set[str]) -> int:
+        total = 0
+        for n in names:
+            for f in metadata.distribution(n).files or []:
+                try:
+                    total += f.locate().stat().st_size
+                except OSError:
+                    pass
+        return total
+
+    try:
+        me = metadata.distribution("slimfast")
+    except metadata.PackageNotFoundError:
+        return {"error": "slimfast is not installed as a distribution"}
+    core_reqs = list(me.requires or [])  # extras' requirements fall to their markers in closure()
+    core = closure(core_reqs) - {"slimfast"}
+    with_torch = closure(core_reqs + ["torch"]) - {"slimfast"}
+    return {"core_mb": size(core) / 1e6, "core_packages": sorted(core),
+            "with_torch_mb": size(with_torch) / 1e6, "torch_adds": sorted(with_torch - core)}
 
 
 def _f(v, spec=".1f"):
@@ -338,6 +454,21 @@ def bench_md(res: dict) -> str:
             L.append(f"| {r['model']} | {r['mp']:.2f} | {r['width_px']}x{r['height']} | {r['enc_ms']:.0f} | "
                      f"{r['dec_ms']:.0f} | {r['dec_mps']:.2f} | {r['peak_rss_mb']:.0f} | {r['delta_rss_mb']:.0f} | "
                      + (f"{j['enc_ms']:.0f} / {j['dec_ms']:.0f} | {j['ratio']['total']:.1f} |" if j else "- | - |"))
+    cold, inst = res.get("cold_start"), res.get("install")
+    if cold or inst:
+        L += ["", "## Cold start and install size", ""]
+    if cold and not cold.get("error"):
+        L.append(f"- `slimfast decompress` of one {res['image']['name']} file ({cold['model']}) as a fresh process: "
+                 f"{cold['decompress_ms']:.0f} ms wall (median of {cold['repeats']}; "
+                 f"{cold['decompress_in_process_ms']:.0f} ms of it inside Python after start-up); imports torch: "
+                 f"{'yes' if cold['imports_torch'] else 'no'}. A bare `import torch` alone takes "
+                 f"{_f(cold.get('bare_import_torch_ms'), '.0f')} ms.")
+    elif cold:
+        L.append(f"- cold start failed: {cold['error']}")
+    if inst and not inst.get("error"):
+        L.append(f"- install size: {inst['core_mb']:.0f} MB for `pip install slimfast` "
+                 f"({', '.join(inst['core_packages'])}); {inst['with_torch_mb']:.0f} MB with the torch extra "
+                 f"(adds {', '.join(inst['torch_adds']) or 'nothing'}).")
     return "\n".join(L) + "\n"
 
 

@@ -273,6 +273,9 @@ def cmd_models(args) -> int:
     print("\n* default model. bpp/PSNR: mean over Kodak, measured from real files.\n"
           "--quality Q picks the Q-th rate point of a family (1 = smallest file); --width a slimmable width.")
     if args.details:
+        from .errors import require_torch
+
+        require_torch("slimfast models --details (it builds the networks to count their operations)")
         from .complexity import report
 
         report(models)
@@ -320,6 +323,12 @@ def cmd_train(argv: list[str]) -> int:
     from .train import main
 
     return main(argv)
+
+
+def _torch_or_exit(command: str) -> int:
+    from .errors import require_torch
+
+    return _guard(lambda: require_torch(f"slimfast {command}"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -395,6 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("train", "schedule"):
+        if _torch_or_exit(argv[0]):
+            return 1
     if argv and argv[0] == "train":
         return cmd_train(argv[1:])
     if argv and argv[0] == "schedule":

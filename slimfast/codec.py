@@ -49,6 +49,9 @@ def _load_weights(path: str, sha256: str, backend: str = "torch"):
         from .runtime import load_model as load_runtime
 
         return load_runtime(path)
+    from .errors import require_torch
+
+    require_torch(f"the torch backend (weights {os.path.basename(path)})")
     from .weights import load_model
 
     return load_model(path)

@@ -3,8 +3,10 @@
     python -m slimfast.release runs/fasinet-l-mse-0.013/final.safetensors \\
         --name fasinet-l-mse-2 --family fasinet-l-mse [--default] [--kodak ../shared/data/kodak]
 
-The weights are re-saved (fp16 where exactness allows) under their public name, and the card
-records the SHA-256 that pins them. Kodak is used for measurement only, never for training.
+The weights are re-saved under their public name, fp16 where exactness allows or, with
+``--storage int8``, convolution weights packed to int8 (:mod:`slimfast.storage`; half the
+bytes). The card records the SHA-256 that pins them; with int8 and Kodak at hand it also
+records the fp16 points and the BD-rate that the packing costs. Kodak is used for measurement only, never for training.
 A (name, version) that already exists is never overwritten: bump ``--version``.
 ``python -m slimfast.release --set-default NAME`` marks the one default model.
 """
@@ -71,7 +73,7 @@ def measure_kodak(info: zoo.ModelInfo, kodak: Path, widths: list[int | None], li
 
 def publish(weights: Path, name: str, family: str, version: str = "1", default: bool = False,
             out_dir: Path = zoo.BUNDLED_DIR, kodak: Path | None = None, limit: int = 0,
-            extra: dict | None = None) -> dict:
+            extra: dict | None = None, storage: str = "fp16") -> dict:
     from .weights import file_digest, load_model, save_model
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -84,7 +86,7 @@ def publish(weights: Path, name: str, family: str, version: str = "1", default: 
     model = load_model(weights)
     if not model.entropy_bottlenecks()[0].updated:
         model.update()
-    save_model(model, dst, name=name, version=version)
+    save_model(model, dst, name=name, version=version, storage=storage)
     run = weights.parent
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
     card = {
@@ -96,6 +98,7 @@ def publish(weights: Path, name: str, family: str, version: str = "1", default: 
         "lambda": summary.get("lmbda"), "lambdas": summary.get("lmbdas"), "metric": summary.get("metric", "mse"),
         "training": {k: summary.get(k) for k in ("minutes", "device", "batch_size", "patch_size", "init", "threads")},
         "hardware": summary.get("hardware") or _hardware(summary),
+        "storage": storage, "bytes": dst.stat().st_size,
         "data": DATA_TERMS, "license": "code: MIT; weights: research use only (see data)",
         "points": [],
     }
@@ -107,8 +110,33 @@ def publish(weights: Path, name: str, family: str, version: str = "1", default: 
         card["points"] = measure_kodak(info, kodak, widths, limit)
         card["points_note"] = ("mean over Kodak images of per-image values; bpp = file bytes * 8 / pixels; "
                                "PSNR-RGB on the 8-bit output")
+        if storage != "fp16":
+            card["storage_cost"] = _storage_cost(model, info, kodak, widths, limit, card["points"])
         card_path.write_text(json.dumps(card, indent=2) + "\n")
     return card
+
+
+def _storage_cost(model, info: zoo.ModelInfo, kodak: Path, widths: list, limit: int, points: list[dict]) -> dict:
+    """The same model stored as fp16, measured the same way: what the compact storage costs."""
+    import dataclasses
+    import tempfile
+
+    from .bdrate import bd_rate
+    from .weights import file_digest, save_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ref = Path(tmp) / "fp16.safetensors"
+        save_model(model, ref, name=info.name, version=info.version, storage="fp16")
+        ref_info = dataclasses.replace(info, path=ref, sha256=file_digest(ref))
+        ref_points = measure_kodak(ref_info, kodak, widths, limit)
+        res = {"fp16_points": ref_points, "fp16_bytes": ref.stat().st_size}
+    bd = bd_rate([p["bpp"] for p in ref_points], [p["psnr"] for p in ref_points],
+                 [p["bpp"] for p in points], [p["psnr"] for p in points]) if len(points) >= 2 else None
+    res["bd_rate_vs_fp16_percent"] = None if bd is None else round(bd, 3)
+    res["mean_psnr_change_db"] = round(float(np.mean([p["psnr"] - r["psnr"] for p, r in zip(points, ref_points)])), 4)
+    res["mean_bpp_change_percent"] = round(float(np.mean([100 * (p["bpp"] / r["bpp"] - 1)
+                                                          for p, r in zip(points, ref_points)])), 3)
+    return res
 
 
 def set_default(name: str, out_dir: Path = zoo.BUNDLED_DIR) -> None:
@@ -135,11 +163,17 @@ def main(argv=None) -> int:
     p.add_argument("--family", required=True)
     p.add_argument("--version", default="1")
     p.add_argument("--default", action="store_true")
+    p.add_argument("--storage", choices=("fp16", "int8"), default="fp16",
+                   help="int8: pack convolution weights (half the bytes; the card records the measured RD cost)")
     p.add_argument("--out-dir", type=Path, default=zoo.BUNDLED_DIR)
     p.add_argument("--kodak", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak")
     p.add_argument("--limit", type=int, default=0, help="measure on the first N Kodak images only")
+    p.add_argument("--card-extra", type=Path, default=None,
+                   help="JSON object merged into the card (e.g. the training chain of a warm-started model)")
     a = p.parse_args(argv)
-    card = publish(a.weights, a.name, a.family, a.version, a.default, a.out_dir, a.kodak, a.limit)
+    extra = json.loads(a.card_extra.read_text()) if a.card_extra else None
+    card = publish(a.weights, a.name, a.family, a.version, a.default, a.out_dir, a.kodak, a.limit, extra=extra,
+                   storage=a.storage)
     print(json.dumps({k: card[k] for k in ("name", "sha256", "points")}, indent=2))
     return 0
 

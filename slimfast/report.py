@@ -114,8 +114,73 @@ def _f(v, spec):
     return "-" if v is None else format(v, spec)
 
 
+# -- slimmable-model comparisons ---------------------------------------------------------------
+def read_slim_comparisons(results_dir: Path) -> dict[str, dict]:
+    """``benchmarks/results/slim_compare_*.json`` written by ``benchmarks/slim_compare.py``."""
+    import json
+
+    return {f.stem.removeprefix("slim_compare_"): json.loads(f.read_text())
+            for f in sorted(results_dir.glob("slim_compare_*.json"))}
+
+
+def _budget(info: dict) -> str:
+    parts = [f"{info['steps']} steps" if info.get("steps") is not None else None,
+             f"{info['minutes']:.0f} min" if info.get("minutes") is not None else None,
+             f"{info['trials']} trials" if info.get("trials") else None,
+             "lambdas " + ", ".join(f"{v:.4g}" for v in info["lambdas"] if v is not None) if info.get("lambdas") else None]
+    return "; ".join(p for p in parts if p)
+
+
+def slim_section(comparisons: dict[str, dict], docs: Path, rel: str) -> list[str]:
+    if not comparisons:
+        return ["No comparison JSON in `benchmarks/results/` (run `benchmarks/slim_compare.py`)."]
+    L = []
+    for name, res in comparisons.items():
+        pts = lambda key: [{"bpp": q[1], "psnr": q[2], "width": q[0]} for q in res[key]]  # noqa: E731
+        L += [f"### {name}", "",
+              f"Kodak ({res.get('kodak_images', '?')} images), bpp from the entropy-coded streams, PSNR-RGB on the "
+              f"8-bit output. Measured by `{res.get('command', 'benchmarks/slim_compare.py')}`; the runs come from "
+              "`scripts/train_slim_cpu.sh` (reduced CPU budget, stated below).", ""]
+        runs = res.get("runs", {})
+        if runs:
+            L += [f"- scheduled: `{runs['sched']['run']}`: {_budget(runs['sched'])}",
+                  f"- naive (equal lambdas, the same steps from the same warm-up): `{runs['naive']['run']}`: "
+                  f"{_budget(runs['naive'])}"]
+            L += [f"- alone: `{d}`: {_budget(i)}" for d, i in runs.get("alone", {}).items()]
+            L.append("")
+        L += ["| width | scheduled bpp | scheduled PSNR | naive bpp | naive PSNR |", "|---|---|---|---|---|"]
+        for s_, n_ in zip(res["sched"], res["naive"]):
+            L.append(f"| {s_[0]} | {s_[1]:.3f} | {s_[2]:.2f} | {n_[1]:.3f} | {n_[2]:.2f} |")
+        bd, bdp = res.get("bd_rate_sched_vs_naive"), res.get("bd_psnr_sched_vs_naive")
+        L += ["", f"**BD-rate, scheduled vs naive: {_f(bd, '+.1f')}%** (BD-PSNR {_f(bdp, '+.2f')} dB; negative "
+              "BD-rate: scheduling needs fewer bits).", ""]
+        if res.get("alone"):
+            L += ["| width | trained alone bpp / PSNR | scheduled sub-network bpp / PSNR | "
+                  "alone's rate vs the sub-network curve |", "|---|---|---|---|"]
+            for d, (w, bpp, psnr) in res["alone"].items():
+                sub = next((q for q in res["sched"] if q[0] == w), None)
+                delta = (res.get("alone_rate_delta_vs_sched_curve") or {}).get(d)
+                L.append(f"| {w} | {bpp:.3f} / {psnr:.2f} | "
+                         + (f"{sub[1]:.3f} / {sub[2]:.2f}" if sub else "-") + f" | {_f(delta, '+.1f')}% |")
+            L.append("")
+        try:
+            from . import plots
+
+            curves = [{"name": "lambda-scheduled", "kind": "learned", "points": pts("sched")},
+                      {"name": "naive (equal lambdas)", "kind": "learned", "points": pts("naive")}]
+            curves += [{"name": f"width {w} trained alone", "kind": "learned", "points": [{"bpp": b, "psnr": q}]}
+                       for w, b, q in res.get("alone", {}).values()]
+            p = plots.rd_plot(curves, "psnr", docs / f"slim_compare_{name}.png",
+                              title=f"{name}: scheduled vs naive, sub-networks vs alone (Kodak)")
+            L += [f"![{name} comparison]({rel}/{p.name})", ""]
+        except ImportError as e:
+            L += [f"(no plot: {e})", ""]
+    return L
+
+
 # -- RESULTS.md ---------------------------------------------------------------------------------
-def results_md(ev: dict | None, be: dict | None, runs: dict, docs: Path, root: Path, eval_note: str = "") -> str:
+def results_md(ev: dict | None, be: dict | None, runs: dict, docs: Path, root: Path, eval_note: str = "",
+               slim: dict | None = None) -> str:
     from .bench import bench_md
     from .evaluate import fmt, summary_md
 
@@ -152,6 +217,7 @@ def results_md(ev: dict | None, be: dict | None, runs: dict, docs: Path, root: P
             L += [f"![size sweep]({rel}/bench_sizes.png)", ""]
     else:
         L += ["Not run.", ""]
+    L += ["", "## Slimmable models: lambda scheduling and sub-networks", ""] + slim_section(slim or {}, docs, rel)
     L += ["", "## Training curves", ""] + training_section(runs, docs, rel)
     return "\n".join(L).rstrip() + "\n"
 
@@ -213,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copy2(bench_dir / "bench_sizes.png", docs / "bench_sizes.png")
     runs = read_training_logs(ROOT / "runs")
     root = Path(args.results).resolve().parent
-    Path(args.results).write_text(results_md(ev, be, runs, docs.resolve(), root, eval_note))
+    slim = read_slim_comparisons(ROOT / "benchmarks" / "results")
+    Path(args.results).write_text(results_md(ev, be, runs, docs.resolve(), root, eval_note, slim))
     print(f"wrote {args.results}")
     return 0
 

@@ -1,8 +1,10 @@
 """Model weights on disk: safetensors only (never pickle), with the model's identity inside.
 
 A weights file holds the state dict plus string metadata: ``architecture``, ``config`` (JSON),
-``name`` and ``version``. Floating-point parameters may be stored as fp16; integer tables and
-the integer hyper-synthesis keep their exact dtypes. :func:`file_digest` is the SHA-256 that
+``name`` and ``version``. Floating-point parameters may be stored as fp16, and large convolution
+weights as int8 with a scale per slice (:mod:`slimfast.storage`); integer tables and the
+integer hyper-synthesis keep their exact dtypes. Loading rebuilds the same float32 weights on
+every machine. :func:`file_digest` is the SHA-256 that
 containers carry so a file is never decoded with other weights.
 """
 from __future__ import annotations
@@ -24,18 +26,33 @@ def _is_exact(name: str, t: torch.Tensor) -> bool:
     return not t.is_floating_point() or leaf.endswith(_EXACT_SUFFIXES) or leaf.startswith("int_")
 
 
+STORAGES = ("fp32", "fp16", "int8")
+
+
 def save_model(model: CompressionModel, path: str | Path, name: str = "", version: str = "1",
-               half: bool = True) -> None:
+               half: bool = True, storage: str | None = None) -> None:
+    """Save ``model``'s state. ``storage``: fp32, fp16 (default; ``half=False`` means fp32) or
+    int8 (convolution weights packed per slice, the other floats fp16)."""
     from safetensors.torch import save_file
 
+    from . import storage as packing
+
+    storage = storage or ("fp16" if half else "fp32")
+    if storage not in STORAGES:
+        raise ValueError(f"storage must be one of {STORAGES}, not {storage!r}")
     state = {}
     for k, v in model.state_dict().items():
         v = v.detach().cpu().contiguous()
-        if half and v.dtype == torch.float32 and not _is_exact(k, v):
-            v = v.half()
+        if v.dtype == torch.float32 and not _is_exact(k, v):
+            if storage == "int8" and packing.packable(k, v.numpy()):
+                q, scale = packing.pack(v.numpy())
+                state[k], state[k + packing.SCALE_SUFFIX] = torch.from_numpy(q), torch.from_numpy(scale)
+                continue
+            if storage != "fp32":
+                v = v.half()
         state[k] = v
     meta = {"architecture": model.architecture, "config": json.dumps(model.config, sort_keys=True),
-            "name": name, "version": str(version), "format": "slimfast-weights-1"}
+            "name": name, "version": str(version), "format": "slimfast-weights-1", "storage": storage}
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
     save_file(state, str(tmp), metadata=meta)
@@ -49,15 +66,24 @@ def read_metadata(path: str | Path) -> dict:
         return dict(f.metadata() or {})
 
 
-def load_model(path: str | Path) -> CompressionModel:
-    """Build the architecture named in the file and load its weights (as float32) for eval."""
+def load_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict in a weights file: fp16 widened and int8-packed tensors rebuilt as float32."""
     from safetensors.torch import load_file
 
+    from .storage import SCALE_SUFFIX, unpack_state
+
+    state = load_file(str(path))
+    if any(k.endswith(SCALE_SUFFIX) for k in state):
+        # numpy does the rebuilding so that the runtime's weights are the very same floats
+        state = {k: torch.from_numpy(v) for k, v in unpack_state({k: t.numpy() for k, t in state.items()}).items()}
+    return {k: (v.float() if v.dtype == torch.float16 else v) for k, v in state.items()}
+
+
+def load_model(path: str | Path) -> CompressionModel:
+    """Build the architecture named in the file and load its weights (as float32) for eval."""
     meta = read_metadata(path)
     model = build(meta["architecture"], json.loads(meta.get("config", "{}")))
-    state = load_file(str(path))
-    state = {k: (v.float() if v.dtype == torch.float16 else v) for k, v in state.items()}
-    model.load_state_dict(state)
+    model.load_state_dict(load_state(path))
     return model.eval()
 
 
@@ -68,16 +94,13 @@ def load_for_training(path: str | Path, architecture: str | None = None,
     Same architecture: the model as saved. Otherwise the target model must know how to take
     the other's weights (``load_unslimmed``, e.g. slim-fasinet-l from fasinet-l).
     """
-    from safetensors.torch import load_file
-
     meta = read_metadata(path)
     if architecture is None or architecture == meta.get("architecture"):
         return load_model(path).train()
     model = build(architecture, config or {})
     if not hasattr(model, "load_unslimmed"):
         raise ValueError(f"cannot warm-start {architecture} from {meta.get('architecture')} weights")
-    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
-    model.load_unslimmed(state, meta.get("architecture", ""))
+    model.load_unslimmed(load_state(path), meta.get("architecture", ""))
     return model.train()
 
 

@@ -155,3 +155,23 @@ def test_bench_size_helpers():
     big = bench.tile_to(img, 50, 70)
     assert big.shape == (50, 70, 3)
     assert np.array_equal(big[:20, :30], img) and np.array_equal(big[20:40, :30], img[::-1])
+
+
+def test_bench_cold_start_and_install_size():
+    from slimfast import bench, runtime, zoo
+
+    inst = bench.install_sizes()
+    if "error" in inst:
+        pytest.skip(inst["error"])
+    assert inst["core_mb"] > 0 and "torch" not in inst["core_packages"] and "onnxruntime" in inst["core_packages"]
+    assert inst["with_torch_mb"] >= inst["core_mb"]
+    cold = bench.cold_start(bench.PACKAGE_SAMPLE, 1, 1)
+    assert cold.get("error") is None, cold
+    assert cold["decompress_ms"] >= cold["decompress_in_process_ms"] > 0
+    if runtime.available() and runtime.supports(zoo.get().architecture):
+        assert cold["imports_torch"] is False
+    res = {"image": {"name": "x.png", "width": 1, "height": 1, "mp": 1e-6},
+           "settings": {"threads": 1, "repeats": 1}, "skipped": {}, "baselines": {}, "models": [], "sizes": [],
+           "cold_start": cold, "install": inst}
+    md = bench.bench_md(res)
+    assert "fresh process" in md and "install size" in md

@@ -170,3 +170,46 @@ def test_version_and_help():
     assert rc == 0 and "--quality" in text and "--width" in text and "--force" in text
     rc, _, err = run_cli("compress")
     assert rc == 2 and "Traceback" not in err
+
+
+# -- without PyTorch (an extra since the ONNX Runtime backend runs the codec) ----------------------
+NO_TORCH = """
+import importlib.abc, sys
+class _Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+sys.meta_path.insert(0, _Block())
+from slimfast.cli import main
+code = main(sys.argv[1:])
+assert "torch" not in sys.modules
+sys.exit(code)
+"""
+
+
+def _run_without_torch(*args, env_extra=None):
+    env = {k: v for k, v in os.environ.items() if k != "SLIMFAST_BACKEND"}
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-c", NO_TORCH, *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=300, cwd=Path(__file__).resolve().parents[1])
+
+
+def test_codec_runs_without_torch_and_torch_commands_fail_cleanly(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from slimfast import runtime, zoo
+
+    if not runtime.supports(zoo.get().architecture):
+        pytest.skip("the default model needs the torch backend")
+    src = Path(__file__).resolve().parents[1] / "slimfast" / "data" / "kodim23.png"
+    r = _run_without_torch("compress", src, tmp_path / "a.sfi")
+    assert r.returncode == 0, r.stderr
+    r = _run_without_torch("decompress", tmp_path / "a.sfi", tmp_path / "a.png")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "a.png").stat().st_size > 0
+    for args, env in ((("train", "--out", tmp_path / "run"), None),
+                      (("schedule", "--out", tmp_path / "run"), None),
+                      (("decompress", tmp_path / "a.sfi", tmp_path / "b.png"), {"SLIMFAST_BACKEND": "torch"})):
+        r = _run_without_torch(*args, env_extra=env)
+        assert r.returncode == 1, (args, r.stderr)
+        assert r.stderr.count("\n") == 1 and "needs PyTorch" in r.stderr and "Traceback" not in r.stderr
+        assert not (tmp_path / "b.png").exists()

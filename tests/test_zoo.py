@@ -32,7 +32,34 @@ def test_card_pins_its_weights_and_reports_measured_points(card_path):
     assert "research use" in card["data"]
 
 
+# The bundled weights travel with the repository to a lent GPU beside a training set (64 MiB in
+# all) and keep the repository under about 40 MiB. The budget grew from 25 to 32 MiB when the
+# slimmable models shipped; int8 storage (slimfast.storage) is how further models fit.
+WEIGHTS_BUDGET = 32 * 2 ** 20
+
+
 def test_weights_are_safetensors_and_small():
     total = sum(p.stat().st_size for p in zoo.BUNDLED_DIR.glob("*.safetensors"))
-    assert total < 25 * 2 ** 20
+    assert total < WEIGHTS_BUDGET
     assert not list(zoo.BUNDLED_DIR.glob("*.pt")) and not list(zoo.BUNDLED_DIR.glob("*.pth"))
+
+
+SLIMMABLE = [p for p in BUNDLED if json.loads(p.read_text()).get("widths")]
+
+
+@pytest.mark.parametrize("card_path", SLIMMABLE, ids=[p.stem for p in SLIMMABLE])
+def test_slimmable_models_give_distinct_points_rising_with_width(card_path):
+    card = json.loads(card_path.read_text())
+    pts = sorted(card["points"], key=lambda p: p["width"])
+    assert [p["width"] for p in pts] == sorted(card["widths"]) and len(pts) >= 5
+    assert all(a["bpp"] < b["bpp"] and a["psnr"] < b["psnr"] for a, b in zip(pts, pts[1:])), pts
+    assert card.get("lambdas") and len(card["lambdas"]) == len(card["widths"])
+
+
+@pytest.mark.parametrize("card_path", BUNDLED, ids=[p.stem for p in BUNDLED])
+def test_compact_storage_states_its_measured_cost(card_path):
+    card = json.loads(card_path.read_text())
+    assert read_metadata(card_path.with_suffix(".safetensors")).get("storage", "fp16") == card.get("storage", "fp16")
+    if card.get("storage", "fp16") != "fp16":
+        cost = card["storage_cost"]
+        assert len(cost["fp16_points"]) == len(card["points"]) and "mean_psnr_change_db" in cost

@@ -1,7 +1,7 @@
 """Weights files read with ``safetensors.numpy`` (no torch), and GDN's effective parameters.
 
-Floating-point tensors stored as fp16 are widened to float32 exactly as
-:func:`slimfast.weights.load_model` does; integer tables and the integer hyper-synthesis keep
+Floating-point tensors stored as fp16 are widened, and int8-packed ones rebuilt
+(:mod:`slimfast.storage`), to float32 exactly as :func:`slimfast.weights.load_model` does; integer tables and the integer hyper-synthesis keep
 their dtypes. GDN's reparametrization is replayed in float32 numpy with the same sequence of
 IEEE operations as :class:`slimfast.layers.NonNegativeParameterizer` (torch eager runs them
 one by one, unfused), so the effective ``beta`` / ``gamma`` are bit-identical to torch's.
@@ -21,6 +21,8 @@ def load(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     """``(metadata, state)`` of a slimfast weights file; ``metadata["config"]`` is parsed."""
     from safetensors import safe_open
 
+    from ..storage import unpack_state
+
     state: dict[str, np.ndarray] = {}
     with safe_open(str(path), framework="np") as f:
         meta = dict(f.metadata() or {})
@@ -30,7 +32,7 @@ def load(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     if "architecture" not in meta:
         raise ValueError(f"{path}: not a slimfast weights file (no architecture in its metadata)")
     meta["config"] = json.loads(meta.get("config") or "{}")
-    return meta, state
+    return meta, unpack_state(state)
 
 
 def nonneg(v: np.ndarray, minimum: float = 0.0, reparam_offset: float = REPARAM_OFFSET) -> np.ndarray:

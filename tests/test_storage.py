@@ -1,0 +1,78 @@
+"""int8 weight storage (slimfast.storage): bounded error, identical floats on both backends,
+and files that still round-trip exactly."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from slimfast import storage
+from slimfast.models import SlimFasiNetL
+from slimfast.weights import load_model, read_metadata, save_model
+
+
+def test_pack_error_is_at_most_half_a_step_per_slice():
+    rng = np.random.default_rng(0)
+    w = (rng.standard_normal((16, 8, 3, 3)) * rng.uniform(0.01, 3, (16, 1, 1, 1))).astype(np.float32)
+    w[3] = 0                                                  # an all-zero slice must not divide by zero
+    q, scale = storage.pack(w)
+    assert q.dtype == np.int8 and np.abs(q.astype(int)).max() <= 127
+    back = storage.unpack(q, scale)
+    err = np.abs(back - w).reshape(16, -1).max(axis=1)
+    assert np.all(err <= scale * 0.5 * (1 + 1e-6))
+    assert np.all(back[3] == 0)
+    # the peak of each slice is represented exactly (up to float rounding of the scale)
+    np.testing.assert_allclose(np.abs(back).reshape(16, -1).max(axis=1), np.abs(w).reshape(16, -1).max(axis=1), rtol=1e-6)
+
+
+def test_unpack_state_drops_scales_and_keeps_the_rest():
+    q, s = storage.pack(np.ones((4, 4, 8, 8), np.float32))
+    out = storage.unpack_state({"a": q, "a" + storage.SCALE_SUFFIX: s, "b": np.arange(3)})
+    assert set(out) == {"a", "b"} and out["a"].dtype == np.float32 and np.all(out["a"] == 1)
+
+
+@pytest.fixture(scope="module")
+def slim_files(tmp_path_factory):
+    torch.manual_seed(0)
+    m = SlimFasiNetL(widths=(192, 96)).eval()
+    m.update()
+    d = tmp_path_factory.mktemp("storage")
+    for st in ("fp16", "int8"):
+        save_model(m, d / f"{st}.safetensors", storage=st)
+    return m, d
+
+
+def test_int8_file_is_smaller_and_says_so(slim_files):
+    m, d = slim_files
+    assert read_metadata(d / "int8.safetensors")["storage"] == "int8"
+    assert (d / "int8.safetensors").stat().st_size < 0.6 * (d / "fp16.safetensors").stat().st_size
+
+
+def test_int8_weights_load_identically_in_torch_and_runtime(slim_files):
+    m, d = slim_files
+    a = load_model(d / "int8.safetensors").state_dict()
+    rw = pytest.importorskip("slimfast.runtime.weights")
+    pytest.importorskip("safetensors")
+    _, b = rw.load(d / "int8.safetensors")
+    assert set(a) == set(b)
+    for k in a:
+        assert np.array_equal(a[k].numpy(), b[k]), k
+    packed = [k for k, v in m.state_dict().items() if storage.packable(k, v.numpy())]
+    assert packed, "nothing was packed"
+    for k in packed:
+        ref = m.state_dict()[k]
+        assert (a[k] - ref).abs().max() <= ref.abs().max() / 254 * (1 + 1e-5)
+
+
+def test_int8_model_codes_exactly_at_every_width(slim_files, sample_rgb):
+    _, d = slim_files
+    m = load_model(d / "int8.safetensors")
+    x = torch.from_numpy(sample_rgb[:128, :192].transpose(2, 0, 1).copy()).float().div(255)[None]
+    with torch.no_grad():
+        for w in m.widths:
+            sym = m.encode_symbols(x, w)
+            strings = m.encode_strings(sym, w)
+            back = m.decode_symbols(strings, tuple(sym[m.shape_key].shape[2:]), w)
+            assert set(back) == set(sym)
+            for k in sym:
+                assert np.array_equal(back[k], sym[k]), (w, k)
