@@ -169,21 +169,23 @@ def worker(job: dict) -> dict:
     h, w = img.shape[:2]
     mp = h * w / 1e6
     from .codec import backend
+    from .complexity import count
+    from .weights import load_model
 
+    cx = count(load_model(codec.info.path), width)  # after timing: the torch model stays out of the peak
     return {"backend": backend(), "model": job["model"], "width": width, "height": h, "width_px": w, "mp": mp, "bytes": len(data),
             "bpp": metrics.bpp(len(data), h, w), "psnr": metrics.psnr(img, dec),
             "enc_ms": med_e, "dec_ms": med_d, "enc_runs_ms": te, "dec_runs_ms": td,
             "enc_mps": mp / (med_e / 1e3), "dec_mps": mp / (med_d / 1e3),
             "peak_rss_mb": peak, "delta_rss_mb": peak - rss0, "process_peak_rss_mb": _maxrss_mb(),
             "memory_method": "VmHWM reset before coding" if exact else "ru_maxrss delta",
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(),
+            "params": cx["params"], "kmac_encode": cx["kmac_encode"], "kmac_decode": cx["kmac_decode"]}
 
 
 def run_worker(job: dict, timeout: float) -> dict:
     """Run :func:`worker` in a fresh interpreter; an ``error`` entry instead of raising."""
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env = _python_env()
     t = str(job["threads"])
     # The integer hyper-synthesis GEMMs are small: one BLAS thread is fastest (measured).
     env.update(OMP_NUM_THREADS=t, MKL_NUM_THREADS=t, SLIMFAST_THREADS=t, OPENBLAS_NUM_THREADS="1")
@@ -426,9 +428,9 @@ def bench_md(res: dict) -> str:
                      f"{t['enc_ms']:.1f} | {t['dec_ms']:.1f} |")
     names = list(res["baselines"])
     L += ["", "## Models", "",
-          "| model | width | bpp | PSNR | encode ms | decode ms | enc MP/s | dec MP/s | peak RSS MB | coding RSS MB | "
-          + " | ".join(f"vs {n} enc/dec/total" for n in names) + " |",
-          "|---" * (10 + len(names)) + "|"]
+          "| model | width | params | kMAC/px enc / dec | bpp | PSNR | encode ms | decode ms | enc MP/s | dec MP/s | "
+          "peak RSS MB | coding RSS MB | " + " | ".join(f"vs {n} enc/dec/total" for n in names) + " |",
+          "|---" * (12 + len(names)) + "|"]
     for r in res["models"]:
         if r.get("error"):
             L.append(f"| {r['model']} | {_f(r.get('width'), 'd') if r.get('width') else '-'} | failed: {r['error']} |")
@@ -438,7 +440,9 @@ def bench_md(res: dict) -> str:
             b = r["baselines"].get(n)
             cells.append("-" if not b else f"{b['ratio']['enc']:.2f} / {b['ratio']['dec']:.2f} / "
                                             f"{b['ratio']['total']:.2f} (q{b['quality']:g})")
-        L.append(f"| {r['model']} | {r['width'] if r['width'] is not None else '-'} | {r['bpp']:.3f} | "
+        cx = (f"{r['params'] / 1e6:.2f}M | {r['kmac_encode']:.1f} / {r['kmac_decode']:.1f}" if r.get("params")
+              else "- | -")
+        L.append(f"| {r['model']} | {r['width'] if r['width'] is not None else '-'} | {cx} | {r['bpp']:.3f} | "
                  f"{r['psnr']:.2f} | {r['enc_ms']:.1f} | {r['dec_ms']:.1f} | {r['enc_mps']:.2f} | "
                  f"{r['dec_mps']:.2f} | {r['peak_rss_mb']:.0f} | {r['delta_rss_mb']:.0f} | " + " | ".join(cells) + " |")
     if res["sizes"]:
