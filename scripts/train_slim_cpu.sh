@@ -10,8 +10,13 @@
 #                  widths 96 and 48 with the same init, steps and lambdas (runs/slim-l-alone-*)
 #   chain slimcae: SlimCAE (C = 192) from scratch, naive joint training, then lambda scheduling
 #
-# Usage: bash scripts/train_slim_cpu.sh [slim-l|slimcae|all]   (re-running resumes each stage)
-# Budgets: WARM_MIN, TRIAL_STEPS, TRIES, CAE_MIN, CAE_TRIAL_STEPS (environment).
+# Then the shipped models (stage "ship", after the above): each scheduled model trains on at its
+# scheduled lambdas for SHIP_MIN minutes (both side by side), and slimfast.release publishes
+# slim-fasinet-l-mse (fp16) and slimcae-mse (int8 storage) with their whole training chain and
+# Kodak RD on the card.
+#
+# Usage: bash scripts/train_slim_cpu.sh [slim-l|slimcae|all|ship]   (re-running resumes each stage)
+# Budgets: WARM_MIN, TRIAL_STEPS, TRIES, CAE_MIN, CAE_TRIAL_STEPS, SHIP_MIN (environment).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHICH=${1:-all}
@@ -20,6 +25,7 @@ TRIAL_STEPS=${TRIAL_STEPS:-300}
 TRIES=${TRIES:-3}
 CAE_MIN=${CAE_MIN:-45}
 CAE_TRIAL_STEPS=${CAE_TRIAL_STEPS:-150}
+SHIP_MIN=${SHIP_MIN:-85}
 SLIM_L_LAMBDA=${SLIM_L_LAMBDA:-0.05}
 INIT_L=${INIT_L:-slimfast/weights/fasinet-l-mse-q6.safetensors}
 COMMON="--threads 1 --no-progress"
@@ -59,9 +65,25 @@ slimcae() {
     --patch-size 96 --lr 1e-4 --out runs/slimcae-sched $COMMON
 }
 
+ship() {
+  read -r -a la <<< "$(lambdas_of runs/slim-l-sched/lambdas.json)"
+  read -r -a lc <<< "$(lambdas_of runs/slimcae-sched/lambdas.json)"
+  python -m slimfast.train --arch slim-fasinet-l --init runs/slim-l-sched/final.safetensors --lambdas "${la[@]}" \
+    --lr 5e-4 --lr-drop-at 0.85 --minutes "$SHIP_MIN" --out runs/slim-l-ship $COMMON > runs/slim-l-ship.log 2>&1 &
+  python -m slimfast.train --arch slimcae --init runs/slimcae-sched/final.safetensors --lambdas "${lc[@]}" \
+    --lr 1e-3 --lr-drop-at 0.85 --patch-size 96 --minutes "$SHIP_MIN" --out runs/slimcae-ship $COMMON \
+    > runs/slimcae-ship.log 2>&1 &
+  wait
+  python -m slimfast.release runs/slim-l-ship/final.safetensors --name slim-fasinet-l-mse \
+    --family slim-fasinet-l-mse --chain runs/slim-l-warm runs/slim-l-sched
+  python -m slimfast.release runs/slimcae-ship/final.safetensors --name slimcae-mse --family slimcae-mse \
+    --storage int8 --chain runs/slimcae-naive runs/slimcae-sched
+}
+
 case "$WHICH" in
   slim-l) slim_l ;;
   slimcae) slimcae ;;
   all) slim_l > runs/slim-l.log 2>&1 & slimcae > runs/slimcae.log 2>&1 & wait ;;
-  *) echo "usage: $0 [slim-l|slimcae|all]" >&2; exit 2 ;;
+  ship) ship ;;
+  *) echo "usage: $0 [slim-l|slimcae|all|ship]" >&2; exit 2 ;;
 esac

@@ -139,6 +139,33 @@ def _storage_cost(model, info: zoo.ModelInfo, kodak: Path, widths: list, limit: 
     return res
 
 
+def chain_info(runs: list[Path], final_run: Path) -> dict:
+    """Card entries for weights trained in stages (warm-up, lambda schedule, continuation).
+
+    ``runs`` are the earlier stages in order; ``final_run`` made the released weights. Each
+    stage's steps, minutes, lambdas and init come from its ``summary.json`` (train) or
+    ``lambdas.json`` (schedule); the schedule's trials and validation points are kept whole.
+    """
+    stages, schedule = [], None
+    for run in [*runs, final_run]:
+        st = {"run": run.name}
+        for name in ("summary.json", "lambdas.json"):
+            f = run / name
+            if f.exists():
+                j = json.loads(f.read_text())
+                st.update({k: j[k] for k in ("steps", "minutes", "init", "batch_size", "patch_size", "trials",
+                                             "on_stop", "lmbdas", "lambdas") if k in j})
+                if name == "lambdas.json":
+                    schedule = j
+        stages.append(st)
+    out = {"training_chain": stages, "train_steps": int(sum(st.get("steps", 0) for st in stages)),
+           "train_minutes": round(sum(st.get("minutes", 0.0) for st in stages), 1)}
+    if schedule:
+        out["lambda_schedule"] = {k: schedule[k] for k in ("lambdas", "paper_lambdas", "convention", "validation",
+                                                          "trials", "steps", "on_stop") if k in schedule}
+    return out
+
+
 def set_default(name: str, out_dir: Path = zoo.BUNDLED_DIR) -> None:
     """Make ``name`` the one default model (cards only; weights are untouched)."""
     cards = sorted(out_dir.glob("*.json"))
@@ -168,10 +195,13 @@ def main(argv=None) -> int:
     p.add_argument("--out-dir", type=Path, default=zoo.BUNDLED_DIR)
     p.add_argument("--kodak", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak")
     p.add_argument("--limit", type=int, default=0, help="measure on the first N Kodak images only")
-    p.add_argument("--card-extra", type=Path, default=None,
-                   help="JSON object merged into the card (e.g. the training chain of a warm-started model)")
+    p.add_argument("--chain", type=Path, nargs="+", default=[], metavar="RUN",
+                   help="earlier run folders these weights continue, in order (warm-up, schedule, ...): "
+                        "the card records every stage and the total steps")
+    p.add_argument("--card-extra", type=Path, default=None, help="JSON object merged into the card")
     a = p.parse_args(argv)
-    extra = json.loads(a.card_extra.read_text()) if a.card_extra else None
+    extra = chain_info(a.chain, a.weights.parent) if a.chain else {}
+    extra.update(json.loads(a.card_extra.read_text()) if a.card_extra else {})
     card = publish(a.weights, a.name, a.family, a.version, a.default, a.out_dir, a.kodak, a.limit, extra=extra,
                    storage=a.storage)
     print(json.dumps({k: card[k] for k in ("name", "sha256", "points")}, indent=2))

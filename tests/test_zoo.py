@@ -63,3 +63,19 @@ def test_compact_storage_states_its_measured_cost(card_path):
     if card.get("storage", "fp16") != "fp16":
         cost = card["storage_cost"]
         assert len(cost["fp16_points"]) == len(card["points"]) and "mean_psnr_change_db" in cost
+
+
+def test_release_chain_sums_stages_and_keeps_the_schedule(tmp_path):
+    from slimfast.release import chain_info
+
+    warm, sched, final = (tmp_path / n for n in ("warm", "sched", "final"))
+    for d in (warm, sched, final):
+        d.mkdir()
+    (warm / "summary.json").write_text(json.dumps({"steps": 100, "minutes": 1.5, "lmbdas": [0.05, 0.05]}))
+    (sched / "lambdas.json").write_text(json.dumps({"steps": 40, "minutes": 0.5, "trials": 3, "on_stop": "rollback",
+                                                    "lambdas": [0.05, 0.02], "validation": [{"width": 8}]}))
+    (final / "summary.json").write_text(json.dumps({"steps": 10, "minutes": 2.0, "lmbdas": [0.05, 0.02]}))
+    info = chain_info([warm, sched], final)
+    assert info["train_steps"] == 150 and info["train_minutes"] == 4.0
+    assert [s["run"] for s in info["training_chain"]] == ["warm", "sched", "final"]
+    assert info["lambda_schedule"]["lambdas"] == [0.05, 0.02] and info["lambda_schedule"]["on_stop"] == "rollback"
