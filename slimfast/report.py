@@ -178,6 +178,24 @@ def slim_section(comparisons: dict[str, dict], docs: Path, rel: str) -> list[str
     return L
 
 
+def int8_section(results_dir: Path) -> list[str]:
+    """``benchmarks/results/int8_synthesis_*.json`` (``benchmarks/int8_synthesis.py``): tried, not adopted."""
+    import json
+
+    L = []
+    for f in sorted(results_dir.glob("int8_synthesis_*.json")):
+        r = json.loads(f.read_text())
+        L += [f"{r['model']} at width {r['width']}, {r['threads']} threads, {r['images']} Kodak images, calibrated on "
+              f"{r['calibration_images']} training images (`python benchmarks/int8_synthesis.py --model {r['model']} "
+              f"--threads {r['threads']} --out {f.relative_to(ROOT)}`):", "",
+              "| synthesis | ms per image | speed-up | PSNR | PSNR change |", "|---|---|---|---|---|"]
+        for k, v in r["variants"].items():
+            L.append(f"| {k} | {v['synthesis_ms']:.1f} | {v['speedup']:.2f}x | {v['psnr']:.2f} | "
+                     f"{v['psnr_change_db']:+.3f} dB |")
+        L.append("")
+    return L or ["Not measured (`benchmarks/int8_synthesis.py`)."]
+
+
 # -- RESULTS.md ---------------------------------------------------------------------------------
 def results_md(ev: dict | None, be: dict | None, runs: dict, docs: Path, root: Path, eval_note: str = "",
                slim: dict | None = None) -> str:
@@ -218,6 +236,10 @@ def results_md(ev: dict | None, be: dict | None, runs: dict, docs: Path, root: P
     else:
         L += ["Not run.", ""]
     L += ["", "## Slimmable models: lambda scheduling and sub-networks", ""] + slim_section(slim or {}, docs, rel)
+    L += ["", "## int8 synthesis (measured, not yet in the codec)", "",
+          "Symbols are decoded before the synthesis, so reduced precision there changes pixels only. "
+          "fp32 is what the codec runs; `dynamic` is ORT's ConvInteger, `qdq` static per-channel QLinearConv.", ""]
+    L += int8_section(ROOT / "benchmarks" / "results")
     L += ["", "## Training curves", ""] + training_section(runs, docs, rel)
     return "\n".join(L).rstrip() + "\n"
 
