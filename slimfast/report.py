@@ -178,6 +178,26 @@ def slim_section(comparisons: dict[str, dict], docs: Path, rel: str) -> list[str
     return L
 
 
+def learning_section(results_dir: Path, docs: Path, rel: str) -> list[str]:
+    """``benchmarks/results/learning_curve_*.json`` (``benchmarks/learning_curve.py``)."""
+    import json
+
+    L = []
+    for f in sorted(results_dir.glob("learning_curve_*.json")):
+        r = json.loads(f.read_text())
+        L += [f"`{r['command']}` ({r['kodak_images']} Kodak images, real streams):", "",
+              "| run | snapshots | hours | last Kodak bpp | last Kodak PSNR |", "|---|---|---|---|---|"]
+        for name, pts in r["curves"].items():
+            if pts:
+                L.append(f"| {name} | {len(pts)} | {pts[-1]['hours']:.2f} | {pts[-1]['bpp']:.3f} | {pts[-1]['psnr']:.2f} |")
+        png = f.with_suffix(".png")
+        if png.exists():
+            shutil.copy2(png, docs / png.name)
+            L += ["", f"![learning curve]({rel}/{png.name})"]
+        L.append("")
+    return L or ["No learning curve yet: train with `--snapshot-minutes N`, then run `benchmarks/learning_curve.py`."]
+
+
 def int8_section(results_dir: Path) -> list[str]:
     """``benchmarks/results/int8_synthesis_*.json`` (``benchmarks/int8_synthesis.py``): tried, not adopted."""
     import json
@@ -240,6 +260,8 @@ def results_md(ev: dict | None, be: dict | None, runs: dict, docs: Path, root: P
           "Symbols are decoded before the synthesis, so reduced precision there changes pixels only. "
           "fp32 is what the codec runs; `dynamic` is ORT's ConvInteger, `qdq` static per-channel QLinearConv.", ""]
     L += int8_section(ROOT / "benchmarks" / "results")
+    L += ["", "## Learning curves (Kodak quality per training hour)", ""]
+    L += learning_section(ROOT / "benchmarks" / "results", docs, rel)
     L += ["", "## Training curves", ""] + training_section(runs, docs, rel)
     return "\n".join(L).rstrip() + "\n"
 

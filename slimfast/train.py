@@ -69,6 +69,7 @@ class TrainConfig:
     device: str = "auto"           # auto | cpu | cuda
     checkpoint_minutes: float = 3.0
     checkpoint_every: int = 0      # > 0: also checkpoint every this many steps
+    snapshot_minutes: float = 0.0  # > 0: keep weights every this many minutes (learning curves)
     log_every: int = 100           # a CSV train row (means over the interval) every this many steps
     val_every: int = 1000
     val_fraction: float = 0.05
@@ -789,6 +790,8 @@ def _train(cfg: TrainConfig, dd: Dist) -> Path:
             bar = None
     t0 = time.monotonic() - elapsed
     last_ckpt = time.monotonic()
+    next_snapshot = (math.floor(elapsed / 60 / cfg.snapshot_minutes) + 1) * cfg.snapshot_minutes \
+        if cfg.snapshot_minutes > 0 else math.inf
     debug_data = hashlib.sha256() if cfg.debug_state_hash else None
     aux_params = list(model.aux_parameters())
     timing = {"steps": 0, "train_s": 0.0, "data_s": 0.0, "warmup": 10}
@@ -812,6 +815,18 @@ def _train(cfg: TrainConfig, dd: Dist) -> Path:
 
     def minutes() -> float:
         return (time.monotonic() - t0) / 60
+
+    def snapshot() -> None:
+        """Weights as they are now, tables frozen on a copy, for a learning curve of this run."""
+        import copy
+
+        snap = run / "snapshots"
+        snap.mkdir(exist_ok=True)
+        export = copy.deepcopy(model.module if hasattr(model, "module") else model).cpu().eval()
+        export.update()
+        save_model(export, snap / f"step-{step:07d}.safetensors", name=f"{run.name}@{step}")
+        with open(snap / "index.csv", "a") as f:
+            f.write(f"{step},{minutes():.3f},step-{step:07d}.safetensors\n")
 
     def validate_and_log(lr: float) -> None:
         for wdt in (model.widths or [None]):
@@ -896,6 +911,9 @@ def _train(cfg: TrainConfig, dd: Dist) -> Path:
             if ckpt and not stop:
                 checkpoint()
                 last_ckpt = time.monotonic()
+            if dd.main and cfg.snapshot_minutes > 0 and minutes() >= next_snapshot:
+                snapshot()
+                next_snapshot = (math.floor(minutes() / cfg.snapshot_minutes) + 1) * cfg.snapshot_minutes
     if bar is not None:
         bar.close()
     if finished and dd.main and step > start_step:
@@ -996,6 +1014,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--val-every", type=int, default=d.val_every, help="validate every N steps (0: never)")
     g.add_argument("--checkpoint-minutes", type=float, default=d.checkpoint_minutes)
     g.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="also every N steps")
+    g.add_argument("--snapshot-minutes", type=float, default=d.snapshot_minutes,
+                   help="> 0: keep the weights every N minutes in OUT/snapshots/ (for benchmarks/learning_curve.py)")
     g.add_argument("--no-progress", dest="progress", action="store_false")
     g.add_argument("--no-plot", dest="plot", action="store_false")
     g.add_argument("--debug-state-hash", default=None, help=argparse.SUPPRESS)

@@ -205,3 +205,16 @@ def test_ddp_two_ranks_stay_identical(tiny_data, tmp_path):
     rows = trajectory(out)
     assert [r[0] for r in rows if r[1] == "train"] == ["1", "2", "3"]  # one writer: rank 0
     assert (out / "final.safetensors").exists()
+
+
+def test_snapshots_keep_weights_without_changing_the_run(straight_run, tiny_data, tmp_path):
+    from slimfast.weights import load_model
+
+    out = tmp_path / "snap"
+    assert T.main(common(tiny_data, out, "--snapshot-minutes", "1e-9")) == 0
+    assert trajectory(out) == trajectory(straight_run)       # snapshots do not perturb training
+    rows = [line.split(",") for line in (out / "snapshots" / "index.csv").read_text().splitlines()]
+    steps = [int(r[0]) for r in rows]
+    assert steps == sorted(steps) and len(steps) >= 5 and steps[-1] == 6
+    m = load_model(out / "snapshots" / rows[-1][2])
+    assert m.entropy_bottlenecks()[0].updated
