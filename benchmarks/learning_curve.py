@@ -19,28 +19,14 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
+from _rd import stream_rd  # benchmarks/_rd.py
 
 from slimfast.weights import load_model
 
 
 def kodak_point(path: Path, files: list[str]) -> tuple[float, float]:
-    m = load_model(path)
-    bits = px = 0
-    psnrs = []
-    for f in files:
-        img = np.asarray(Image.open(f).convert("RGB"))
-        x = torch.from_numpy(img.transpose(2, 0, 1).copy()).float().div(255)[None]
-        with torch.no_grad():
-            lat = m.compress(x)
-            x_hat = m.decompress(lat.strings, lat.shape)
-        rec = (x_hat[0].clamp(0, 1) * 255).round().numpy().transpose(1, 2, 0)
-        bits += 8 * sum(map(len, lat.strings))
-        px += img.shape[0] * img.shape[1]
-        psnrs.append(10 * np.log10(255 ** 2 / np.mean((rec - img.astype(np.float64)) ** 2)))
-    return bits / px, float(np.mean(psnrs))
+    return stream_rd(load_model(path), files)
 
 
 def run_curve(run: Path, files: list[str]) -> list[dict]:

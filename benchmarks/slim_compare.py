@@ -19,9 +19,8 @@ import json
 import os
 import sys
 
-import numpy as np
 import torch
-from PIL import Image
+from _rd import stream_rd  # benchmarks/_rd.py
 
 from slimfast import bdrate
 from slimfast.weights import load_model
@@ -31,20 +30,9 @@ def kodak_points(path: str, files: list[str]) -> list[tuple[int, float, float]]:
     m = load_model(path)
     out = []
     for w in (m.widths or (None,)):
-        bits = px = 0
-        psnrs = []
-        for f in files:
-            img = np.asarray(Image.open(f).convert("RGB"))
-            x = torch.from_numpy(img.transpose(2, 0, 1).copy()).float().div(255)[None]
-            with torch.no_grad():
-                lat = m.compress(x, w)
-                x_hat = m.decompress(lat.strings, lat.shape, w)
-            rec = (x_hat[0].clamp(0, 1) * 255).round().numpy().transpose(1, 2, 0)
-            bits += 8 * sum(map(len, lat.strings))
-            px += img.shape[0] * img.shape[1]
-            psnrs.append(10 * np.log10(255 ** 2 / np.mean((rec - img.astype(np.float64)) ** 2)))
-        out.append((w or m.latent_channels, bits / px, float(np.mean(psnrs))))
-        print(f"{path}: width {out[-1][0]}: {out[-1][1]:.3f} bpp {out[-1][2]:.2f} dB", file=sys.stderr, flush=True)
+        bpp, psnr = stream_rd(m, files, w)
+        out.append((w or m.latent_channels, bpp, psnr))
+        print(f"{path}: width {out[-1][0]}: {bpp:.3f} bpp {psnr:.2f} dB", file=sys.stderr, flush=True)
     return out
 
 
