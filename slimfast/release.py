@@ -6,7 +6,8 @@
 The weights are re-saved under their public name, fp16 where exactness allows or, with
 ``--storage int8``, convolution weights packed to int8 (:mod:`slimfast.storage`; half the
 bytes). The card records the SHA-256 that pins them; with int8 and Kodak at hand it also
-records the fp16 points and the BD-rate that the packing costs. Kodak is used for measurement only, never for training.
+records the fp16 points and what the packing costs. Kodak is used for measurement only, never
+for training.
 A (name, version) that already exists is never overwritten: bump ``--version``.
 ``python -m slimfast.release --set-default NAME`` marks the one default model.
 """
@@ -134,6 +135,8 @@ def _storage_cost(model, info: zoo.ModelInfo, kodak: Path, widths: list, limit: 
                  [p["bpp"] for p in points], [p["psnr"] for p in points]) if len(points) >= 2 else None
     res["bd_rate_vs_fp16_percent"] = None if bd is None else round(bd, 3)
     res["mean_psnr_change_db"] = round(float(np.mean([p["psnr"] - r["psnr"] for p, r in zip(points, ref_points)])), 4)
+    res["mean_ms_ssim_db_change"] = round(float(np.mean([p["ms_ssim_db"] - r["ms_ssim_db"]
+                                                         for p, r in zip(points, ref_points)])), 4)
     res["mean_bpp_change_percent"] = round(float(np.mean([100 * (p["bpp"] / r["bpp"] - 1)
                                                           for p, r in zip(points, ref_points)])), 3)
     return res
