@@ -264,13 +264,15 @@ def cmd_models(args) -> int:
     for m in models:
         q = [x.name for x in family_members(m)].index(m.name) + 1 if not m.widths else "-"
         for p in (m.points or [{}]):
-            star = "*" if m.default else " "
+            if m.widths and p.get("width") in m.widths:
+                q = sorted(m.widths).index(p["width"]) + 1
+            star = "*" if m.default and (not m.widths or p.get("width") == m.default_width) else " "
             bpp = f"{p['bpp']:.3f}" if p.get("bpp") is not None else "-"
             psnr = f"{p['psnr']:.2f}" if p.get("psnr") is not None else "-"
             width = p.get("width") or "-"
             print(f"{star}{m.name:23s} {m.family:18s} {q!s:>2s} {width!s:>5s} {bpp:>7s} {psnr:>6s} "
                   f"{m.params / 1e6:5.2f}M {m.train_steps:6d}")
-    print("\n* default model. bpp/PSNR: mean over Kodak, measured from real files.\n"
+    print("\n* default model (at its default width). bpp/PSNR: mean over Kodak, measured from real files.\n"
           "--quality Q picks the Q-th rate point of a family (1 = smallest file); --width a slimmable width.")
     if args.details:
         from .errors import require_torch

@@ -135,7 +135,7 @@ class Codec:
                 raise SlimfastError("give either a quality or a width, not both")
             return OperatingPoint(self.name, width)
         if quality is None:
-            return OperatingPoint(self.name, max(self.widths) if self.widths else None)
+            return OperatingPoint(self.name, self.info.default_width)
         points = self.operating_points()
         if not 1 <= quality <= len(points):
             raise SlimfastError(f"quality must be 1..{len(points)} for the {self.family} family")

@@ -9,7 +9,8 @@ bytes). The card records the SHA-256 that pins them; with int8 and Kodak at hand
 records the fp16 points and what the packing costs. Kodak is used for measurement only, never
 for training.
 A (name, version) that already exists is never overwritten: bump ``--version``.
-``python -m slimfast.release --set-default NAME`` marks the one default model.
+``python -m slimfast.release --set-default NAME [WIDTH]`` marks the one default model (and, for
+a slimmable one, the width used when none is asked for; the widest otherwise).
 """
 from __future__ import annotations
 
@@ -169,22 +170,28 @@ def chain_info(runs: list[Path], final_run: Path) -> dict:
     return out
 
 
-def set_default(name: str, out_dir: Path = zoo.BUNDLED_DIR) -> None:
-    """Make ``name`` the one default model (cards only; weights are untouched)."""
+def set_default(name: str, out_dir: Path = zoo.BUNDLED_DIR, width: int | None = None) -> None:
+    """Make ``name`` the one default model, and ``width`` its default width if it is slimmable
+    (cards only; weights are untouched)."""
     cards = sorted(out_dir.glob("*.json"))
-    if not any(json.loads(c.read_text())["name"] == name for c in cards):
+    mine = [json.loads(c.read_text()) for c in cards if json.loads(c.read_text())["name"] == name]
+    if not mine:
         raise SlimfastError(f"no model {name!r} in {out_dir}")
+    if width is not None and width not in (mine[0].get("widths") or []):
+        raise SlimfastError(f"{name} has no width {width}")
     for c in cards:
         card = json.loads(c.read_text())
         card["default"] = card["name"] == name
+        if card["name"] == name and width is not None:
+            card["default_width"] = width
         c.write_text(json.dumps(card, indent=2) + "\n")
 
 
 def main(argv=None) -> int:
     if argv is None:
         argv = sys.argv[1:]
-    if argv[:1] == ["--set-default"] and len(argv) == 2:
-        set_default(argv[1])
+    if argv[:1] == ["--set-default"] and len(argv) in (2, 3):
+        set_default(argv[1], width=int(argv[2]) if len(argv) == 3 else None)
         return 0
     p = argparse.ArgumentParser(prog="python -m slimfast.release", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

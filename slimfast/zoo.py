@@ -38,7 +38,15 @@ class ModelInfo:
         d = asdict(self)
         d.pop("card")
         d.pop("path")
+        d["default_width"] = self.default_width
         return d
+
+    @property
+    def default_width(self) -> int | None:
+        """The width used when none is asked for: the card's ``default_width``, else the widest."""
+        if not self.widths:
+            return None
+        return int(self.card.get("default_width") or max(self.widths))
 
     @property
     def rank_key(self) -> float:

@@ -54,6 +54,7 @@ def test_slimmable_models_give_distinct_points_rising_with_width(card_path):
     assert [p["width"] for p in pts] == sorted(card["widths"]) and len(pts) >= 5
     assert all(a["bpp"] < b["bpp"] and a["psnr"] < b["psnr"] for a, b in zip(pts, pts[1:])), pts
     assert card.get("lambdas") and len(card["lambdas"]) == len(card["widths"])
+    assert card.get("default_width", max(card["widths"])) in card["widths"]
 
 
 @pytest.mark.parametrize("card_path", BUNDLED, ids=[p.stem for p in BUNDLED])
