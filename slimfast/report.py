@@ -258,7 +258,9 @@ def results_md(ev: dict | None, be: dict | None, runs: dict, docs: Path, root: P
     L += ["", "## Slimmable models: lambda scheduling and sub-networks", ""] + slim_section(slim or {}, docs, rel)
     L += ["", "## int8 synthesis (measured, not yet in the codec)", "",
           "Symbols are decoded before the synthesis, so reduced precision there changes pixels only. "
-          "fp32 is what the codec runs; `dynamic` is ORT's ConvInteger, `qdq` static per-channel QLinearConv.", ""]
+          "`codec` is what slimfast decodes with (fp32, ConvTranspose); `fp32` the same network with the "
+          "transposed convolutions as sub-pixel convolutions, the form int8 kernels cover; `dynamic` is ORT's "
+          "ConvInteger, `qdq` static per-channel QLinearConv. Speed-ups and PSNR changes are against `codec`.", ""]
     L += int8_section(ROOT / "benchmarks" / "results")
     L += ["", "## Learning curves (Kodak quality per training hour)", ""]
     L += learning_section(ROOT / "benchmarks" / "results", docs, rel)
