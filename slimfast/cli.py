@@ -312,7 +312,12 @@ def cmd_demo(args) -> int:
     print(f"image    {path} ({w}x{h} {img.mode})")
     from .codec import backend
 
-    print(f"model    {codec.name} (v{codec.info.version}), {backend(codec.info.architecture)} backend")
+    from .zoo import get as model_info
+
+    point = codec.resolve(args.quality, None)  # the operating point the file was made with
+    info = model_info(point.model)
+    where = f", width {point.width}" if point.width else ""
+    print(f"model    {point.model}{where} (v{info.version}), {backend(info.architecture)} backend")
     print(f"size     {len(data)} bytes" + (f" -> {out}" if out else ""))
     print(f"bpp      {len(data) * 8 / (w * h):.4f}")
     print(f"PSNR     {psnr:.2f} dB")

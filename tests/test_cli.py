@@ -213,3 +213,20 @@ def test_codec_runs_without_torch_and_torch_commands_fail_cleanly(tmp_path):
         assert r.returncode == 1, (args, r.stderr)
         assert r.stderr.count("\n") == 1 and "needs PyTorch" in r.stderr and "Traceback" not in r.stderr
         assert not (tmp_path / "b.png").exists()
+
+
+def test_demo_runs_the_main_job_and_reports_the_real_file(tmp_path):
+    from slimfast import zoo
+
+    out_file = tmp_path / "k.sfi"
+    rc, out, err = run_cli("demo", "-o", out_file)
+    assert rc == 0, err
+    fields = dict(line.split(None, 1) for line in out.decode().splitlines() if line.strip())
+    info = zoo.get()
+    assert fields["model"].startswith(info.name)
+    if info.widths:
+        assert f"width {info.default_width}" in fields["model"]
+    assert abs(float(fields["bpp"]) - out_file.stat().st_size * 8 / (768 * 512)) < 1e-3  # bpp is the file's
+    assert float(fields["PSNR"].split()[0]) > 25
+    rc, _, err = run_cli("demo", "-o", out_file)                  # never overwrites without --force
+    assert_clean_error(rc, err, "exists")
