@@ -27,11 +27,10 @@ from PIL import Image
 
 
 def load_rgb(path: str, multiple: int) -> tuple[np.ndarray, np.ndarray]:
+    from slimfast.codec import pad_image
+
     rgb = np.asarray(Image.open(path).convert("RGB"))
-    h, w = rgb.shape[:2]
-    ph, pw = -h % multiple, -w % multiple
-    x = np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode="edge").transpose(2, 0, 1)[None].astype(np.float32) / 255
-    return rgb, x
+    return rgb, pad_image(rgb, multiple).transpose(2, 0, 1)[None].astype(np.float32) / 255
 
 
 def main(argv=None) -> int:

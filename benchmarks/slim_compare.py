@@ -18,11 +18,13 @@ import glob
 import json
 import os
 import sys
+from pathlib import Path
 
 import torch
 from _rd import stream_rd  # benchmarks/_rd.py
 
 from slimfast import bdrate
+from slimfast.release import run_stage
 from slimfast.weights import load_model
 
 
@@ -37,19 +39,8 @@ def kodak_points(path: str, files: list[str]) -> list[tuple[int, float, float]]:
 
 
 def run_info(d: str) -> dict:
-    """Budget and lambdas of a run folder (train.py's summary.json or schedule.py's lambdas.json)."""
-    info = {"run": d}
-    for name in ("summary.json", "lambdas.json"):
-        f = f"{d}/{name}"
-        try:
-            with open(f) as fh:
-                j = json.load(fh)
-        except OSError:
-            continue
-        info.update({k: j[k] for k in ("steps", "minutes", "init", "trials", "on_stop", "batch_size", "patch_size")
-                     if k in j})
-        info["lambdas"] = j.get("lambdas") or j.get("lmbdas") or [j.get("lmbda")]
-    return info
+    """Budget and lambdas of a run folder, as release cards record them."""
+    return {**run_stage(Path(d))[0], "run": d}
 
 
 def main(argv=None) -> int:

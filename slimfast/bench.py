@@ -311,14 +311,13 @@ def bench(args) -> dict:
 def size_models(infos: list, names: list[str] | None) -> list:
     if names:
         return [i for i in infos if i.name in names]
-    from . import runtime, zoo
+    from . import runtime
 
     picked = []
     for fam in dict.fromkeys(i.family for i in infos):
-        members = [i for i in infos if i.family == fam]
-        members = sorted(members, key=lambda m: m.rank_key)
+        members = sorted((i for i in infos if i.family == fam), key=lambda m: m.rank_key)
         mid = members[(len(members) - 1) // 2]
-        if runtime.supports(mid.architecture) and mid.name in {i.name for i in infos}:
+        if runtime.supports(mid.architecture):
             picked.append(mid)
     return picked or infos[:1]
 

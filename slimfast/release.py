@@ -143,6 +143,22 @@ def _storage_cost(model, info: zoo.ModelInfo, kodak: Path, widths: list, limit: 
     return res
 
 
+def run_stage(run: Path) -> tuple[dict, dict | None]:
+    """A run folder's budget: steps, minutes, lambdas, init... from its ``summary.json`` (train)
+    or ``lambdas.json`` (schedule), and the whole ``lambdas.json`` when it is a schedule."""
+    st, schedule = {"run": run.name}, None
+    for name in ("summary.json", "lambdas.json"):
+        f = run / name
+        if f.exists():
+            j = json.loads(f.read_text())
+            st.update({k: j[k] for k in ("steps", "minutes", "init", "batch_size", "patch_size", "trials",
+                                         "on_stop", "lmbdas", "lambdas") if k in j})
+            st.setdefault("lambdas", j.get("lmbdas") or [j.get("lmbda")])
+            if name == "lambdas.json":
+                schedule = j
+    return st, schedule
+
+
 def chain_info(runs: list[Path], final_run: Path) -> dict:
     """Card entries for weights trained in stages (warm-up, lambda schedule, continuation).
 
@@ -152,16 +168,9 @@ def chain_info(runs: list[Path], final_run: Path) -> dict:
     """
     stages, schedule = [], None
     for run in [*runs, final_run]:
-        st = {"run": run.name}
-        for name in ("summary.json", "lambdas.json"):
-            f = run / name
-            if f.exists():
-                j = json.loads(f.read_text())
-                st.update({k: j[k] for k in ("steps", "minutes", "init", "batch_size", "patch_size", "trials",
-                                             "on_stop", "lmbdas", "lambdas") if k in j})
-                if name == "lambdas.json":
-                    schedule = j
+        st, sched = run_stage(run)
         stages.append(st)
+        schedule = sched or schedule
     out = {"training_chain": stages, "train_steps": int(sum(st.get("steps", 0) for st in stages)),
            "train_minutes": round(sum(st.get("minutes", 0.0) for st in stages), 1)}
     if schedule:
@@ -173,14 +182,13 @@ def chain_info(runs: list[Path], final_run: Path) -> dict:
 def set_default(name: str, out_dir: Path = zoo.BUNDLED_DIR, width: int | None = None) -> None:
     """Make ``name`` the one default model, and ``width`` its default width if it is slimmable
     (cards only; weights are untouched)."""
-    cards = sorted(out_dir.glob("*.json"))
-    mine = [json.loads(c.read_text()) for c in cards if json.loads(c.read_text())["name"] == name]
+    cards = {c: json.loads(c.read_text()) for c in sorted(out_dir.glob("*.json"))}
+    mine = [card for card in cards.values() if card["name"] == name]
     if not mine:
         raise SlimfastError(f"no model {name!r} in {out_dir}")
     if width is not None and width not in (mine[0].get("widths") or []):
         raise SlimfastError(f"{name} has no width {width}")
-    for c in cards:
-        card = json.loads(c.read_text())
+    for c, card in cards.items():
         card["default"] = card["name"] == name
         if card["name"] == name and width is not None:
             card["default_width"] = width

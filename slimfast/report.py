@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as _dt
+import json
 import os
 import platform
 import shutil
@@ -117,8 +118,6 @@ def _f(v, spec):
 # -- slimmable-model comparisons ---------------------------------------------------------------
 def read_slim_comparisons(results_dir: Path) -> dict[str, dict]:
     """``benchmarks/results/slim_compare_*.json`` written by ``benchmarks/slim_compare.py``."""
-    import json
-
     return {f.stem.removeprefix("slim_compare_"): json.loads(f.read_text())
             for f in sorted(results_dir.glob("slim_compare_*.json"))}
 
@@ -180,8 +179,6 @@ def slim_section(comparisons: dict[str, dict], docs: Path, rel: str) -> list[str
 
 def learning_section(results_dir: Path, docs: Path, rel: str) -> list[str]:
     """``benchmarks/results/learning_curve_*.json`` (``benchmarks/learning_curve.py``)."""
-    import json
-
     L = []
     for f in sorted(results_dir.glob("learning_curve_*.json")):
         r = json.loads(f.read_text())
@@ -200,8 +197,6 @@ def learning_section(results_dir: Path, docs: Path, rel: str) -> list[str]:
 
 def int8_section(results_dir: Path) -> list[str]:
     """``benchmarks/results/int8_synthesis_*.json`` (``benchmarks/int8_synthesis.py``): tried, not adopted."""
-    import json
-
     L = []
     for f in sorted(results_dir.glob("int8_synthesis_*.json")):
         r = json.loads(f.read_text())
@@ -291,8 +286,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-bench", action="store_true", help="reuse out/bench/bench.json")
     p.add_argument("--from-json", action="store_true", help="only rewrite the Markdown from existing JSON")
     args = p.parse_args(argv)
-    import json
-
     from . import bench, evaluate
 
     out, docs = Path(args.out), Path(args.docs)

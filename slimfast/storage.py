@@ -20,7 +20,7 @@ SCALE_SUFFIX = ":int8_scale"
 MIN_ELEMENTS = 1024
 
 
-def packable(name: str, w: np.ndarray) -> bool:
+def packable(w: np.ndarray) -> bool:
     return w.dtype == np.float32 and w.ndim == 4 and w.size >= MIN_ELEMENTS
 
 

@@ -44,7 +44,7 @@ def save_model(model: CompressionModel, path: str | Path, name: str = "", versio
     for k, v in model.state_dict().items():
         v = v.detach().cpu().contiguous()
         if v.dtype == torch.float32 and not _is_exact(k, v):
-            if storage == "int8" and packing.packable(k, v.numpy()):
+            if storage == "int8" and packing.packable(v.numpy()):
                 q, scale = packing.pack(v.numpy())
                 state[k], state[k + packing.SCALE_SUFFIX] = torch.from_numpy(q), torch.from_numpy(scale)
                 continue

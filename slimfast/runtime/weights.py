@@ -1,8 +1,8 @@
 """Weights files read with ``safetensors.numpy`` (no torch), and GDN's effective parameters.
 
 Floating-point tensors stored as fp16 are widened, and int8-packed ones rebuilt
-(:mod:`slimfast.storage`), to float32 exactly as :func:`slimfast.weights.load_model` does; integer tables and the integer hyper-synthesis keep
-their dtypes. GDN's reparametrization is replayed in float32 numpy with the same sequence of
+(:mod:`slimfast.storage`), to float32 exactly as :func:`slimfast.weights.load_model` does;
+integer tables and the integer hyper-synthesis keep their dtypes. GDN's reparametrization is replayed in float32 numpy with the same sequence of
 IEEE operations as :class:`slimfast.layers.NonNegativeParameterizer` (torch eager runs them
 one by one, unfused), so the effective ``beta`` / ``gamma`` are bit-identical to torch's.
 """
