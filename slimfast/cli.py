@@ -253,14 +253,16 @@ def cmd_models(args) -> int:
 
     models = list_models()
     if args.json:
-        print(json.dumps([m.public() for m in models], indent=2))
+        from .zoo import versions_of
+
+        print(json.dumps([{**m.public(), "installed_versions": versions_of(m.name)} for m in models], indent=2))
         return 0
     if not models:
         print("no models installed")
         return 1
     from .zoo import family_members
 
-    print(f"{'name':24s} {'family':18s} {'q':>2s} {'width':>5s} {'bpp':>7s} {'PSNR':>6s}  params  steps")
+    print(f"{'name':24s} {'v':>2s} {'family':18s} {'q':>2s} {'width':>5s} {'bpp':>7s} {'PSNR':>6s}  params  steps")
     for m in models:
         q = [x.name for x in family_members(m)].index(m.name) + 1 if not m.widths else "-"
         for p in (m.points or [{}]):
@@ -270,10 +272,12 @@ def cmd_models(args) -> int:
             bpp = f"{p['bpp']:.3f}" if p.get("bpp") is not None else "-"
             psnr = f"{p['psnr']:.2f}" if p.get("psnr") is not None else "-"
             width = p.get("width") or "-"
-            print(f"{star}{m.name:23s} {m.family:18s} {q!s:>2s} {width!s:>5s} {bpp:>7s} {psnr:>6s} "
+            print(f"{star}{m.name:23s} {m.version:>2s} {m.family:18s} {q!s:>2s} {width!s:>5s} {bpp:>7s} {psnr:>6s} "
                   f"{m.params / 1e6:5.2f}M {m.train_steps:6d}")
     print("\n* default model (at its default width). bpp/PSNR: mean over Kodak, measured from real files.\n"
-          "--quality Q picks the Q-th rate point of a family (1 = smallest file); --width a slimmable width.")
+          "--quality Q picks the Q-th rate point of a family (1 = smallest file); --width a slimmable width.\n"
+          "v: the current weights version; older versions stay installed so their files decode "
+          "(--model NAME@N uses one).")
     if args.details:
         from .errors import require_torch
 

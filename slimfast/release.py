@@ -8,7 +8,9 @@ The weights are re-saved under their public name, fp16 where exactness allows or
 bytes). The card records the SHA-256 that pins them; with int8 and Kodak at hand it also
 records the fp16 points and what the packing costs. Kodak is used for measurement only, never
 for training.
-A (name, version) that already exists is never overwritten: bump ``--version``.
+A (name, version) that already exists is never overwritten: bump ``--version``. The version it
+replaces stays installed as ``NAME.vN.*`` (byte for byte) so that its files still decode, and
+the new card records what it supersedes.
 ``python -m slimfast.release --set-default NAME [WIDTH]`` marks the one default model (and, for
 a slimmable one, the width used when none is asked for; the widest otherwise).
 """
@@ -81,11 +83,22 @@ def publish(weights: Path, name: str, family: str, version: str = "1", default: 
     out_dir.mkdir(parents=True, exist_ok=True)
     dst = out_dir / f"{name}.safetensors"
     card_path = out_dir / f"{name}.json"
-    if card_path.exists():
-        old = json.loads(card_path.read_text())
-        if str(old.get("version")) == str(version):
+    version = str(version)
+    previous = json.loads(card_path.read_text()) if card_path.exists() else None
+    if previous is not None:
+        old_version = str(previous.get("version"))
+        if old_version == version or (out_dir / f"{zoo.card_stem(name, version, current=False)}.json").exists():
             raise SlimfastError(f"{name} version {version} is already shipped; a shipped version never changes")
+        if zoo.version_key(version) < zoo.version_key(old_version):
+            raise SlimfastError(f"{name} is at version {old_version}; a new release needs a higher version")
     model = load_model(weights)
+    if previous is not None:
+        # The previous version stays installed, byte for byte, so that its files still decode.
+        kept = zoo.card_stem(name, old_version, current=False)
+        dst.rename(out_dir / f"{kept}.safetensors")
+        previous["default"] = False
+        (out_dir / f"{kept}.json").write_text(json.dumps(previous, indent=2) + "\n")
+        card_path.unlink()
     if not model.entropy_bottlenecks()[0].updated:
         model.update()
     save_model(model, dst, name=name, version=version, storage=storage)
@@ -104,6 +117,8 @@ def publish(weights: Path, name: str, family: str, version: str = "1", default: 
         "data": DATA_TERMS, "license": "code: MIT; weights: research use only (see data)",
         "points": [],
     }
+    if previous is not None:
+        card["supersedes"] = {k: previous.get(k) for k in ("version", "sha256", "train_steps", "points")}
     card.update(extra or {})
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     if kodak is not None and kodak.is_dir():
@@ -182,7 +197,9 @@ def chain_info(runs: list[Path], final_run: Path) -> dict:
 def set_default(name: str, out_dir: Path = zoo.BUNDLED_DIR, width: int | None = None) -> None:
     """Make ``name`` the one default model, and ``width`` its default width if it is slimmable
     (cards only; weights are untouched)."""
+    # Current versions only: a kept older version (NAME.vN.json) is never the default.
     cards = {c: json.loads(c.read_text()) for c in sorted(out_dir.glob("*.json"))}
+    cards = {c: card for c, card in cards.items() if c.stem == card["name"]}
     mine = [card for card in cards.values() if card["name"] == name]
     if not mine:
         raise SlimfastError(f"no model {name!r} in {out_dir}")

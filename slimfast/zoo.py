@@ -4,7 +4,13 @@ Each bundled model is two files in ``slimfast/weights/``: ``NAME.safetensors`` a
 card ``NAME.json`` (family, architecture, version, SHA-256 of the weights, training data,
 steps, lambda, and Kodak rate-distortion points measured from real files). A shipped
 ``(name, version)`` never changes: the card pins the weights' SHA-256 and loading refuses a
-file that does not match. Extra folders with the same layout can be listed in the
+file that does not match.
+
+Versions: a model's current version lives in ``NAME.safetensors`` / ``NAME.json``. When a new
+version ships, the previous one is kept beside it as ``NAME.vN.safetensors`` / ``NAME.vN.json``
+(same bytes, same SHA-256), so files made with it still decode: :func:`find_by_id` searches
+every installed version, while :func:`list_models`, :func:`get` and the quality ladder use the
+current one. ``get("NAME@N")`` pins version N. Extra folders with the same layout can be listed in the
 environment variable ``SLIMFAST_MODEL_PATH`` (``os.pathsep``-separated).
 """
 from __future__ import annotations
@@ -76,9 +82,20 @@ def _info_from_card(card_path: Path) -> ModelInfo:
     )
 
 
-def list_models() -> list[ModelInfo]:
-    """Every model found, bundled ones first, each name once (the first found wins)."""
-    seen: dict[str, ModelInfo] = {}
+def version_key(version: str) -> tuple:
+    """Orders versions numerically where they are numbers ("10" after "9")."""
+    return (0, int(version), "") if str(version).isdigit() else (1, 0, str(version))
+
+
+def card_stem(name: str, version: str, current: bool = True) -> str:
+    """File stem of a model's weights and card: ``NAME`` for the current version, ``NAME.vN`` for
+    a version kept after a newer one shipped."""
+    return name if current else f"{name}.v{version}"
+
+
+def all_versions() -> list[ModelInfo]:
+    """Every installed (name, version), bundled ones first; a (name, version) found twice counts once."""
+    seen: dict[tuple[str, str], ModelInfo] = {}
     for d in _search_dirs():
         if not d.is_dir():
             continue
@@ -87,21 +104,42 @@ def list_models() -> list[ModelInfo]:
                 info = _info_from_card(card_path)
             except (ValueError, KeyError):
                 continue
-            if info.name not in seen and info.path.exists():
-                seen[info.name] = info
+            if (info.name, info.version) not in seen and info.path.exists():
+                seen[(info.name, info.version)] = info
     return list(seen.values())
 
 
+def list_models() -> list[ModelInfo]:
+    """Every model found, each name once at its newest installed version."""
+    newest: dict[str, ModelInfo] = {}
+    for info in all_versions():
+        have = newest.get(info.name)
+        if have is None or version_key(info.version) > version_key(have.version):
+            newest[info.name] = info
+    return list(newest.values())
+
+
+def versions_of(name: str) -> list[str]:
+    """The installed versions of ``name``, oldest first."""
+    return sorted((m.version for m in all_versions() if m.name == name), key=version_key)
+
+
 def get(name: str | None = None) -> ModelInfo:
+    """A model by name (its newest version), ``"NAME@N"`` for version N, or ``None`` for the default."""
     models = list_models()
     if not models:
         raise SlimfastError("no models installed: the package's slimfast/weights folder is empty")
     if name is None:
         defaults = [m for m in models if m.default] or models
         return defaults[0]
-    for m in models:
-        if m.name == name:
+    base, _, version = name.partition("@")
+    version = version[1:] if version[:1] in ("v", "V") else version
+    for m in (all_versions() if version else models):
+        if m.name == base and (not version or m.version == version):
             return m
+    if version and any(m.name == base for m in models):
+        raise SlimfastError(f"model {base!r} has no installed version {version}; "
+                            f"installed: {', '.join(versions_of(base))}")
     raise SlimfastError(f"unknown model {name!r}; available: {', '.join(m.name for m in models)}")
 
 
@@ -113,12 +151,11 @@ def family_members(info: ModelInfo) -> list[ModelInfo]:
 def find_by_id(name: str, version: str, weights_id: bytes) -> ModelInfo:
     """The installed model a file was made with, or a one-line error naming what it needs."""
     hexid = weights_id.hex()
-    for m in list_models():
+    for m in all_versions():
         if m.name == name and m.version == version and m.sha256.startswith(hexid):
             return m
-    have = [m for m in list_models() if m.name == name]
+    have = versions_of(name)
     if have:
-        m = have[0]
         raise SlimfastError(f"file needs model {name!r} weights version {version} (sha256 {hexid}...); "
-                            f"this installation has version {m.version} (sha256 {m.sha256[:16]}...)")
+                            f"this installation has version(s) {', '.join(have)} of it")
     raise SlimfastError(f"file needs model {name!r} weights version {version}, which is not installed")

@@ -1,6 +1,8 @@
 """The bundled models: pinned weights, honest cards."""
 import json
 
+import numpy as np
+
 import pytest
 
 from slimfast import zoo
@@ -80,3 +82,52 @@ def test_release_chain_sums_stages_and_keeps_the_schedule(tmp_path):
     assert info["train_steps"] == 150 and info["train_minutes"] == 4.0
     assert [s["run"] for s in info["training_chain"]] == ["warm", "sched", "final"]
     assert info["lambda_schedule"]["lambdas"] == [0.05, 0.02] and info["lambda_schedule"]["on_stop"] == "rollback"
+
+
+def test_a_new_version_keeps_the_old_one_decodable(tmp_path, monkeypatch, small_rgb):
+    import torch
+
+    from slimfast import codec, container
+    from slimfast.errors import SlimfastError
+    from slimfast.models import FasiNetL
+    from slimfast.release import publish, set_default
+    from slimfast.weights import save_model
+
+    out = tmp_path / "models"
+    monkeypatch.setenv("SLIMFAST_MODEL_PATH", str(out))
+    runs = []
+    for seed in (1, 2, 3):
+        torch.manual_seed(seed)
+        m = FasiNetL().eval()
+        m.update()
+        (tmp_path / f"run{seed}").mkdir()
+        save_model(m, tmp_path / f"run{seed}" / "final.safetensors")
+        runs.append(tmp_path / f"run{seed}" / "final.safetensors")
+    publish(runs[0], "vtest", "vtest", version="1", out_dir=out, kodak=None)
+    v1 = zoo.get("vtest")
+    old_file = codec.Codec(v1).compress(small_rgb)
+    card2 = publish(runs[1], "vtest", "vtest", version="2", out_dir=out, kodak=None)
+
+    assert card2["supersedes"]["version"] == "1" and card2["supersedes"]["sha256"] == v1.sha256
+    assert (out / "vtest.v1.safetensors").exists() and file_digest(out / "vtest.v1.safetensors") == v1.sha256
+    assert zoo.get("vtest").version == "2" and zoo.get("vtest@1").sha256 == v1.sha256
+    assert zoo.versions_of("vtest") == ["1", "2"]
+    assert [m.version for m in zoo.list_models() if m.name == "vtest"] == ["2"]
+    # The old file names version 1 and still decodes, to the same pixels as before.
+    before = np.asarray(codec.Codec(v1).decompress(old_file))
+    assert np.array_equal(np.asarray(codec.decompress(old_file)), before)
+    new_file = codec.Codec(zoo.get("vtest")).compress(small_rgb)
+    assert container.unpack(new_file).weights_version == "2" and container.unpack(old_file).weights_version == "1"
+
+    for version in ("1", "2"):  # a shipped version never changes
+        with pytest.raises(SlimfastError, match="already shipped"):
+            publish(runs[2], "vtest", "vtest", version=version, out_dir=out, kodak=None)
+    with pytest.raises(SlimfastError, match="no installed version 7"):
+        zoo.get("vtest@7")
+    set_default("vtest", out_dir=out)
+    assert json.loads((out / "vtest.json").read_text())["default"]
+    assert not json.loads((out / "vtest.v1.json").read_text())["default"]
+    # A file that needs a version that is gone says which versions there are.
+    (out / "vtest.v1.json").unlink()
+    with pytest.raises(SlimfastError, match=r"version 1 .*has version\(s\) 2"):
+        codec.decompress(old_file)
