@@ -63,6 +63,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size-models", nargs="+", default=None, metavar="NAME",
                    help="models for the size sweep (default: the middle rate point of each family the ONNX "
                         "Runtime backend runs)")
+    p.add_argument("--no-int8", dest="int8", action="store_false",
+                   help="skip the int8-synthesis points (by default every model whose card is calibrated for "
+                        "`slimfast decompress --int8` is also timed that way)")
     p.add_argument("--cold-repeats", type=int, default=3, help="fresh-process decompress runs (default 3; 0 to skip)")
     p.add_argument("--timeout", type=float, default=600, help="seconds allowed per model subprocess (default 600)")
     p.add_argument("--out", default="out/bench", help="output folder (default: out/bench)")
@@ -173,7 +176,7 @@ def worker(job: dict) -> dict:
     from .weights import load_model
 
     cx = count(load_model(codec.info.path), width)  # after timing: the torch model stays out of the peak
-    return {"backend": backend(), "model": job["model"], "width": width, "height": h, "width_px": w, "mp": mp, "bytes": len(data),
+    return {"backend": backend(), "synthesis": job.get("synthesis", "fp32"), "model": job["model"], "width": width, "height": h, "width_px": w, "mp": mp, "bytes": len(data),
             "bpp": metrics.bpp(len(data), h, w), "psnr": metrics.psnr(img, dec),
             "enc_ms": med_e, "dec_ms": med_d, "enc_runs_ms": te, "dec_runs_ms": td,
             "enc_mps": mp / (med_e / 1e3), "dec_mps": mp / (med_d / 1e3),
@@ -188,7 +191,8 @@ def run_worker(job: dict, timeout: float) -> dict:
     env = _python_env()
     t = str(job["threads"])
     # The integer hyper-synthesis GEMMs are small: one BLAS thread is fastest (measured).
-    env.update(OMP_NUM_THREADS=t, MKL_NUM_THREADS=t, SLIMFAST_THREADS=t, OPENBLAS_NUM_THREADS="1")
+    env.update(OMP_NUM_THREADS=t, MKL_NUM_THREADS=t, SLIMFAST_THREADS=t, OPENBLAS_NUM_THREADS="1",
+               SLIMFAST_SYNTHESIS=job.get("synthesis", "fp32"))
     cmd = [sys.executable, "-m", "slimfast.bench", "--worker", json.dumps(job)]
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
@@ -258,11 +262,17 @@ def bench(args) -> dict:
     for n in base.codecs:  # a baseline-only run still reports every baseline at its middle quality
         base.time(n, base.codecs[n].qualities[len(base.codecs[n].qualities) // 2])
     points = []
+    from .codec import backend
+
     for info in infos:
-        for w in operating_points(info):
-            log(f"bench: {info.name}" + (f" width {w}" if w is not None else ""))
+        precisions = ["fp32"]
+        if getattr(args, "int8", True) and info.card.get("int8_synthesis") and backend(info.architecture) == "ort":
+            precisions.append("int8")
+        for w, synthesis in ((w, s) for w in operating_points(info) for s in precisions):
+            log(f"bench: {info.name}" + (f" width {w}" if w is not None else "")
+                + (" (int8 synthesis)" if synthesis == "int8" else ""))
             job = {"model": info.name, "width": w, "image": str(image), "mp": None,
-                   "repeats": args.repeats, "threads": args.threads}
+                   "repeats": args.repeats, "threads": args.threads, "synthesis": synthesis}
             r = run_worker(job, args.timeout)
             if r.get("error") is None:
                 r["baselines"] = {}
@@ -417,7 +427,8 @@ def bench_md(res: dict) -> str:
          f"Image {im['name']} ({im['width']}x{im['height']}, {im['mp']:.3f} MP). Models: {st['threads']} threads, "
          f"backend {', '.join(sorted({r.get('backend', '?') for r in res.get('models', [])})) or '?'} (ort: ONNX Runtime, torch: reference), a fresh process per point; median of {st['repeats']} runs after one warm-up. Baselines: "
          "same run, library default threading, quality closest in bpp to each model point. "
-         "Ratios are model time / baseline time (below 1 = model faster).", ""]
+         "Ratios are model time / baseline time (below 1 = model faster). Rows marked *int8 synthesis* "
+         "decode with `slimfast decompress --int8` (same file, same symbols; the card's calibration).", ""]
     if res["skipped"]:
         L += ["Skipped baselines: " + "; ".join(f"{k} ({v})" for k, v in res["skipped"].items()), ""]
     L += ["## Baselines", "", "| codec | quality | bpp | PSNR | encode ms | decode ms |", "|---|---|---|---|---|---|"]
@@ -441,7 +452,8 @@ def bench_md(res: dict) -> str:
                                             f"{b['ratio']['total']:.2f} (q{b['quality']:g})")
         cx = (f"{r['params'] / 1e6:.2f}M | {r['kmac_encode']:.1f} / {r['kmac_decode']:.1f}" if r.get("params")
               else "- | -")
-        L.append(f"| {r['model']} | {r['width'] if r['width'] is not None else '-'} | {cx} | {r['bpp']:.3f} | "
+        label = r["model"] + (" int8 synthesis" if r.get("synthesis") == "int8" else "")
+        L.append(f"| {label} | {r['width'] if r['width'] is not None else '-'} | {cx} | {r['bpp']:.3f} | "
                  f"{r['psnr']:.2f} | {r['enc_ms']:.1f} | {r['dec_ms']:.1f} | {r['enc_mps']:.2f} | "
                  f"{r['dec_mps']:.2f} | {r['peak_rss_mb']:.0f} | {r['delta_rss_mb']:.0f} | " + " | ".join(cells) + " |")
     if res["sizes"]:

@@ -96,6 +96,11 @@ def _same_file(a: str, b: Path) -> bool:
         return False
 
 
+def _set_synthesis(args) -> None:
+    if getattr(args, "int8", False):
+        os.environ["SLIMFAST_SYNTHESIS"] = "int8"
+
+
 def _set_threads(n: int | None) -> None:
     """Thread count for whichever backend runs the networks (ONNX Runtime or torch)."""
     if n:
@@ -193,6 +198,7 @@ def cmd_decompress(args) -> int:
     from .codec import decompress
 
     _set_threads(args.threads)
+    _set_synthesis(args)
     if args.output != "-" and _same_file(args.input, Path(args.output)):
         raise SlimfastError(f"refusing to overwrite the input {args.input}")
     fmt = _output_format(args.output, args.format)
@@ -295,6 +301,7 @@ def cmd_demo(args) -> int:
     from .imageio import open_image
 
     _set_threads(args.threads)
+    _set_synthesis(args)
     path = args.image or str(Path(__file__).parent / "data" / "kodim23.png")
     img = open_image(path)
     codec = load(args.model)
@@ -321,7 +328,8 @@ def cmd_demo(args) -> int:
     point = codec.resolve(args.quality, None)  # the operating point the file was made with
     info = model_info(point.model)
     where = f", width {point.width}" if point.width else ""
-    print(f"model    {point.model}{where} (v{info.version}), {backend(info.architecture)} backend")
+    synth = ", int8 synthesis" if getattr(args, "int8", False) else ""
+    print(f"model    {point.model}{where} (v{info.version}), {backend(info.architecture)} backend{synth}")
     print(f"size     {len(data)} bytes" + (f" -> {out}" if out else ""))
     print(f"bpp      {len(data) * 8 / (w * h):.4f}")
     print(f"PSNR     {psnr:.2f} dB")
@@ -352,6 +360,12 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--threads", type=int, default=None, metavar="N",
                         help="CPU threads for the networks (default: all cores)")
 
+    def int8_option(sp):
+        sp.add_argument("--int8", action="store_true",
+                        help="decode with int8 synthesis: faster, at the small PSNR cost the model card records "
+                             "(int8_synthesis); the decoded symbols are the same. Models calibrated for it say so in "
+                             "`slimfast models --json`")
+
     c = sub.add_parser("compress", help="image(s) -> .sfi", usage="slimfast compress [options] IN [IN ...] OUT",
                        epilog=(
         "examples:\n  slimfast compress photo.png photo.sfi\n  slimfast compress photo.png photo.sfi -q 1\n"
@@ -380,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
     d.add_argument("--quiet", action="store_true")
     common_threads(d)
+    int8_option(d)
     d.set_defaults(func=cmd_decompress)
 
     i = sub.add_parser("info", help="describe a .sfi file", description="Show a .sfi file's model, version, width, size, mode, bytes and bpp.")
@@ -401,6 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("-o", "--output", default=None, metavar="FILE.sfi", help="also keep the compressed file")
     dm.add_argument("-f", "--force", action="store_true")
     common_threads(dm)
+    int8_option(dm)
     dm.set_defaults(func=cmd_demo)
 
     for name, helptext in (("train", "train a model (see slimfast train --help)"),

@@ -41,14 +41,43 @@ def backend(architecture: str | None = None) -> str:
     return "ort"
 
 
+def synthesis_precision() -> str:
+    """``"fp32"`` or ``"int8"``: ``SLIMFAST_SYNTHESIS`` (``slimfast decompress --int8``), fp32 by default.
+
+    int8 runs the decoder's synthesis with int8 convolutions and the activation ranges stored in
+    the model card (``slimfast.runtime.quantize``): faster, at a PSNR cost the card records.
+    The decoded symbols are the same either way; only the pixels change.
+    """
+    name = os.environ.get("SLIMFAST_SYNTHESIS", "").strip().lower() or "fp32"
+    if name not in ("fp32", "int8"):
+        raise SlimfastError(f"SLIMFAST_SYNTHESIS must be 'fp32' or 'int8', not {name!r}")
+    return name
+
+
+def _int8_ranges(info: zoo.ModelInfo, backend_name: str) -> str | None:
+    """The card's stored int8 ranges (as JSON, hashable for the cache) when int8 synthesis is on."""
+    if synthesis_precision() != "int8":
+        return None
+    if backend_name != "ort":
+        raise SlimfastError("int8 synthesis runs on the ONNX Runtime backend only (unset SLIMFAST_BACKEND=torch)")
+    cal = info.card.get("int8_synthesis")
+    if not cal:
+        raise SlimfastError(f"model {info.name} v{info.version} has no int8 synthesis calibration in its card")
+    import json
+
+    return json.dumps(cal["ranges"], sort_keys=True)
+
+
 @lru_cache(maxsize=16)
-def _load_weights(path: str, sha256: str, backend: str = "torch"):
+def _load_weights(path: str, sha256: str, backend: str = "torch", int8_ranges: str | None = None):
     if sha256 and hashlib.sha256(open(path, "rb").read()).hexdigest() != sha256:
         raise SlimfastError(f"weights file {path} does not match its model card (sha256); reinstall slimfast")
     if backend == "ort":
+        import json
+
         from .runtime import load_model as load_runtime
 
-        return load_runtime(path)
+        return load_runtime(path, int8_ranges=json.loads(int8_ranges) if int8_ranges else None)
     from .errors import require_torch
 
     require_torch(f"the torch backend (weights {os.path.basename(path)})")
@@ -57,9 +86,12 @@ def _load_weights(path: str, sha256: str, backend: str = "torch"):
     return load_model(path)
 
 
-def _model_for(info: zoo.ModelInfo):
+def _model_for(info: zoo.ModelInfo, for_decoding: bool = False):
+    """The loaded model of ``info``; with ``for_decoding``, its synthesis at the chosen precision."""
+    b = backend(info.architecture)
+    ranges = _int8_ranges(info, b) if for_decoding else None
     with _lock:
-        return _load_weights(str(info.path), info.sha256, backend(info.architecture))
+        return _load_weights(str(info.path), info.sha256, b, ranges)
 
 
 def _inference(model):
@@ -210,7 +242,7 @@ def decompress(data: bytes, candidates: list[zoo.ModelInfo] | None = None):
     info = next((c for c in candidates or [] if c.name == hdr.model and c.version == hdr.weights_version
                  and c.sha256.startswith(hdr.weights_id.hex())), None)
     info = info or zoo.find_by_id(hdr.model, hdr.weights_version, hdr.weights_id)
-    model = _model_for(info)
+    model = _model_for(info, for_decoding=True)
     try:
         model.check_width(hdr.width)
     except ValueError as exc:

@@ -11,6 +11,8 @@ for training.
 A (name, version) that already exists is never overwritten: bump ``--version``. The version it
 replaces stays installed as ``NAME.vN.*`` (byte for byte) so that its files still decode, and
 the new card records what it supersedes.
+``python -m slimfast.release --calibrate-int8 NAME`` stores int8-synthesis activation ranges
+(from training images) and their measured Kodak cost in a card (:mod:`slimfast.runtime.quantize`).
 ``python -m slimfast.release --set-default NAME [WIDTH]`` marks the one default model (and, for
 a slimmable one, the width used when none is asked for; the widest otherwise).
 """
@@ -212,9 +214,102 @@ def set_default(name: str, out_dir: Path = zoo.BUNDLED_DIR, width: int | None = 
         c.write_text(json.dumps(card, indent=2) + "\n")
 
 
+def calibrate_int8(name: str, out_dir: Path = zoo.BUNDLED_DIR, train: Path | None = None, kodak: Path | None = None,
+                   images: int = 16, crop: int = 256, limit: int = 0, progress: bool = True) -> dict:
+    """Store int8-synthesis activation ranges in ``name``'s card, with their measured Kodak cost.
+
+    Ranges come from ``images`` random training images (seed 0), their top-left ``crop`` x ``crop``
+    pixels (edge-padded where smaller), never from Kodak; Kodak measures what int8 costs against float32 synthesis, on the same decoded
+    symbols. Weights are untouched; the card gains ``int8_synthesis``.
+    """
+    from PIL import Image
+
+    from .codec import pad_image
+    from .metrics import psnr
+    from .runtime.model import RuntimeModel
+    from .runtime.quantize import CALIBRATION, PERCENTILE, calibrate
+
+    card_path = out_dir / f"{name}.json"
+    if not card_path.exists():
+        raise SlimfastError(f"no model {name!r} in {out_dir}")
+    card = json.loads(card_path.read_text())
+    train = train or Path(__file__).resolve().parents[2] / "shared" / "data" / "train"
+    exts = (".png", ".jpg", ".jpeg")
+    pool = sorted(p for p in Path(train).rglob("*") if p.suffix.lower() in exts)
+    if not pool:
+        raise SlimfastError(f"no training images in {train} to calibrate on")
+    pick = [pool[i] for i in np.random.default_rng(0).choice(len(pool), min(images, len(pool)), replace=False)]
+    m = RuntimeModel(card_path.with_suffix(".safetensors"))
+    widths = sorted(m.widths, reverse=True) if m.widths else [m.check_width(None)]
+
+    def prepared(path: Path, size: int = 0):
+        rgb = np.asarray(Image.open(path).convert("RGB"))
+        if size:
+            rgb = rgb[:size, :size]
+            rgb = np.pad(rgb, ((0, size - rgb.shape[0]), (0, size - rgb.shape[1]), (0, 0)), mode="edge")
+        return rgb, pad_image(rgb, m.pad_multiple).transpose(2, 0, 1)[None].astype(np.float32) / 255
+
+    ranges = {}
+    for c in widths:
+        ys = [m.dequantize(m.encode_symbols(prepared(p, crop)[1], c), c) for p in pick]
+        ranges[str(c)] = calibrate(m.onnx_model("decoder", c, tconv="subpixel"), ys)
+    q = RuntimeModel(m.path, int8_ranges=ranges)
+    points = []
+    files = sorted(Path(kodak).glob("kodim*.png"))[: limit or None] if kodak and Path(kodak).is_dir() else []
+    for c in widths:
+        pairs = []
+        for f in files:
+            rgb, x = prepared(f)
+            sym = m.encode_symbols(x, c)
+            pair = []
+            for model in (m, q):
+                out = np.clip(model.synthesize(sym, c), 0, 1)[0, :, : rgb.shape[0], : rgb.shape[1]]
+                pair.append(psnr(rgb, np.rint(out * 255).astype(np.uint8).transpose(1, 2, 0)))
+            pairs.append(pair)
+        if pairs:
+            fp, i8 = np.mean(pairs, axis=0)
+            points.append({"width": c if m.widths else None, "psnr_fp32": round(float(fp), 4),
+                           "psnr_int8": round(float(i8), 4), "psnr_change_db": round(float(i8 - fp), 4),
+                           "images": len(pairs)})
+            if progress:
+                print(f"  {name} width {c}: int8 synthesis {i8 - fp:+.3f} dB ({fp:.2f} -> {i8:.2f})", file=sys.stderr)
+    card["int8_synthesis"] = {
+        "format": ("ONNX QDQ: per-channel int8 weights, uint8 activations; transposed convolutions in sub-pixel "
+                   "form; GDN/IGDN normalization convolutions stay float"),
+        "calibration": {"method": CALIBRATION, "percentile": PERCENTILE, "images": len(pick), "crop": crop, "seed": 0,
+                        "source": "training images (never Kodak)"},
+        "kodak": points,
+        "mean_psnr_change_db": round(float(np.mean([p["psnr_change_db"] for p in points])), 4) if points else None,
+        "ranges": ranges,
+    }
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    return card["int8_synthesis"]
+
+
 def main(argv=None) -> int:
     if argv is None:
         argv = sys.argv[1:]
+    try:
+        return _main(argv)
+    except SlimfastError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _main(argv) -> int:
+    if argv[:1] == ["--calibrate-int8"]:
+        p = argparse.ArgumentParser(prog="python -m slimfast.release --calibrate-int8",
+                                    description=calibrate_int8.__doc__)
+        p.add_argument("--calibrate-int8", dest="name", required=True, metavar="NAME")
+        p.add_argument("--out-dir", type=Path, default=zoo.BUNDLED_DIR)
+        p.add_argument("--train", type=Path, default=None, help="calibration images (default ../shared/data/train)")
+        p.add_argument("--kodak", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak")
+        p.add_argument("--images", type=int, default=16)
+        p.add_argument("--limit", type=int, default=0, help="measure on the first N Kodak images only")
+        a = p.parse_args(argv)
+        res = calibrate_int8(a.name, a.out_dir, a.train, a.kodak, a.images, limit=a.limit)
+        print(json.dumps({k: v for k, v in res.items() if k != "ranges"}, indent=2))
+        return 0
     if argv[:1] == ["--set-default"] and len(argv) in (2, 3):
         set_default(argv[1], width=int(argv[2]) if len(argv) == 3 else None)
         return 0

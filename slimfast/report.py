@@ -195,8 +195,40 @@ def learning_section(results_dir: Path, docs: Path, rel: str) -> list[str]:
     return L or ["No learning curve yet: train with `--snapshot-minutes N`, then run `benchmarks/learning_curve.py`."]
 
 
+def int8_codec_section(be: dict | None) -> list[str]:
+    """The opt-in int8 synthesis of the codec: each calibrated card's Kodak cost, and the decode
+    times of the same bench run with and without it."""
+    from . import zoo
+
+    times = {}
+    for r in (be or {}).get("models", []):
+        if not r.get("error"):
+            times[(r["model"], r.get("width"), r.get("synthesis", "fp32"))] = r
+    L = ["| model | width | Kodak PSNR fp32 | int8 | change | decode ms fp32 | int8 | speed-up | vs HEIC dec (int8) |",
+         "|---|---|---|---|---|---|---|---|---|"]
+    for info in zoo.list_models():
+        cal = info.card.get("int8_synthesis")
+        if not cal:
+            continue
+        for p in cal.get("kodak", []):
+            w = p.get("width")
+            fp, i8 = times.get((info.name, w, "fp32")), times.get((info.name, w, "int8"))
+            heic = ((i8 or {}).get("baselines") or {}).get("heic")
+            speedup = f"{fp['dec_ms'] / i8['dec_ms']:.2f}x" if fp and i8 else "-"
+            L.append(f"| {info.name} | {w or '-'} | {p['psnr_fp32']:.2f} | {p['psnr_int8']:.2f} | "
+                     f"{p['psnr_change_db']:+.3f} dB | {_ms(fp)} | {_ms(i8)} | {speedup} | "
+                     + (f"{heic['ratio']['dec']:.2f} |" if heic else "- |"))
+    if len(L) == 2:
+        return ["No model card is calibrated yet (`python -m slimfast.release --calibrate-int8 NAME`)."]
+    return L + [""]
+
+
+def _ms(r: dict | None) -> str:
+    return f"{r['dec_ms']:.1f}" if r else "-"
+
+
 def int8_section(results_dir: Path) -> list[str]:
-    """``benchmarks/results/int8_synthesis_*.json`` (``benchmarks/int8_synthesis.py``): tried, not adopted."""
+    """``benchmarks/results/int8_synthesis_*.json`` (``benchmarks/int8_synthesis.py``): the variants tried."""
     L = []
     for f in sorted(results_dir.glob("int8_synthesis_*.json")):
         r = json.loads(f.read_text())
@@ -251,11 +283,17 @@ def results_md(ev: dict | None, be: dict | None, runs: dict, docs: Path, root: P
     else:
         L += ["Not run.", ""]
     L += ["", "## Slimmable models: lambda scheduling and sub-networks", ""] + slim_section(slim or {}, docs, rel)
-    L += ["", "## int8 synthesis (measured, not yet in the codec)", "",
-          "Symbols are decoded before the synthesis, so reduced precision there changes pixels only. "
-          "`codec` is what slimfast decodes with (fp32, ConvTranspose); `fp32` the same network with the "
-          "transposed convolutions as sub-pixel convolutions, the form int8 kernels cover; `dynamic` is ORT's "
-          "ConvInteger, `qdq` static per-channel QLinearConv. Speed-ups and PSNR changes are against `codec`.", ""]
+    L += ["", "## int8 synthesis (opt-in: `slimfast decompress --int8`)", "",
+          "Symbols are decoded before the synthesis, so reduced precision there changes pixels only: the same "
+          "file decodes to the same symbols either way. The int8 decoder is ONNX Runtime's static QDQ form "
+          "(per-channel int8 weights, uint8 activations, transposed convolutions as sub-pixel convolutions) "
+          "with activation ranges calibrated on training images and stored in the model card "
+          "(`python -m slimfast.release --calibrate-int8 NAME`). PSNR: Kodak, from the card; decode times: "
+          "the Speed section's run (whole decode: entropy decoding + synthesis).", ""]
+    L += int8_codec_section(be)
+    L += ["How the form was chosen (`codec` is the float decoder; `fp32` the same network with the "
+          "transposed convolutions as sub-pixel convolutions; `dynamic` is ORT's ConvInteger, `qdq` static "
+          "per-channel QLinearConv with min/max ranges; speed-ups and PSNR changes against `codec`):", ""]
     L += int8_section(ROOT / "benchmarks" / "results")
     L += ["", "## Learning curves (Kodak quality per training hour)", ""]
     L += learning_section(ROOT / "benchmarks" / "results", docs, rel)

@@ -234,3 +234,136 @@ def test_runtime_decodes_without_torch(models, weights_files, tmp_path):
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.startswith("ok")
+
+
+# -- int8 synthesis ---------------------------------------------------------------------------
+# Quantizing the synthesis moves pixels (a shipped card records the measured PSNR cost, about
+# -0.3 dB on trained weights). On the random weights here int8 and float32 agree to about 29-39
+# dB even when calibrated on the decoded image itself; a broken quantization (wrong ranges or
+# layout) lands far below INT8_MIN_AGREEMENT_DB.
+INT8_MIN_AGREEMENT_DB = 24.0
+INT8_MAX_COST_DB = 1.0  # trained weights: int8 costs less than this against float32
+
+
+def _agreement_db(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(255 ** 2 / np.mean((a.astype(np.float64) - b) ** 2)))
+
+
+@pytest.mark.parametrize("arch,width", [("fasinet-l", None), ("fasinet-h", None), ("slim-fasinet-l", 96)])
+def test_int8_synthesis_keeps_symbols_and_stays_close(models, weights_files, arch, width):
+    from slimfast.runtime.quantize import calibrate
+
+    _, rm = models(arch, threads=1)
+    c = rm.check_width(width)
+    x = _image(rm.pad_multiple)
+    sym = rm.encode_symbols(x, c)
+    crops = [np.ascontiguousarray(x[:, :, i:i + 128, j:j + 128]) for i, j in ((0, 0), (128, 256))]
+    ranges = calibrate(rm.onnx_model("decoder", c, tconv="subpixel"),
+                       [rm.dequantize(rm.encode_symbols(t, c), c) for t in crops])
+    q = runtime.load_model(weights_files[arch], threads=1, int8_ranges={str(c): ranges})
+    assert q.synthesis_precision == "int8"
+    strings = rm.encode_strings(sym, c)
+    shape = sym[rm.shape_key].shape[2:]
+    decoded = q.decode_symbols(strings, shape, c)
+    for k in sym:
+        assert np.array_equal(decoded[k], sym[k])
+    ref = _levels(rm.decompress(strings, shape, c))
+    out = _levels(q.decompress(strings, shape, c))
+    assert np.abs(out - ref).mean() > 0  # it really ran the quantized graph
+    assert _agreement_db(out, ref) > INT8_MIN_AGREEMENT_DB
+    again = runtime.load_model(weights_files[arch], threads=1, int8_ranges={str(c): ranges})
+    assert np.array_equal(_levels(again.decompress(strings, shape, c)), out)  # reproducible from stored ranges
+
+
+def test_int8_ranges_must_match_the_graph(models):
+    from slimfast.runtime.quantize import calibrate, int8_decoder
+
+    _, rm = models("fasinet-l", threads=1)
+    graph = rm.onnx_model("decoder", None, tconv="subpixel")
+    ranges = calibrate(graph, [np.zeros((1, 192, 4, 4), np.float32)])
+    ranges.pop(sorted(ranges)[0])
+    with pytest.raises(ValueError, match="recalibrate"):
+        int8_decoder(graph, ranges)
+
+
+def test_int8_synthesis_through_the_card(tmp_path, monkeypatch, small_rgb):
+    """--calibrate-int8 stores ranges in the card; decoding with SLIMFAST_SYNTHESIS=int8 uses them."""
+    from PIL import Image
+
+    from slimfast import codec, zoo
+    from slimfast.errors import SlimfastError
+    from slimfast.release import calibrate_int8, publish
+
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.manual_seed(3)
+    m = FasiNetL().eval()
+    liven(m)
+    m.update()
+    save_model(m, run / "final.safetensors")
+    out = tmp_path / "models"
+    publish(run / "final.safetensors", "int8test", "int8test", out_dir=out, kodak=None)
+    monkeypatch.setenv("SLIMFAST_MODEL_PATH", str(out))
+    monkeypatch.setenv("SLIMFAST_BACKEND", "ort")
+    data = codec.Codec(zoo.get("int8test")).compress(small_rgb)
+
+    monkeypatch.setenv("SLIMFAST_SYNTHESIS", "int8")
+    with pytest.raises(SlimfastError, match="no int8 synthesis calibration"):
+        codec.decompress(data)
+    train = tmp_path / "train"
+    train.mkdir()
+    Image.open(SAMPLE).convert("RGB").crop((0, 0, 200, 150)).save(train / "a.png")
+    res = calibrate_int8("int8test", out, train=train, kodak=None, images=2, crop=64, progress=False)
+    assert res["calibration"]["source"].startswith("training") and res["ranges"]["192"]
+    int8 = np.asarray(codec.decompress(data)).astype(int)
+    monkeypatch.setenv("SLIMFAST_SYNTHESIS", "fp32")
+    fp32 = np.asarray(codec.decompress(data)).astype(int)
+    assert np.abs(int8 - fp32).mean() > 0 and _agreement_db(int8, fp32) > INT8_MIN_AGREEMENT_DB
+    # slimfast bench times a calibrated model both ways, on the same file
+    import argparse
+    import json
+
+    from slimfast import bench
+
+    Image.fromarray(small_rgb).save(tmp_path / "small.png")
+    bp = argparse.ArgumentParser()
+    bench.add_arguments(bp)
+    args = bp.parse_args(["--image", str(tmp_path / "small.png"), "--models", "int8test", "--baselines", "none",
+                          "--sizes", "--cold-repeats", "0", "--repeats", "1", "--threads", "1",
+                          "--out", str(tmp_path / "bench"), "--no-progress"])
+    assert bench.run(args) == 0
+    rows = json.loads((tmp_path / "bench" / "bench.json").read_text())["models"]
+    assert [r.get("synthesis") for r in rows] == ["fp32", "int8"], rows
+    assert rows[0]["bytes"] == rows[1]["bytes"] and rows[0]["psnr"] != rows[1]["psnr"]
+    assert "int8test int8 synthesis" in (tmp_path / "bench" / "bench.md").read_text()
+
+    monkeypatch.setenv("SLIMFAST_SYNTHESIS", "int4")
+    with pytest.raises(SlimfastError, match="SLIMFAST_SYNTHESIS"):
+        codec.decompress(data)
+    monkeypatch.setenv("SLIMFAST_SYNTHESIS", "int8")
+    monkeypatch.setenv("SLIMFAST_BACKEND", "torch")
+    with pytest.raises(SlimfastError, match="ONNX Runtime backend only"):
+        codec.decompress(data)
+
+
+def test_shipped_int8_synthesis_costs_little(monkeypatch):
+    """Trained weights: the default model decodes the sample with int8 synthesis within
+    INT8_MAX_COST_DB of float32, and its card states the cost measured on Kodak."""
+    from slimfast import codec, zoo
+    from slimfast.metrics import psnr
+
+    monkeypatch.delenv("SLIMFAST_MODEL_PATH", raising=False)
+    info = zoo.get()
+    if not info.card.get("int8_synthesis"):
+        pytest.skip("the default model has no int8 calibration")
+    assert -INT8_MAX_COST_DB < info.card["int8_synthesis"]["mean_psnr_change_db"] < 0
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(SAMPLE).convert("RGB"))
+    monkeypatch.setenv("SLIMFAST_BACKEND", "ort")
+    data = codec.Codec(info).compress(rgb)
+    got = {}
+    for precision in ("fp32", "int8"):
+        monkeypatch.setenv("SLIMFAST_SYNTHESIS", precision)
+        got[precision] = psnr(rgb, np.asarray(codec.decompress(data).convert("RGB")))
+    assert got["fp32"] - INT8_MAX_COST_DB < got["int8"] < got["fp32"], got

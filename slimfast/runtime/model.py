@@ -58,10 +58,13 @@ class RuntimeModel:
     ``extended``, ``all`` (``all`` adds ORT's blocked NCHWc layout: 10-15% faster).
     ``spinning``: let idle ORT worker threads spin; off by default, since spinning workers
     took the speed-up of a second thread away on a 2-core machine.
+    ``int8_ranges``: run the synthesis with int8 convolutions (:mod:`slimfast.runtime.quantize`)
+    using these stored activation ranges, ``{str(width): {tensor: [min, max]}}`` (a model card's
+    ``int8_synthesis.ranges``); ``None`` keeps it float32. Symbols decode identically either way.
     """
 
     def __init__(self, path: str | Path, threads: int | None = None, tconv: str = "convtranspose",
-                 optimization: str = "all", spinning: bool = False):
+                 optimization: str = "all", spinning: bool = False, int8_ranges: dict | None = None):
         meta, state = weights.load(path)
         arch = meta["architecture"]
         if arch not in ARCHS:
@@ -84,6 +87,8 @@ class RuntimeModel:
         self.tconv = tconv
         self.optimization = optimization
         self.spinning = bool(spinning)
+        self.int8_ranges = int8_ranges
+        self.synthesis_precision = "int8" if int8_ranges else "fp32"
         self._sessions: dict = {}
         self._ep_cache = None
 
@@ -99,16 +104,17 @@ class RuntimeModel:
         return check_width(self.architecture, self.widths, self.latent_channels, width)
 
     # -- ORT sessions ---------------------------------------------------------------------------
-    def onnx_model(self, part: str, width: int | None = None):
-        """The ONNX ``ModelProto`` of ``part`` (``"encoder"`` or ``"decoder"``) at ``width``."""
+    def onnx_model(self, part: str, width: int | None = None, tconv: str | None = None):
+        """The float ONNX ``ModelProto`` of ``part`` (``"encoder"`` or ``"decoder"``) at ``width``."""
         c = self.check_width(width)
         a = self._arch
+        tconv = tconv or self.tconv
         if part == "analysis":  # y only, for tiles
             return onnxgraph.build_model({"x": 3}, {"y": c}, lambda b, ins: {"y": b.sequence(ins["x"], a.analysis(c))},
-                                         self.tconv)
+                                         tconv)
         if part == "hyper_analysis":
             return onnxgraph.build_model({"y": c}, {"z": c}, lambda b, ins: {"z": b.sequence(ins["y"], a.hyper_analysis(c))},
-                                         self.tconv)
+                                         tconv)
         if part == "encoder":
             outputs = {"y": c, "z": c} if self.hyper else {"y": c}
 
@@ -116,10 +122,10 @@ class RuntimeModel:
                 y = b.sequence(ins["x"], a.analysis(c))
                 return {"y": y, "z": b.sequence(y, a.hyper_analysis(c))} if self.hyper else {"y": y}
 
-            return onnxgraph.build_model({"x": 3}, outputs, body, self.tconv)
+            return onnxgraph.build_model({"x": 3}, outputs, body, tconv)
         if part == "decoder":
             return onnxgraph.build_model({"y_hat": c}, {"x_hat": 3},
-                                         lambda b, ins: {"x_hat": b.sequence(ins["y_hat"], a.synthesis(c))}, self.tconv)
+                                         lambda b, ins: {"x_hat": b.sequence(ins["y_hat"], a.synthesis(c))}, tconv)
         raise ValueError("part must be 'encoder', 'analysis', 'hyper_analysis' or 'decoder'")
 
     def session(self, part: str, width: int | None = None):
@@ -141,10 +147,20 @@ class RuntimeModel:
             so.log_severity_level = 3
             so.enable_cpu_mem_arena = os.environ.get("SLIMFAST_ORT_ARENA", "0") == "1"
             so.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
-            sess = ort.InferenceSession(self.onnx_model(part, c).SerializeToString(), so,
+            sess = ort.InferenceSession(self._graph(part, c).SerializeToString(), so,
                                         providers=["CPUExecutionProvider"])
             self._sessions[key] = sess
         return sess
+
+    def _graph(self, part: str, c: int):
+        if part != "decoder" or not self.int8_ranges:
+            return self.onnx_model(part, c)
+        from .quantize import int8_decoder
+
+        ranges = self.int8_ranges.get(str(c))
+        if ranges is None:
+            raise ValueError(f"no int8 synthesis ranges for width {c}")
+        return int8_decoder(self.onnx_model("decoder", c, tconv="subpixel"), ranges)
 
     # -- entropy models (numpy) -----------------------------------------------------------------
     def _eb(self, c: int):
