@@ -7,6 +7,7 @@ Tests of the shipped weights use them directly and are marked as such.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,8 @@ KODAK = ROOT.parent / "shared" / "data" / "kodak"
 SAMPLE = ROOT / "slimfast" / "data" / "kodim23.png"
 
 torch.set_num_threads(1)
+# Built ONNX graphs are cached per user; tests (and the subprocesses they start) use their own.
+os.environ["SLIMFAST_CACHE_DIR"] = tempfile.mkdtemp(prefix="slimfast-graphs-")
 
 
 @pytest.fixture(scope="session")

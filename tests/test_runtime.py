@@ -367,3 +367,41 @@ def test_shipped_int8_synthesis_costs_little(monkeypatch):
         monkeypatch.setenv("SLIMFAST_SYNTHESIS", precision)
         got[precision] = psnr(rgb, np.asarray(codec.decompress(data).convert("RGB")))
     assert got["fp32"] - INT8_MAX_COST_DB < got["int8"] < got["fp32"], got
+
+
+def test_graph_cache_reuses_exactly_the_built_graph(weights_files, tmp_path, monkeypatch):
+    from slimfast.runtime import model as rmodel
+
+    monkeypatch.setenv("SLIMFAST_CACHE_DIR", str(tmp_path / "cache"))
+    path = weights_files["fasinet-h"]
+    x = _image(64, 128, 192)
+    first = runtime.load_model(path, threads=1)
+    lat = first.compress(x)
+    ref = first.decompress(lat.strings, lat.shape)
+    files = sorted((tmp_path / "cache").glob("*.onnx"))
+    assert len(files) == 2  # encoder and decoder
+
+    def no_build(self, part, c):
+        raise AssertionError("rebuilt a cached graph")
+
+    monkeypatch.setattr(rmodel.RuntimeModel, "_graph", no_build)
+    cached = runtime.load_model(path, threads=1)
+    assert np.array_equal(cached.decompress(lat.strings, lat.shape), ref)
+    assert cached.compress(x).strings == lat.strings
+    monkeypatch.undo()
+
+    monkeypatch.setenv("SLIMFAST_CACHE_DIR", str(tmp_path / "cache"))
+    for f in files:  # a damaged cache is rebuilt, not trusted
+        f.write_bytes(b"not an onnx graph")
+    again = runtime.load_model(path, threads=1)
+    assert np.array_equal(again.decompress(lat.strings, lat.shape), ref)
+    assert again.compress(x).strings == lat.strings
+    assert all(f.read_bytes() != b"not an onnx graph" for f in files)
+    monkeypatch.setenv("SLIMFAST_CACHE_DIR", "off")
+    assert rmodel.graph_cache_dir() is None
+    assert np.array_equal(runtime.load_model(path, threads=1).decompress(lat.strings, lat.shape), ref)
+
+    for i in range(5):
+        (tmp_path / "cache" / f"old{i}.onnx").write_bytes(b"x")
+    rmodel._prune(tmp_path / "cache", keep=3)
+    assert len(list((tmp_path / "cache").glob("*.onnx"))) == 3

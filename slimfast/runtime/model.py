@@ -15,6 +15,8 @@ Neither torch nor :mod:`slimfast.models` is imported.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,34 @@ class Latents:
 
 
 _OPT_LEVELS = ("disable", "basic", "extended", "all")
+
+
+GRAPH_CACHE_FILES = 64  # least recently used graphs beyond this are removed
+
+
+def graph_cache_dir() -> Path | None:
+    """Where built ONNX graphs are kept between processes: ``SLIMFAST_CACHE_DIR`` (empty or
+    ``off``: no cache), else ``$XDG_CACHE_HOME/slimfast/graphs`` (``~/.cache/slimfast/graphs``)."""
+    env = os.environ.get("SLIMFAST_CACHE_DIR")
+    if env is not None:
+        return None if env.strip().lower() in ("", "off", "0", "none") else Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "slimfast" / "graphs"
+
+
+_source_digest: str | None = None
+
+
+def _graph_source_digest() -> str:
+    """Hash of the code that builds graphs: a cached graph never outlives a change to it."""
+    global _source_digest
+    if _source_digest is None:
+        here = Path(__file__).resolve().parent
+        h = hashlib.sha256()
+        for name in ("onnxgraph.py", "archs.py", "quantize.py", "weights.py", "model.py"):
+            h.update((here / name).read_bytes())
+        _source_digest = h.hexdigest()
+    return _source_digest
 
 
 def _default_threads() -> int:
@@ -90,6 +120,7 @@ class RuntimeModel:
         self.int8_ranges = int8_ranges
         self.synthesis_precision = "int8" if int8_ranges else "fp32"
         self._sessions: dict = {}
+        self._weights_digest: str | None = None
         self._ep_cache = None
 
     def __repr__(self) -> str:
@@ -147,10 +178,52 @@ class RuntimeModel:
             so.log_severity_level = 3
             so.enable_cpu_mem_arena = os.environ.get("SLIMFAST_ORT_ARENA", "0") == "1"
             so.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
-            sess = ort.InferenceSession(self._graph(part, c).SerializeToString(), so,
-                                        providers=["CPUExecutionProvider"])
+            sess = self._cached_session(part, c, so)
             self._sessions[key] = sess
         return sess
+
+    def _cache_file(self, part: str, c: int) -> Path | None:
+        root = graph_cache_dir()
+        if root is None:
+            return None
+        int8 = part == "decoder" and bool(self.int8_ranges)
+        if self._weights_digest is None:
+            self._weights_digest = hashlib.sha256(self.path.read_bytes()).hexdigest()
+        key = json.dumps([_graph_source_digest(), onnxgraph.OPSET, self._weights_digest, part, c,
+                          "subpixel" if int8 else self.tconv,
+                          self.int8_ranges.get(str(c)) if int8 else None], sort_keys=True)
+        return root / f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.onnx"
+
+    def _cached_session(self, part: str, c: int, so):
+        """An ORT session for ``part``, from the graph cache when it holds this exact graph.
+
+        A cached graph is the serialized bytes a fresh build produces (the key covers the
+        weights, the part, width and form, the int8 ranges and the graph-building code), so a
+        session from it computes exactly what a rebuilt one does; it saves importing onnx,
+        building the graph and, for int8, quantizing it. A cache that cannot be read or
+        written is ignored.
+        """
+        import onnxruntime as ort
+
+        path = self._cache_file(part, c)
+        if path is not None and path.is_file():
+            try:
+                sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+                os.utime(path)  # least-recently-used order for pruning
+                return sess
+            except Exception:  # a truncated or foreign file: rebuild it
+                path.unlink(missing_ok=True)
+        data = self._graph(part, c).SerializeToString()
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_bytes(data)
+                os.replace(tmp, path)
+                _prune(path.parent)
+            except OSError:
+                pass
+        return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
 
     def _graph(self, part: str, c: int):
         if part != "decoder" or not self.int8_ranges:
@@ -292,3 +365,9 @@ class RuntimeModel:
         width = self.check_width(width)
         x = self.synthesize(self.decode_symbols(strings, shape, width), width)
         return np.clip(x, 0.0, 1.0, out=x)
+
+
+def _prune(root: Path, keep: int = GRAPH_CACHE_FILES) -> None:
+    files = sorted(root.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in files[keep:]:
+        old.unlink(missing_ok=True)
