@@ -27,10 +27,13 @@ train() {
   wait
 }
 
+# Version 2 replaces version 1 as the current weights; version 1 stays installed (NAME.v1.*) so
+# its files still decode. int8 storage keeps the bundle within its size budget (tests/test_zoo.py).
 release() {
   for q in q2 q4 q6; do
     python -m slimfast.release "runs/l2-$q/final.safetensors" --name "fasinet-l-mse-$q" \
       --family fasinet-l-mse --version 2 --storage int8 --chain runs/lc-l-lr1e-3
+    python -m slimfast.release --calibrate-int8 "fasinet-l-mse-$q"
   done
 }
 
