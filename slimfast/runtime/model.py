@@ -82,8 +82,9 @@ class RuntimeModel:
 
     ``threads``: ORT intra-op threads (0: ORT's default, one per physical core; the
     environment variable ``SLIMFAST_THREADS`` sets the default). ``tconv``: ``"convtranspose"``
-    or ``"subpixel"`` (stride-s transposed convolutions as Conv + DepthToSpace: as fast for
-    FasiNet-L's 7x7 kernels, slower for FasiNet-H's 5x5, whose phases are sparse).
+    or ``"subpixel"`` (stride-s transposed convolutions as Conv + DepthToSpace); ``None``, the
+    default, takes the architecture's faster form (sub-pixel for FasiNet-L's 7x7 kernels,
+    ConvTranspose for FasiNet-H's 5x5, whose phases are sparse).
     ``optimization``: ORT graph optimization level, one of ``disable``, ``basic``,
     ``extended``, ``all`` (``all`` adds ORT's blocked NCHWc layout: 10-15% faster).
     ``spinning``: let idle ORT worker threads spin; off by default, since spinning workers
@@ -93,7 +94,7 @@ class RuntimeModel:
     ``int8_synthesis.ranges``); ``None`` keeps it float32. Symbols decode identically either way.
     """
 
-    def __init__(self, path: str | Path, threads: int | None = None, tconv: str = "convtranspose",
+    def __init__(self, path: str | Path, threads: int | None = None, tconv: str | None = None,
                  optimization: str = "all", spinning: bool = False, int8_ranges: dict | None = None):
         meta, state = weights.load(path)
         arch = meta["architecture"]
@@ -114,7 +115,7 @@ class RuntimeModel:
         self.shape_key = "z" if self.hyper else "y"
         self.num_strings = 2 if self.hyper else 1
         self.threads = _default_threads() if threads is None else int(threads)
-        self.tconv = tconv
+        self.tconv = tconv or self._arch.preferred_tconv
         self.optimization = optimization
         self.spinning = bool(spinning)
         self.int8_ranges = int8_ranges
