@@ -45,6 +45,9 @@ class ModelInfo:
         d.pop("card")
         d.pop("path")
         d["default_width"] = self.default_width
+        cal = self.card.get("int8_synthesis")
+        # None: not calibrated for `slimfast decompress --int8`; else its mean Kodak PSNR change
+        d["int8_synthesis_psnr_change_db"] = cal.get("mean_psnr_change_db") if cal else None
         return d
 
     @property
