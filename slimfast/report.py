@@ -195,6 +195,28 @@ def learning_section(results_dir: Path, docs: Path, rel: str) -> list[str]:
     return L or ["No learning curve yet: train with `--snapshot-minutes N`, then run `benchmarks/learning_curve.py`."]
 
 
+def versions_section() -> list[str]:
+    """Each family whose weights shipped in more than one version: the new curve against the old,
+    both from the cards' Kodak points (real files, measured at release)."""
+    from . import zoo
+    from .bdrate import bd_rate
+
+    curves: dict[tuple[str, str], list[dict]] = {}
+    for m in zoo.all_versions():
+        curves.setdefault((m.family, m.version), []).extend(p for p in m.points if p.get("bpp"))
+    L = []
+    for family in sorted({f for f, _ in curves}):
+        versions = sorted((v for f, v in curves if f == family), key=zoo.version_key)
+        for old, new in zip(versions, versions[1:]):
+            a, b = (sorted(curves[(family, v)], key=lambda p: p["bpp"]) for v in (old, new))
+            bd = bd_rate([p["bpp"] for p in a], [p["psnr"] for p in a], [p["bpp"] for p in b], [p["psnr"] for p in b])
+            pts = lambda c: ", ".join(f"{p['bpp']:.3f} / {p['psnr']:.2f}" for p in c)  # noqa: E731
+            L += [f"- **{family}** v{new} against v{old}: BD-rate "
+                  + (f"**{bd:+.1f}%**" if bd is not None else "n/a (curves do not overlap)")
+                  + f" (PSNR-RGB). v{old}: {pts(a)}; v{new}: {pts(b)} (bpp / dB)."]
+    return L or ["Every model is at its first version."]
+
+
 def int8_codec_section(be: dict | None) -> list[str]:
     """The opt-in int8 synthesis of the codec: each calibrated card's Kodak cost, and the decode
     times of the same bench run with and without it."""
@@ -283,6 +305,9 @@ def results_md(ev: dict | None, be: dict | None, runs: dict, docs: Path, root: P
     else:
         L += ["Not run.", ""]
     L += ["", "## Slimmable models: lambda scheduling and sub-networks", ""] + slim_section(slim or {}, docs, rel)
+    L += ["", "## Model versions", "",
+          "A better set of weights ships as the model's next version; the previous one stays installed so "
+          "that its files decode. Kodak points from the model cards.", ""] + versions_section()
     L += ["", "## int8 synthesis (opt-in: `slimfast decompress --int8`)", "",
           "Symbols are decoded before the synthesis, so reduced precision there changes pixels only: the same "
           "file decodes to the same symbols either way. The int8 decoder is ONNX Runtime's static QDQ form "

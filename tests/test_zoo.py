@@ -131,3 +131,24 @@ def test_a_new_version_keeps_the_old_one_decodable(tmp_path, monkeypatch, small_
     (out / "vtest.v1.json").unlink()
     with pytest.raises(SlimfastError, match=r"version 1 .*has version\(s\) 2"):
         codec.decompress(old_file)
+
+
+def test_report_compares_versions_from_cards(tmp_path, monkeypatch):
+    from slimfast import report
+
+    out = tmp_path / "models"
+    out.mkdir()
+    monkeypatch.setenv("SLIMFAST_MODEL_PATH", str(out))
+    src = sorted(zoo.BUNDLED_DIR.glob("fasinet-l-mse-q4.safetensors"))[0]
+    for stem, version, shift in (("vfam-a.v1", "1", 0.0), ("vfam-b.v1", "1", 0.0), ("vfam-a", "2", 1.0),
+                                 ("vfam-b", "2", 1.0)):
+        (out / f"{stem}.safetensors").write_bytes(src.read_bytes())
+        base = 0.3 if stem.startswith("vfam-a") else 0.8
+        points = [{"bpp": base * k, "psnr": 26 + 3 * k + shift} for k in (1.0, 1.5)]
+        card = {"name": stem.split(".")[0], "family": "vfam", "architecture": "fasinet-l", "version": version,
+                "points": points}
+        (out / f"{stem}.json").write_text(json.dumps(card))
+    lines = [line for line in report.versions_section() if "vfam" in line]
+    assert len(lines) == 1 and "v2 against v1" in lines[0]
+    bd = float(lines[0].split("BD-rate **")[1].split("%")[0])
+    assert bd < -5  # one dB better everywhere
