@@ -365,8 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     def int8_option(sp):
         sp.add_argument("--int8", action="store_true",
                         help="decode with int8 synthesis: faster, at the small PSNR cost the model card records "
-                             "(int8_synthesis); the decoded symbols are the same. `slimfast models --json` gives each "
-                             "model's int8_synthesis_psnr_change_db (null: not calibrated)")
+                             "(int8_synthesis); the decoded symbols are the same. `slimfast models --json` shows which "
+                             "models are calibrated for it (int8_synthesis: null where not) and at what cost")
 
     c = sub.add_parser("compress", help="image(s) -> .sfi", usage="slimfast compress [options] IN [IN ...] OUT",
                        epilog=(

@@ -59,7 +59,9 @@ def _int8_ranges(info: zoo.ModelInfo, backend_name: str) -> str | None:
     if synthesis_precision() != "int8":
         return None
     if backend_name != "ort":
-        raise SlimfastError("int8 synthesis runs on the ONNX Runtime backend only (unset SLIMFAST_BACKEND=torch)")
+        raise SlimfastError(f"int8 synthesis runs on the ONNX Runtime backend only, and {info.name} decodes with "
+                            "torch here (SLIMFAST_BACKEND=torch, an architecture the runtime does not cover, "
+                            "or onnxruntime missing)")
     cal = info.card.get("int8_synthesis")
     if not cal:
         raise SlimfastError(f"model {info.name} v{info.version} has no int8 synthesis calibration in its card")
@@ -154,7 +156,9 @@ class Codec:
         """This model's family, from the smallest files (quality 1) to the largest."""
         if self.widths:
             return [OperatingPoint(self.name, w) for w in sorted(self.widths)]
-        return [OperatingPoint(m.name, None) for m in zoo.family_members(self.info)]
+        pinned = not zoo.is_current(self.info)
+        return [OperatingPoint(f"{m.name}@{m.version}" if pinned else m.name, None)
+                for m in zoo.family_members(self.info)]
 
     def resolve(self, quality: int | None, width: int | None) -> OperatingPoint:
         if width is not None:
@@ -189,7 +193,7 @@ class Codec:
         return self._compress_point(img, point)
 
     def _compress_point(self, img: CanonicalImage, point: OperatingPoint) -> bytes:
-        info = self.info if point.model == self.name else zoo.get(point.model)
+        info = self.info if point.model in (self.name, f"{self.name}@{self.info.version}") else zoo.get(point.model)
         model = _model_for(info)
         w, h = img.size
         if w > container.MAX_SIDE or h > container.MAX_SIDE or w * h > container.MAX_PIXELS:
@@ -247,6 +251,11 @@ def decompress(data: bytes, candidates: list[zoo.ModelInfo] | None = None):
         model.check_width(hdr.width)
     except ValueError as exc:
         raise SlimfastError(f"corrupt .sfi header: {exc}") from None
+    if getattr(model, "int8_ranges", None):  # build it here, so that its errors are not "corrupt file"
+        try:
+            model.session("decoder", hdr.width)
+        except Exception as exc:
+            raise SlimfastError(f"int8 synthesis unavailable for {info.name} v{info.version}: {exc}") from None
     if len(hdr.streams) != model.num_strings:
         raise SlimfastError(f"corrupt .sfi file: {info.name} files have {model.num_strings} streams")
     w, h = hdr.image_size

@@ -86,6 +86,8 @@ def publish(weights: Path, name: str, family: str, version: str = "1", default: 
     dst = out_dir / f"{name}.safetensors"
     card_path = out_dir / f"{name}.json"
     version = str(version)
+    if not version.isdigit() or int(version) < 1:
+        raise SlimfastError(f"--version must be a positive integer, not {version!r}")
     previous = json.loads(card_path.read_text()) if card_path.exists() else None
     if previous is not None:
         old_version = str(previous.get("version"))
@@ -93,17 +95,24 @@ def publish(weights: Path, name: str, family: str, version: str = "1", default: 
             raise SlimfastError(f"{name} version {version} is already shipped; a shipped version never changes")
         if zoo.version_key(version) < zoo.version_key(old_version):
             raise SlimfastError(f"{name} is at version {old_version}; a new release needs a higher version")
+        if not dst.exists():
+            raise SlimfastError(f"{card_path} has no weights beside it ({dst.name}); restore it before releasing")
     model = load_model(weights)
-    if previous is not None:
-        # The previous version stays installed, byte for byte, so that its files still decode.
-        kept = zoo.card_stem(name, old_version, current=False)
-        dst.rename(out_dir / f"{kept}.safetensors")
-        previous["default"] = False
-        (out_dir / f"{kept}.json").write_text(json.dumps(previous, indent=2) + "\n")
-        card_path.unlink()
     if not model.entropy_bottlenecks()[0].updated:
         model.update()
-    save_model(model, dst, name=name, version=version, storage=storage)
+    # Write the new weights aside first: nothing is moved until they exist.
+    staged = out_dir / f".{name}.v{version}.staged.safetensors"
+    save_model(model, staged, name=name, version=version, storage=storage)
+    if previous is not None:
+        # The previous version stays installed, byte for byte, so that its files still decode; a
+        # default model stays the default (at its default width) in its new version.
+        kept = zoo.card_stem(name, old_version, current=False)
+        default = default or bool(previous.get("default"))
+        inherited = {k: previous[k] for k in ("default_width",) if k in previous}
+        dst.rename(out_dir / f"{kept}.safetensors")
+        (out_dir / f"{kept}.json").write_text(json.dumps({**previous, "default": False}, indent=2) + "\n")
+        card_path.unlink()
+    staged.rename(dst)
     run = weights.parent
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
     card = {
@@ -121,6 +130,7 @@ def publish(weights: Path, name: str, family: str, version: str = "1", default: 
     }
     if previous is not None:
         card["supersedes"] = {k: previous.get(k) for k in ("version", "sha256", "train_steps", "points")}
+        card.update(inherited)
     card.update(extra or {})
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     if kodak is not None and kodak.is_dir():
@@ -232,6 +242,8 @@ def calibrate_int8(name: str, out_dir: Path = zoo.BUNDLED_DIR, train: Path | Non
     card_path = out_dir / f"{name}.json"
     if not card_path.exists():
         raise SlimfastError(f"no model {name!r} in {out_dir}")
+    if images < 1:
+        raise SlimfastError("--images must be at least 1")
     card = json.loads(card_path.read_text())
     train = train or Path(__file__).resolve().parents[2] / "shared" / "data" / "train"
     exts = (".png", ".jpg", ".jpeg")

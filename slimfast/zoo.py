@@ -47,7 +47,8 @@ class ModelInfo:
         d["default_width"] = self.default_width
         cal = self.card.get("int8_synthesis")
         # None: not calibrated for `slimfast decompress --int8`; else its mean Kodak PSNR change
-        d["int8_synthesis_psnr_change_db"] = cal.get("mean_psnr_change_db") if cal else None
+        # (None where the calibration ran without Kodak at hand)
+        d["int8_synthesis"] = {"mean_psnr_change_db": cal.get("mean_psnr_change_db")} if cal else None
         return d
 
     @property
@@ -146,9 +147,20 @@ def get(name: str | None = None) -> ModelInfo:
     raise SlimfastError(f"unknown model {name!r}; available: {', '.join(m.name for m in models)}")
 
 
+def is_current(info: ModelInfo) -> bool:
+    """Whether ``info`` is the newest installed version of its name."""
+    return any(m.name == info.name and m.version == info.version for m in list_models())
+
+
 def family_members(info: ModelInfo) -> list[ModelInfo]:
-    """The rate points of ``info``'s family, smallest files first."""
-    return sorted((m for m in list_models() if m.family == info.family), key=lambda m: m.rank_key)
+    """The rate points of ``info``'s family, smallest files first: the current versions, or for
+    a pinned older version (``NAME@N``) the members of that same version, so that one ladder
+    never mixes generations of weights."""
+    if is_current(info):
+        pool = [m for m in list_models() if m.family == info.family]
+    else:
+        pool = [m for m in all_versions() if m.family == info.family and m.version == info.version]
+    return sorted(pool, key=lambda m: m.rank_key)
 
 
 def find_by_id(name: str, version: str, weights_id: bytes) -> ModelInfo:

@@ -157,12 +157,12 @@ def test_models_json_schema(model_dir, capsys):
     assert {"test-l", "test-h"} <= names
     for m in models:
         for key in ("name", "family", "architecture", "version", "default", "widths", "params",
-                    "train_steps", "points", "installed_versions", "int8_synthesis_psnr_change_db"):
+                    "train_steps", "points", "installed_versions", "int8_synthesis"):
             assert key in m
         assert m["version"] in m["installed_versions"]
     assert sum(m["default"] for m in models) >= 1
     by_name = {m["name"]: m for m in models}
-    assert by_name["test-l"]["int8_synthesis_psnr_change_db"] is None  # not calibrated
+    assert by_name["test-l"]["int8_synthesis"] is None  # not calibrated
 
 
 def test_version_and_help():

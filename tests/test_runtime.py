@@ -337,6 +337,14 @@ def test_int8_synthesis_through_the_card(tmp_path, monkeypatch, small_rgb):
     assert rows[0]["bytes"] == rows[1]["bytes"] and rows[0]["psnr"] != rows[1]["psnr"]
     assert "int8test int8 synthesis" in (tmp_path / "bench" / "bench.md").read_text()
 
+    # ranges that do not fit the graph: a one-line error, not "corrupt file", not a traceback
+    monkeypatch.setenv("SLIMFAST_SYNTHESIS", "int8")
+    card = json.loads((out / "int8test.json").read_text())
+    card["int8_synthesis"]["ranges"]["192"].pop(sorted(card["int8_synthesis"]["ranges"]["192"])[0])
+    (out / "int8test.json").write_text(json.dumps(card))
+    with pytest.raises(SlimfastError, match="int8 synthesis unavailable.*recalibrate"):
+        codec.decompress(data)
+
     monkeypatch.setenv("SLIMFAST_SYNTHESIS", "int4")
     with pytest.raises(SlimfastError, match="SLIMFAST_SYNTHESIS"):
         codec.decompress(data)

@@ -152,3 +152,34 @@ def test_report_compares_versions_from_cards(tmp_path, monkeypatch):
     assert len(lines) == 1 and "v2 against v1" in lines[0]
     bd = float(lines[0].split("BD-rate **")[1].split("%")[0])
     assert bd < -5  # one dB better everywhere
+
+
+def test_a_new_version_of_the_default_stays_default_and_pinned_ladders_keep_their_version(tmp_path, monkeypatch):
+    import torch
+
+    from slimfast import codec
+    from slimfast.errors import SlimfastError
+    from slimfast.models import FasiNetL
+    from slimfast.release import publish, set_default
+    from slimfast.weights import save_model
+
+    out = tmp_path / "models"
+    monkeypatch.setenv("SLIMFAST_MODEL_PATH", str(out))
+    torch.manual_seed(5)
+    m = FasiNetL().eval()
+    m.update()
+    save_model(m, tmp_path / "w.safetensors")
+    for name, lmbda in (("lad-a", 0.01), ("lad-b", 0.05)):
+        publish(tmp_path / "w.safetensors", name, "lad", out_dir=out, kodak=None, extra={"lambda": lmbda})
+    set_default("lad-a", out_dir=out)
+    with pytest.raises(SlimfastError, match="positive integer"):
+        publish(tmp_path / "w.safetensors", "lad-a", "lad", version="2b", out_dir=out, kodak=None)
+    publish(tmp_path / "w.safetensors", "lad-a", "lad", version="2", out_dir=out, kodak=None, extra={"lambda": 0.01})
+    card = json.loads((out / "lad-a.json").read_text())
+    assert card["default"] and card["version"] == "2"
+    assert not json.loads((out / "lad-a.v1.json").read_text())["default"]
+    assert not list(out.glob(".*staged*"))
+    # the current ladder: lad-a v2, lad-b v1; a pinned lad-a@1 ladder: version 1 only
+    assert [(p.model) for p in codec.Codec(zoo.get("lad-a")).operating_points()] == ["lad-a", "lad-b"]
+    pinned = codec.Codec(zoo.get("lad-a@1"))
+    assert [p.model for p in pinned.operating_points()] == ["lad-a@1", "lad-b@1"]

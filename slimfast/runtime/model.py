@@ -15,6 +15,7 @@ Neither torch nor :mod:`slimfast.models` is imported.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -65,10 +66,25 @@ def _graph_source_digest() -> str:
     if _source_digest is None:
         here = Path(__file__).resolve().parent
         h = hashlib.sha256()
-        for name in ("onnxgraph.py", "archs.py", "quantize.py", "weights.py", "model.py"):
-            h.update((here / name).read_bytes())
+        for f in (*(here / n for n in ("onnxgraph.py", "archs.py", "quantize.py", "weights.py", "model.py",
+                                       "hyper.py")),
+                  *(here.parent / n for n in ("storage.py", "shapes.py"))):
+            h.update(f.read_bytes())
         _source_digest = h.hexdigest()
     return _source_digest
+
+
+def _library_versions() -> list[str]:
+    """onnx and onnxruntime versions: the int8 graph is their quantizer's output."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for dist in ("onnx", "onnxruntime"):
+        try:
+            out.append(f"{dist} {version(dist)}")
+        except PackageNotFoundError:
+            out.append(f"{dist} ?")
+    return out
 
 
 def _default_threads() -> int:
@@ -97,7 +113,7 @@ class RuntimeModel:
 
     def __init__(self, path: str | Path, threads: int | None = None, tconv: str | None = None,
                  optimization: str = "all", spinning: bool = False, int8_ranges: dict | None = None):
-        meta, state = weights.load(path)
+        meta, state, digest = weights.load_with_digest(path)
         arch = meta["architecture"]
         if arch not in ARCHS:
             raise ValueError(f"the runtime backend does not support {arch!r}; supported: {', '.join(sorted(ARCHS))}")
@@ -122,7 +138,7 @@ class RuntimeModel:
         self.int8_ranges = int8_ranges
         self.synthesis_precision = "int8" if int8_ranges else "fp32"
         self._sessions: dict = {}
-        self._weights_digest: str | None = None
+        self._weights_digest = digest  # of the bytes loaded: the graph cache key
         self._ep_cache = None
 
     def __repr__(self) -> str:
@@ -189,9 +205,7 @@ class RuntimeModel:
         if root is None:
             return None
         int8 = part == "decoder" and bool(self.int8_ranges)
-        if self._weights_digest is None:
-            self._weights_digest = hashlib.sha256(self.path.read_bytes()).hexdigest()
-        key = json.dumps([_graph_source_digest(), onnxgraph.OPSET, self._weights_digest, part, c,
+        key = json.dumps([_graph_source_digest(), _library_versions(), onnxgraph.OPSET, self._weights_digest, part, c,
                           "subpixel" if int8 else self.tconv,
                           self.int8_ranges.get(str(c)) if int8 else None], sort_keys=True)
         return root / f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.onnx"
@@ -211,10 +225,14 @@ class RuntimeModel:
         if path is not None and path.is_file():
             try:
                 sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-                os.utime(path)  # least-recently-used order for pruning
-                return sess
             except Exception:  # a truncated or foreign file: rebuild it
-                path.unlink(missing_ok=True)
+                sess = None
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
+            if sess is not None:
+                with contextlib.suppress(OSError):
+                    os.utime(path)  # least-recently-used order for pruning
+                return sess
         data = self._graph(part, c).SerializeToString()
         if path is not None:
             try:
@@ -370,6 +388,9 @@ class RuntimeModel:
 
 
 def _prune(root: Path, keep: int = GRAPH_CACHE_FILES) -> None:
+    import time
+
     files = sorted(root.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in files[keep:]:
+    stale = [p for p in root.glob("*.tmp") if p.stat().st_mtime < time.time() - 3600]  # failed writes
+    for old in files[keep:] + stale:
         old.unlink(missing_ok=True)

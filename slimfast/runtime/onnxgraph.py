@@ -10,7 +10,8 @@ A transposed convolution with a square stride can instead be emitted as a *sub-p
 convolution (``tconv="subpixel"``): one ordinary convolution with ``Cout * s * s`` outputs
 whose kernel holds each output phase's taps, then ``DepthToSpace(s)``. It computes the same
 sums (the zero taps aside) as a plain GEMM instead of GEMM + col2im; it pays off only where the
-phases are dense (kernel close to 2 x stride), so ``convtranspose`` is the default.
+phases are dense (kernel close to 2 x stride), so each architecture picks its form
+(``archs.Arch.preferred_tconv``: sub-pixel for FasiNet-L's 7x7 kernels, not for FasiNet-H's 5x5).
 """
 from __future__ import annotations
 

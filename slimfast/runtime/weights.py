@@ -19,20 +19,30 @@ GDN_BETA_MIN = 1e-6
 
 def load(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     """``(metadata, state)`` of a slimfast weights file; ``metadata["config"]`` is parsed."""
-    from safetensors import safe_open
+    meta, state, _ = load_with_digest(path)
+    return meta, state
+
+
+def load_with_digest(path: str | Path) -> tuple[dict, dict[str, np.ndarray], str]:
+    """:func:`load` plus the SHA-256 of the very bytes it parsed (one read of the file)."""
+    import hashlib
+
+    from safetensors.numpy import load as load_bytes
 
     from ..storage import unpack_state
 
-    state: dict[str, np.ndarray] = {}
-    with safe_open(str(path), framework="np") as f:
-        meta = dict(f.metadata() or {})
-        for k in f.keys():
-            v = f.get_tensor(k)
-            state[k] = v.astype(np.float32) if v.dtype == np.float16 else v
+    data = Path(path).read_bytes()
+    try:
+        n = int.from_bytes(data[:8], "little")
+        meta = dict(json.loads(data[8:8 + n]).get("__metadata__") or {})
+        tensors = load_bytes(data)
+    except Exception as exc:  # truncated or not safetensors at all
+        raise ValueError(f"{path}: not a readable safetensors file ({exc})") from None
+    state = {k: v.astype(np.float32) if v.dtype == np.float16 else v for k, v in tensors.items()}
     if "architecture" not in meta:
         raise ValueError(f"{path}: not a slimfast weights file (no architecture in its metadata)")
     meta["config"] = json.loads(meta.get("config") or "{}")
-    return meta, unpack_state(state)
+    return meta, unpack_state(state), hashlib.sha256(data).hexdigest()
 
 
 def nonneg(v: np.ndarray, minimum: float = 0.0, reparam_offset: float = REPARAM_OFFSET) -> np.ndarray:
