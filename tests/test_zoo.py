@@ -36,8 +36,10 @@ def test_card_pins_its_weights_and_reports_measured_points(card_path):
 
 # The bundled weights travel with the repository to a lent GPU beside a training set (64 MiB in
 # all) and keep the repository under about 40 MiB. The budget grew from 25 to 32 MiB when the
-# slimmable models shipped; int8 storage (slimfast.storage) is how further models fit.
-WEIGHTS_BUDGET = 32 * 2 ** 20
+# slimmable models shipped, and to 36 MiB when fasinet-l-mse v2 shipped (int8, 4.1 MiB) beside the
+# version 1 it keeps installed so that v1 files decode; int8 storage (slimfast.storage) is how
+# further models fit.
+WEIGHTS_BUDGET = 36 * 2 ** 20
 
 
 def test_weights_are_safetensors_and_small():
