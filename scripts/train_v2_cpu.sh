@@ -5,24 +5,28 @@
 # from scratch; runs/lc-l-lr1e-3), i.e. from a trained neighbour rather than from scratch or
 # from the weaker v1 weights, and train side by side (one thread each) for L2_MIN minutes.
 #
-# Usage: bash scripts/train_l_v2_cpu.sh [train|release]   (re-running "train" resumes each run)
+# Usage: bash scripts/train_v2_cpu.sh [train|release]   (re-running "train" resumes each run)
+# ARCH=fasinet-h runs the same recipe for FasiNet-H (runs/lc-h-lr1e-3, runs/h2-q*, fasinet-h-mse v2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHICH=${1:-train}
 L2_MIN=${L2_MIN:-100}
-INIT=${INIT:-runs/lc-l-lr1e-3/final.safetensors}
+ARCH=${ARCH:-fasinet-l}
+X=${ARCH#fasinet-}              # l or h
+LC=runs/lc-$X-lr1e-3
+INIT=${INIT:-$LC/final.safetensors}
 COMMON="--threads 1 --no-progress --batch-size 8 --patch-size 128 --lr 1e-3 --lr-drop-at 0.85"
 declare -A LAMBDA=([q2]=0.0035 [q4]=0.013 [q6]=0.05)
 mkdir -p runs
 
 train() {
   if [ ! -f "$INIT" ]; then
-    python -m slimfast.train --arch fasinet-l --lambda 0.013 --lr 1e-3 --lr-drop-at 0.9 --minutes 20 \
-      --out runs/lc-l-lr1e-3 --threads 1 --no-progress
+    python -m slimfast.train --arch "$ARCH" --lambda 0.013 --lr 1e-3 --lr-drop-at 0.9 --minutes 20 \
+      --out "$LC" --threads 1 --no-progress
   fi
   for q in q2 q4 q6; do
-    python -m slimfast.train --arch fasinet-l --init "$INIT" --lambda "${LAMBDA[$q]}" \
-      --minutes "$L2_MIN" --out "runs/l2-$q" $COMMON > "runs/l2-$q.log" 2>&1 &
+    python -m slimfast.train --arch "$ARCH" --init "$INIT" --lambda "${LAMBDA[$q]}" \
+      --minutes "$L2_MIN" --out "runs/${X}2-$q" $COMMON > "runs/${X}2-$q.log" 2>&1 &
   done
   wait
 }
@@ -31,9 +35,9 @@ train() {
 # its files still decode. int8 storage keeps the bundle within its size budget (tests/test_zoo.py).
 release() {
   for q in q2 q4 q6; do
-    python -m slimfast.release "runs/l2-$q/final.safetensors" --name "fasinet-l-mse-$q" \
-      --family fasinet-l-mse --version 2 --storage int8 --chain runs/lc-l-lr1e-3
-    python -m slimfast.release --calibrate-int8 "fasinet-l-mse-$q"
+    python -m slimfast.release "runs/${X}2-$q/final.safetensors" --name "$ARCH-mse-$q" \
+      --family "$ARCH-mse" --version 2 --storage int8 --chain "$LC"
+    python -m slimfast.release --calibrate-int8 "$ARCH-mse-$q"
   done
 }
 
