@@ -156,8 +156,9 @@ def family_members(info: ModelInfo) -> list[ModelInfo]:
     """The rate points of ``info``'s family, smallest files first: the current versions, or for
     a pinned older version (``NAME@N``) the members of that same version, so that one ladder
     never mixes generations of weights."""
-    if is_current(info):
-        pool = [m for m in list_models() if m.family == info.family]
+    current = list_models()
+    if any(m.name == info.name and m.version == info.version for m in current):
+        pool = [m for m in current if m.family == info.family]
     else:
         pool = [m for m in all_versions() if m.family == info.family and m.version == info.version]
     return sorted(pool, key=lambda m: m.rank_key)

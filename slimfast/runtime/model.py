@@ -21,6 +21,7 @@ import json
 import os
 import threading
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -57,24 +58,19 @@ def graph_cache_dir() -> Path | None:
     return Path(base) / "slimfast" / "graphs"
 
 
-_source_digest: str | None = None
-
-
+@lru_cache(maxsize=1)
 def _graph_source_digest() -> str:
     """Hash of the code that builds graphs: a cached graph never outlives a change to it."""
-    global _source_digest
-    if _source_digest is None:
-        here = Path(__file__).resolve().parent
-        h = hashlib.sha256()
-        for f in (*(here / n for n in ("onnxgraph.py", "archs.py", "quantize.py", "weights.py", "model.py",
-                                       "hyper.py")),
-                  *(here.parent / n for n in ("storage.py", "shapes.py"))):
-            h.update(f.read_bytes())
-        _source_digest = h.hexdigest()
-    return _source_digest
+    here = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for f in (*(here / n for n in ("onnxgraph.py", "archs.py", "quantize.py", "weights.py", "model.py", "hyper.py")),
+              *(here.parent / n for n in ("storage.py", "shapes.py"))):
+        h.update(f.read_bytes())
+    return h.hexdigest()
 
 
-def _library_versions() -> list[str]:
+@lru_cache(maxsize=1)
+def _library_versions() -> tuple[str, ...]:
     """onnx and onnxruntime versions: the int8 graph is their quantizer's output."""
     from importlib.metadata import PackageNotFoundError, version
 
@@ -84,7 +80,7 @@ def _library_versions() -> list[str]:
             out.append(f"{dist} {version(dist)}")
         except PackageNotFoundError:
             out.append(f"{dist} ?")
-    return out
+    return tuple(out)
 
 
 def _default_threads() -> int:
