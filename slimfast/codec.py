@@ -266,14 +266,15 @@ def decompress(data: bytes, candidates: list[zoo.ModelInfo] | None = None):
             x_hat = np.asarray(model.decompress(hdr.streams, shape, width=hdr.width))
     except ValueError as exc:
         raise SlimfastError(f"corrupt .sfi file: {exc}") from None
-    # float32 x * 255, round half to even, clamp (in place: x_hat may be a 24-MP image)
+    # float32 x * 255, round half to even (in place: x_hat may be a 24-MP image). Both backends
+    # clamp x to [0, 1], so the result is already in 0..255; one strided pass casts to HWC bytes.
     x_hat = x_hat[0, :, :h, :w]
     if not x_hat.flags.writeable:
         x_hat = x_hat.copy()
     np.multiply(x_hat, np.float32(255), out=x_hat)
     np.rint(x_hat, out=x_hat)
-    np.clip(x_hat, 0, 255, out=x_hat)
-    rgb = x_hat.astype(np.uint8).transpose(1, 2, 0)
+    rgb = np.empty((h, w, 3), dtype=np.uint8)
+    np.copyto(rgb, x_hat.transpose(1, 2, 0), casting="unsafe")
     alpha = None
     if hdr.alpha is not None:
         try:
@@ -285,7 +286,7 @@ def decompress(data: bytes, candidates: list[zoo.ModelInfo] | None = None):
         alpha = np.frombuffer(raw, dtype=np.uint8).reshape(h, w)
     elif hdr.mode in ("RGBA", "LA"):
         raise SlimfastError("corrupt .sfi file: alpha plane missing")
-    return to_pil(np.ascontiguousarray(rgb), hdr.mode, alpha, hdr.icc)
+    return to_pil(rgb, hdr.mode, alpha, hdr.icc)
 
 
 def load(name: str | None = None) -> Codec:

@@ -34,6 +34,14 @@ DATA_TERMS = ("Trained on BSDS500 (Berkeley Segmentation Dataset) and a sample o
               "(released for unrestricted use) were used for evaluation only.")
 
 
+def _write_card(path: Path, card: dict) -> None:
+    """Replace a card atomically: readers never see half a card (and the zoo's card cache,
+    keyed on inode, size and mtime, always sees the change)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(card, indent=2) + "\n")
+    tmp.replace(path)
+
+
 def _hardware(summary: dict) -> str:
     if str(summary.get("device", "cpu")).startswith("cuda"):
         return summary.get("gpu", "CUDA GPU")
@@ -110,7 +118,7 @@ def publish(weights: Path, name: str, family: str, version: str = "1", default: 
         default = default or bool(previous.get("default"))
         inherited = {k: previous[k] for k in ("default_width",) if k in previous}
         dst.rename(out_dir / f"{kept}.safetensors")
-        (out_dir / f"{kept}.json").write_text(json.dumps({**previous, "default": False}, indent=2) + "\n")
+        _write_card(out_dir / f"{kept}.json", {**previous, "default": False})
         card_path.unlink()
     staged.rename(dst)
     run = weights.parent
@@ -132,7 +140,7 @@ def publish(weights: Path, name: str, family: str, version: str = "1", default: 
         card["supersedes"] = {k: previous.get(k) for k in ("version", "sha256", "train_steps", "points")}
         card.update(inherited)
     card.update(extra or {})
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    _write_card(card_path, card)
     if kodak is not None and kodak.is_dir():
         info = zoo._info_from_card(card_path)
         widths = sorted(model.widths, reverse=True) if model.widths else [None]
@@ -141,7 +149,7 @@ def publish(weights: Path, name: str, family: str, version: str = "1", default: 
                                "PSNR-RGB on the 8-bit output")
         if storage != "fp16":
             card["storage_cost"] = _storage_cost(model, info, kodak, widths, limit, card["points"])
-        card_path.write_text(json.dumps(card, indent=2) + "\n")
+        _write_card(card_path, card)
     return card
 
 
@@ -221,7 +229,7 @@ def set_default(name: str, out_dir: Path = zoo.BUNDLED_DIR, width: int | None = 
         card["default"] = card["name"] == name
         if card["name"] == name and width is not None:
             card["default_width"] = width
-        c.write_text(json.dumps(card, indent=2) + "\n")
+        _write_card(c, card)
 
 
 def calibrate_int8(name: str, out_dir: Path = zoo.BUNDLED_DIR, train: Path | None = None, kodak: Path | None = None,
@@ -294,7 +302,7 @@ def calibrate_int8(name: str, out_dir: Path = zoo.BUNDLED_DIR, train: Path | Non
         "mean_psnr_change_db": round(float(np.mean([p["psnr_change_db"] for p in points])), 4) if points else None,
         "ranges": ranges,
     }
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    _write_card(card_path, card)
     return card["int8_synthesis"]
 
 

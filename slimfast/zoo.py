@@ -74,7 +74,24 @@ def _search_dirs() -> list[Path]:
     return dirs
 
 
+# Every decode looks its model up among all installed versions; parsing each card again would
+# cost milliseconds per file. A card is re-read when its inode (cards are replaced atomically),
+# size or modification time changes.
+_CARDS: dict[Path, tuple[tuple[int, int, int], ModelInfo]] = {}
+
+
 def _info_from_card(card_path: Path) -> ModelInfo:
+    st = card_path.stat()
+    key = (st.st_ino, st.st_mtime_ns, st.st_size)
+    hit = _CARDS.get(card_path)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    info = _parse_card(card_path)
+    _CARDS[card_path] = (key, info)
+    return info
+
+
+def _parse_card(card_path: Path) -> ModelInfo:
     card = json.loads(card_path.read_text())
     widths = card.get("widths")
     return ModelInfo(

@@ -185,3 +185,25 @@ def test_a_new_version_of_the_default_stays_default_and_pinned_ladders_keep_thei
     assert [(p.model) for p in codec.Codec(zoo.get("lad-a")).operating_points()] == ["lad-a", "lad-b"]
     pinned = codec.Codec(zoo.get("lad-a@1"))
     assert [p.model for p in pinned.operating_points()] == ["lad-a@1", "lad-b@1"]
+
+
+def test_a_rewritten_card_is_read_again(tmp_path, monkeypatch):
+    # Cards are parsed once and cached; an edit (same size, same mtime tick) must still show.
+    out = tmp_path / "models"
+    out.mkdir()
+    monkeypatch.setenv("SLIMFAST_MODEL_PATH", str(out))
+    src = zoo.BUNDLED_DIR / "fasinet-l-mse-q4.safetensors"
+    (out / "cachetest.safetensors").write_bytes(src.read_bytes())
+    card = {"name": "cachetest", "family": "cachetest", "architecture": "fasinet-l", "version": "1",
+            "train_steps": 111}
+    path = out / "cachetest.json"
+    path.write_text(json.dumps(card))
+    assert zoo.get("cachetest").train_steps == 111
+    stat = path.stat()
+    tmp = out / "cachetest.json.new"
+    tmp.write_text(json.dumps({**card, "train_steps": 222}))
+    import os
+
+    os.utime(tmp, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    tmp.replace(path)  # a new inode, as an atomic rewrite gives
+    assert zoo.get("cachetest").train_steps == 222

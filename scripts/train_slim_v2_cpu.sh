@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The slimmable models with the v2 recipe (Adam lr 1e-3, drop at 85%), two jobs side by side,
+# one thread each, on a 2-core CPU:
+#
+#   slim-l2:  slim-fasinet-l-mse version 2, warm-started from FasiNet-L v2 at lambda 0.05
+#             (runs/l2-q6, or the shipped fasinet-l-mse-q6 v2 when that run is gone), which is a
+#             trained neighbour of the widest sub-network. The per-width lambdas are the ones the
+#             lambda schedule chose for version 1 (its card's `lambdas`), so no CPU goes into a
+#             second search.
+#   slimcae:  SlimCAE (C = 192) continues runs/slimcae-ship (naive joint training, then the
+#             lambda schedule, then joint training at the scheduled lambdas) up to CAE_MIN minutes.
+#
+# Usage: bash scripts/train_slim_v2_cpu.sh [train|release]   (re-running "train" resumes both)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WHICH=${1:-train}
+SLIM_MIN=${SLIM_MIN:-97}
+CAE_MIN=${CAE_MIN:-140}
+INIT_L=${INIT_L:-runs/l2-q6/final.safetensors}
+[ -f "$INIT_L" ] || INIT_L=slimfast/weights/fasinet-l-mse-q6.safetensors
+COMMON="--threads 1 --no-progress"
+mkdir -p runs
+
+card_lambdas() { python -c "import json,sys;print(*json.load(open(sys.argv[1]))['lambdas'])" "$1"; }
+
+train() {
+  read -r -a la <<< "$(card_lambdas slimfast/weights/slim-fasinet-l-mse.json)"
+  read -r -a lc <<< "$(card_lambdas runs/slimcae-sched/lambdas.json)"
+  python -m slimfast.train --arch slim-fasinet-l --init "$INIT_L" --lambdas "${la[@]}" \
+    --lr 1e-3 --lr-drop-at 0.85 --minutes "$SLIM_MIN" --out runs/slim-l2 $COMMON > runs/slim-l2.log 2>&1 &
+  python -m slimfast.train --arch slimcae --init runs/slimcae-sched/final.safetensors --lambdas "${lc[@]}" \
+    --lr 1e-3 --lr-drop-at 0.85 --patch-size 96 --minutes "$CAE_MIN" --out runs/slimcae-ship $COMMON \
+    >> runs/slimcae-ship.log 2>&1 &
+  wait
+}
+
+# int8 storage keeps the bundle within its size budget (tests/test_zoo.py); each card records
+# the storage cost against fp16.
+release() {
+  python -m slimfast.release runs/slim-l2/final.safetensors --name slim-fasinet-l-mse \
+    --family slim-fasinet-l-mse --version 2 --storage int8
+  python -m slimfast.release --calibrate-int8 slim-fasinet-l-mse
+  python -m slimfast.release runs/slimcae-ship/final.safetensors --name slimcae-mse \
+    --family slimcae-mse --storage int8 --chain runs/slimcae-naive runs/slimcae-sched
+}
+
+"$WHICH"
