@@ -20,7 +20,7 @@ pytest.importorskip("onnxruntime")
 
 from slimfast import runtime  # noqa: E402
 from slimfast.layers import GDN  # noqa: E402
-from slimfast.models import FasiNetH, FasiNetL, SlimFasiNetH, SlimFasiNetL  # noqa: E402
+from slimfast.models import FasiNetH, FasiNetL, SlimCAE, SlimFasiNetH, SlimFasiNetL  # noqa: E402
 from slimfast.slim import SlimGDNPlus  # noqa: E402
 from slimfast.weights import load_model, save_model  # noqa: E402
 
@@ -40,9 +40,11 @@ def liven(model) -> None:
         [p for n, p in model.g_a.named_parameters() if n.endswith("weight") and p.dim() == 4][-1].mul_(25)
         if hasattr(model, "h_a"):
             [p for n, p in model.h_a.named_parameters() if n.endswith("weight")][-1].mul_(8)
-        for p in model.iqr.conv3.parameters():
+        for p in model.iqr.conv3.parameters() if hasattr(model, "iqr") else ():
             p.normal_(0, 0.05)
-        [p for n, p in model.g_s.named_parameters() if n.endswith("weight") and p.dim() == 4][-1].mul_(0.3)
+        # SlimCAE's three IGDNs leave a random synthesis nearly flat: amplify instead
+        [p for n, p in model.g_s.named_parameters() if n.endswith("weight") and p.dim() == 4][-1].mul_(
+            0.3 if hasattr(model, "iqr") else 8)
         [p for n, p in model.g_s.named_parameters() if n.endswith("bias")][-1].fill_(0.5)
 
 
@@ -51,6 +53,7 @@ FACTORIES = {
     "fasinet-h": lambda: FasiNetH(),
     "slim-fasinet-l": lambda: SlimFasiNetL(widths=(192, 96)),
     "slim-fasinet-h": lambda: SlimFasiNetH(widths=(192, 96), gdn="slim+"),
+    "slimcae": lambda: SlimCAE(C=96, widths=(96, 48)),
 }
 
 
@@ -93,12 +96,12 @@ def _levels(x: np.ndarray) -> np.ndarray:
 
 
 CASES = [("fasinet-l", None), ("fasinet-h", None), ("slim-fasinet-l", 192), ("slim-fasinet-l", 96),
-         ("slim-fasinet-h", 96)]
+         ("slim-fasinet-h", 96), ("slimcae", 96), ("slimcae", 48)]
 
 
 def test_available():
     assert runtime.available()
-    assert runtime.supports("fasinet-l") and not runtime.supports("slimcae")
+    assert runtime.supports("fasinet-l") and runtime.supports("slimcae") and not runtime.supports("slimcae-hyper")
 
 
 @pytest.mark.parametrize("arch,width", CASES)

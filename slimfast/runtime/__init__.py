@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-SUPPORTED = ("fasinet-l", "fasinet-h", "slim-fasinet-l", "slim-fasinet-h")
+SUPPORTED = ("fasinet-l", "fasinet-h", "slim-fasinet-l", "slim-fasinet-h", "slimcae")
 
 
 @lru_cache(maxsize=1)

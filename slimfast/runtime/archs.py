@@ -5,7 +5,8 @@ Mirrors the torch models layer for layer, at a given latent width ``c``:
 * ``fasinet-l``, ``fasinet-h``: :mod:`slimfast.models.fasinet` (``c`` is always M);
 * ``slim-fasinet-l``, ``slim-fasinet-h``: :mod:`slimfast.models.slimfasinet`, running the
   leading weight blocks (``W[:cout, :cin]`` for a convolution, ``W[:cin, :cout]`` for a
-  transposed one) and the width's own GDN (``gdn="switchable"``) or SlimGDN+ (``"slim+"``).
+  transposed one) and the width's own GDN (``gdn="switchable"``) or SlimGDN+ (``"slim+"``);
+* ``slimcae``: :class:`slimfast.models.slimcae.SlimCAE` (factorized prior), the same way.
 """
 from __future__ import annotations
 
@@ -209,9 +210,32 @@ class SlimFasiNetH(_Slim):
                 self.tconv("g_s.2.", s)]
 
 
+class SlimCAE(_Slim):
+    pad_multiple = 16
+    S2 = (2, 2)
+
+    def __init__(self, config, state):
+        Arch.__init__(self, config, state)
+        self.M = int(config.get("C", 192))
+        self.latent_channels = self.M
+        self.widths = tuple(int(w) for w in config.get("widths", (192, 144, 96, 72, 48)))
+        self.gdn_kind = config.get("gdn", "switchable")
+
+    def analysis(self, c):
+        return [self.conv("g_a.0.", c, stride=(4, 4)), self.slim_gdn("g_a.1.", c, c),
+                self.conv("g_a.2.", c, c, stride=self.S2), self.slim_gdn("g_a.3.", c, c),
+                self.conv("g_a.4.", c, c, stride=self.S2), self.slim_gdn("g_a.5.", c, c)]
+
+    def synthesis(self, c):
+        return [self.slim_gdn("g_s.0.", c, c, inverse=True), self.tconv("g_s.1.", c, c, stride=self.S2),
+                self.slim_gdn("g_s.2.", c, c, inverse=True), self.tconv("g_s.3.", c, c, stride=self.S2),
+                self.slim_gdn("g_s.4.", c, c, inverse=True), self.tconv("g_s.5.", c, None, stride=(4, 4))]
+
+
 ARCHS: dict[str, type[Arch]] = {
     "fasinet-l": FasiNetL,
     "fasinet-h": FasiNetH,
     "slim-fasinet-l": SlimFasiNetL,
     "slim-fasinet-h": SlimFasiNetH,
+    "slimcae": SlimCAE,
 }
