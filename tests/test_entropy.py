@@ -32,6 +32,23 @@ def test_round_trip_is_exact_for_any_int32_including_escapes():
     assert np.array_equal(coder.decode(data, idx, freqs, lengths, offsets), vals)
 
 
+@pytest.mark.parametrize("small_run,block", [(2048, 1 << 16), (0, 1), (10 ** 9, 10 ** 9), (7, 50)])
+def test_the_stream_does_not_depend_on_how_tables_are_batched(monkeypatch, small_run, block):
+    # Many small tables (a hyperprior's z) and a few large ones, with escapes in both: batching
+    # tables into vectorized blocks is an implementation detail, never a format change.
+    rng = np.random.default_rng(1)
+    freqs, lengths, offsets = _tables(rng, T=300)
+    idx = np.concatenate([rng.integers(0, 300, 6000), np.full(5000, 7), np.full(3000, 11)])
+    rng.shuffle(idx)
+    vals = np.round(rng.laplace(scale=3, size=idx.size)).astype(np.int32)
+    vals[rng.integers(0, idx.size, 40)] = rng.integers(-(2 ** 31), 2 ** 31 - 1, 40)
+    reference = coder.encode(vals, idx, freqs, lengths, offsets)
+    monkeypatch.setattr(coder, "SMALL_RUN", small_run)
+    monkeypatch.setattr(coder, "BLOCK_SYMBOLS", block)
+    assert coder.encode(vals, idx, freqs, lengths, offsets) == reference
+    assert np.array_equal(coder.decode(reference, idx, freqs, lengths, offsets), vals)
+
+
 def test_code_length_matches_ideal_estimate():
     rng = np.random.default_rng(1)
     freqs, lengths, offsets = _tables(rng, T=3, L=12)
