@@ -128,7 +128,7 @@ class RuntimeModel:
         self.shape_key = "z" if self.hyper else "y"
         self.num_strings = 2 if self.hyper else 1
         self.threads = _default_threads() if threads is None else int(threads)
-        self.tconv = tconv or self._arch.preferred_tconv
+        self.tconv = tconv  # None: the architecture's faster form at each width (tconv_for)
         self.optimization = optimization
         self.spinning = bool(spinning)
         self.int8_ranges = int8_ranges
@@ -148,12 +148,16 @@ class RuntimeModel:
     def check_width(self, width: int | None) -> int:
         return check_width(self.architecture, self.widths, self.latent_channels, width)
 
+    def tconv_for(self, width: int | None = None) -> str:
+        """The form of the transposed convolutions in the graphs at ``width``."""
+        return self.tconv or self._arch.tconv_for(self.check_width(width))
+
     # -- ORT sessions ---------------------------------------------------------------------------
     def onnx_model(self, part: str, width: int | None = None, tconv: str | None = None):
         """The float ONNX ``ModelProto`` of ``part`` (``"encoder"`` or ``"decoder"``) at ``width``."""
         c = self.check_width(width)
         a = self._arch
-        tconv = tconv or self.tconv
+        tconv = tconv or self.tconv_for(c)
         if part == "analysis":  # y only, for tiles
             return onnxgraph.build_model({"x": 3}, {"y": c}, lambda b, ins: {"y": b.sequence(ins["x"], a.analysis(c))},
                                          tconv)
@@ -202,7 +206,7 @@ class RuntimeModel:
             return None
         int8 = part == "decoder" and bool(self.int8_ranges)
         key = json.dumps([_graph_source_digest(), _library_versions(), onnxgraph.OPSET, self._weights_digest, part, c,
-                          "subpixel" if int8 else self.tconv,
+                          "subpixel" if int8 else self.tconv_for(c),
                           self.int8_ranges.get(str(c)) if int8 else None], sort_keys=True)
         return root / f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.onnx"
 

@@ -11,7 +11,8 @@ convolution (``tconv="subpixel"``): one ordinary convolution with ``Cout * s * s
 whose kernel holds each output phase's taps, then ``DepthToSpace(s)``. It computes the same
 sums (the zero taps aside) as a plain GEMM instead of GEMM + col2im; it pays off only where the
 phases are dense (kernel close to 2 x stride), so each architecture picks its form
-(``archs.Arch.preferred_tconv``: sub-pixel for FasiNet-L's 7x7 kernels, not for FasiNet-H's 5x5).
+(``archs.Arch.tconv_for``: sub-pixel for FasiNet-L's 7x7 kernels, not for FasiNet-H's 5x5, and
+for SlimCAE at widths 96 and up).
 """
 from __future__ import annotations
 
