@@ -5,12 +5,15 @@
 # from scratch; runs/lc-l-lr1e-3), i.e. from a trained neighbour rather than from scratch or
 # from the weaker v1 weights, and train side by side (one thread each) for L2_MIN minutes.
 #
-# Usage: bash scripts/train_v2_cpu.sh [train|release]   (re-running "train" resumes each run)
+# Usage: bash scripts/train_v2_cpu.sh [train|release|q1|release-q1]   (re-running resumes each run)
+# q1 adds the low-rate point (lambda 0.0018, CompressAI's quality 1) that the 0.15-1.5 bpp range
+# needs: warm-started from the trained q2 run, Q1_MIN minutes (80 beside one other job).
 # ARCH=fasinet-h runs the same recipe for FasiNet-H (runs/lc-h-lr1e-3, runs/h2-q*, fasinet-h-mse v2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHICH=${1:-train}
 L2_MIN=${L2_MIN:-100}
+Q1_MIN=${Q1_MIN:-80}
 ARCH=${ARCH:-fasinet-l}
 X=${ARCH#fasinet-}              # l or h
 LC=runs/lc-$X-lr1e-3
@@ -39,6 +42,18 @@ release() {
       --family "$ARCH-mse" --version 2 --storage int8 --chain "$LC"
     python -m slimfast.release --calibrate-int8 "$ARCH-mse-$q"
   done
+}
+
+q1() {
+  python -m slimfast.train --arch "$ARCH" --init "runs/${X}2-q2/final.safetensors" --lambda 0.0018 \
+    --minutes "$Q1_MIN" --out "runs/${X}2-q1" $COMMON > "runs/${X}2-q1.log" 2>&1
+}
+
+# A new model name (version 1), int8 like its family's version 2.
+release-q1() {
+  python -m slimfast.release "runs/${X}2-q1/final.safetensors" --name "$ARCH-mse-q1" \
+    --family "$ARCH-mse" --storage int8 --chain "$LC" "runs/${X}2-q2"
+  python -m slimfast.release --calibrate-int8 "$ARCH-mse-q1"
 }
 
 "$WHICH"

@@ -14,8 +14,10 @@ Which lambda each width should get is not known in advance; the paper finds them
 Decision at the stopping trial (``--on-stop``): ``rollback`` (default, the faithful reading:
 the last lambda cut made the chord worse, so the weights, optimizer state and lambdas from
 before it are restored and its training is discarded) or ``keep`` (keep that trial's weights
-and lambdas, spending no compute in vain). A pair whose narrower width has at least as many
-bits as the wider one has an infinite chord slope: its lambdas keep being cut.
+and lambdas, spending no compute in vain). A pair that is not ordered yet, whose narrower width
+spends at least as many bits as the wider one or reaches at least its PSNR (an undertrained wide
+width), has an infinite chord slope: its lambdas keep being cut. (A negative chord slope would
+otherwise stop the search at random: it means nothing about the RD curve's tangent.)
 
 Every trial (lambdas, per-width bpp and PSNR, chord slope, decision) is appended to
 ``trials.csv`` and ``trials.jsonl`` in the run folder; the final lambdas go to
@@ -83,10 +85,11 @@ class ScheduleConfig:
 def chord_slope(wide: dict, narrow: dict) -> float:
     """PSNR gained per extra bpp going from the narrower width's point to the wider one's.
 
-    ``inf`` when the narrower width spends at least as many bits (its lambda must come down).
+    ``inf`` while the pair is not ordered: the narrower width spends at least as many bits, or
+    reaches at least the wider one's PSNR (its lambda must come down either way).
     """
     d_bpp = wide["bpp"] - narrow["bpp"]
-    if d_bpp <= 1e-9:
+    if d_bpp <= 1e-9 or wide["psnr"] <= narrow["psnr"]:
         return math.inf
     return (wide["psnr"] - narrow["psnr"]) / d_bpp
 

@@ -323,6 +323,8 @@ def test_schedule_cli_help_and_chord_slope():
         assert flag in text
     assert sched.chord_slope({"bpp": 1.0, "psnr": 30.0}, {"bpp": 0.5, "psnr": 27.0}) == pytest.approx(6.0)
     assert sched.chord_slope({"bpp": 0.5, "psnr": 30.0}, {"bpp": 0.6, "psnr": 27.0}) == float("inf")
+    # an undertrained wide width no better than the narrow one: not ordered, keep cutting
+    assert sched.chord_slope({"bpp": 0.75, "psnr": 25.06}, {"bpp": 0.73, "psnr": 25.27}) == float("inf")
 
 
 def test_train_loop_runs_all_widths(tmp_path):
