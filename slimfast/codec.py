@@ -16,7 +16,7 @@ import numpy as np
 
 from . import container, zoo
 from .errors import SlimfastError
-from .imageio import CanonicalImage, canonicalize, to_pil
+from .imageio import CanonicalImage, canonicalize, to_pil, to_rgb8
 
 _lock = threading.Lock()
 DEFAULT_MAX_DECODE_PIXELS = 64 * 1024 * 1024
@@ -263,18 +263,14 @@ def decompress(data: bytes, candidates: list[zoo.ModelInfo] | None = None):
     shape = (-(-h // m), -(-w // m))  # the deepest latent has stride pad_multiple
     try:
         with _inference(model):
-            x_hat = np.asarray(model.decompress(hdr.streams, shape, width=hdr.width))
+            if hasattr(model, "decompress_rgb8"):  # the runtime: straight to bytes
+                rgb = model.decompress_rgb8(hdr.streams, shape, width=hdr.width)
+            else:
+                rgb = to_rgb8(np.asarray(model.decompress(hdr.streams, shape, width=hdr.width)))  # in place
     except ValueError as exc:
         raise SlimfastError(f"corrupt .sfi file: {exc}") from None
-    # float32 x * 255, round half to even (in place: x_hat may be a 24-MP image). Both backends
-    # clamp x to [0, 1], so the result is already in 0..255; one strided pass casts to HWC bytes.
-    x_hat = x_hat[0, :, :h, :w]
-    if not x_hat.flags.writeable:
-        x_hat = x_hat.copy()
-    np.multiply(x_hat, np.float32(255), out=x_hat)
-    np.rint(x_hat, out=x_hat)
-    rgb = np.empty((h, w, 3), dtype=np.uint8)
-    np.copyto(rgb, x_hat.transpose(1, 2, 0), casting="unsafe")
+    if rgb.shape[:2] != (h, w):
+        rgb = np.ascontiguousarray(rgb[:h, :w])
     alpha = None
     if hdr.alpha is not None:
         try:

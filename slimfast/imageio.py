@@ -125,6 +125,24 @@ def open_image(path) -> CanonicalImage:
         raise SlimfastError(f"refusing a suspiciously large image: {exc}") from None
 
 
+def to_rgb8(x: np.ndarray, s: int = 1) -> np.ndarray:
+    """``[1, 3 * s * s, h, w]`` float32 (sub-pixel phases in CRD order; ``s = 1``: the image
+    itself) to interleaved ``[h * s, w * s, 3]`` uint8: clamp to [0, 1], x 255, round half to
+    even. Works in place on ``x`` (a copy first if it is read-only), then one strided pass."""
+    if not x.flags.writeable:
+        x = x.copy()
+    np.clip(x, 0.0, 1.0, out=x)
+    np.multiply(x, np.float32(255), out=x)
+    np.rint(x, out=x)
+    _, ch, h, w = x.shape
+    if ch != 3 * s * s:
+        raise ValueError(f"expected {3 * s * s} channels, got {ch}")
+    rgb = np.empty((h * s, w * s, 3), dtype=np.uint8)
+    # rgb[y*s + i, x*s + j, k] = x[k*s*s + i*s + j, y, x]  (DepthToSpace, mode CRD)
+    np.copyto(rgb.reshape(h, s, w, s, 3), x[0].reshape(3, s, s, h, w).transpose(3, 1, 4, 2, 0), casting="unsafe")
+    return rgb
+
+
 def to_pil(rgb: np.ndarray, mode: str, alpha: np.ndarray | None, icc: bytes | None):
     """The decoded planes back to a PIL image of the original mode."""
     from PIL import Image

@@ -418,3 +418,37 @@ def test_graph_cache_reuses_exactly_the_built_graph(weights_files, tmp_path, mon
         (tmp_path / "cache" / f"old{i}.onnx").write_bytes(b"x")
     rmodel._prune(tmp_path / "cache", keep=3)
     assert len(list((tmp_path / "cache").glob("*.onnx"))) == 3
+
+
+def test_to_rgb8_interleaves_subpixel_phases_like_depth_to_space():
+    from slimfast.imageio import to_rgb8
+
+    rng = np.random.default_rng(0)
+    s, h, w = 4, 3, 5
+    phases = rng.uniform(-0.2, 1.2, (1, 3 * s * s, h, w)).astype(np.float32)
+    expected = np.empty((h * s, w * s, 3))
+    for k in range(3):
+        for i in range(s):
+            for j in range(s):
+                expected[i::s, j::s, k] = phases[0, k * s * s + i * s + j]
+    expected = np.rint(np.clip(expected, 0, 1).astype(np.float32) * np.float32(255))
+    assert np.array_equal(to_rgb8(phases.copy(), s), expected.astype(np.uint8))
+
+
+@pytest.mark.parametrize("arch,width", [("fasinet-l", None), ("slim-fasinet-l", 96), ("slimcae", 96), ("fasinet-h", None)])
+@pytest.mark.parametrize("tile", [128, 4])
+def test_bytes_straight_from_the_phases_equal_the_float_path(models, monkeypatch, arch, width, tile):
+    # The decoder's last sub-pixel layer goes to bytes without DepthToSpace: the same pixels,
+    # whole and in tiles (tile 4 forces many tiles with halos, in phase space).
+    from slimfast import tiling
+    from slimfast.imageio import to_rgb8
+
+    monkeypatch.setattr(tiling, "SYNTHESIS_TILE", tile)
+    _, rm = models(arch, threads=1)
+    x = _image(rm.pad_multiple, 128, 192)
+    lat = rm.compress(x, width)
+    c = rm.check_width(width)
+    assert bool(rm._output_phases(c)) == (rm.tconv_for(c) == "subpixel")
+    rgb = rm.decompress_rgb8(lat.strings, lat.shape, width)
+    assert rgb.dtype == np.uint8 and rgb.shape == (128, 192, 3)
+    assert np.array_equal(rgb, to_rgb8(rm.decompress(lat.strings, lat.shape, width), 1))

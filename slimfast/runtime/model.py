@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import coder, intmath, tiling
+from ..imageio import to_rgb8
 from ..shapes import check_width
 from . import onnxgraph, weights
 from .archs import ARCHS
@@ -175,7 +176,25 @@ class RuntimeModel:
         if part == "decoder":
             return onnxgraph.build_model({"y_hat": c}, {"x_hat": 3},
                                          lambda b, ins: {"x_hat": b.sequence(ins["y_hat"], a.synthesis(c))}, tconv)
-        raise ValueError("part must be 'encoder', 'analysis', 'hyper_analysis' or 'decoder'")
+        if part == "decoder_phases":  # the last layer's sub-pixel phases, not yet interleaved
+            *body, last = a.synthesis(c)
+            s = self._output_phases(c)
+            if not s:
+                raise ValueError("decoder_phases needs a sub-pixel final layer")
+            return onnxgraph.build_model(
+                {"y_hat": c}, {"x_phases": 3 * s * s},
+                lambda b, ins: {"x_phases": b.tconv_phases(b.sequence(ins["y_hat"], body), *last[1:])}, tconv)
+        raise ValueError("part must be 'encoder', 'analysis', 'hyper_analysis', 'decoder' or 'decoder_phases'")
+
+    def _output_phases(self, c: int) -> int:
+        """The stride ``s`` of a float synthesis whose last layer runs in sub-pixel form (its
+        phases can go straight to bytes), else 0."""
+        if self.int8_ranges or self.tconv_for(c) != "subpixel":
+            return 0
+        last = self._arch.synthesis(c)[-1]
+        if last[0] != "tconv" or last[3][0] != last[3][1] or last[3][0] < 2:
+            return 0
+        return int(last[3][0])
 
     def session(self, part: str, width: int | None = None):
         c = self.check_width(width)
@@ -361,6 +380,25 @@ class RuntimeModel:
         sess = self.session("decoder", c)
         return tiling.tiled(lambda t: sess.run(None, {"y_hat": np.ascontiguousarray(t)})[0], y_hat,
                             up=tiling.STRIDE, tile=tiling.SYNTHESIS_TILE, halo=tiling.SYNTHESIS_HALO)
+
+    def decompress_rgb8(self, strings: list[bytes], shape: tuple[int, int], width: int | None = None) -> np.ndarray:
+        """Reconstruction as ``[H, W, 3]`` uint8 (the padded size): the pixels of
+        :meth:`decompress` x 255, rounded half to even.
+
+        Where the last layer runs in sub-pixel form, its phases are interleaved by the same
+        pass that makes the bytes, instead of a ``DepthToSpace`` over the float image first:
+        the same values, one pass less over the largest tensor of the decoder.
+        """
+        c = self.check_width(width)
+        symbols = self.decode_symbols(strings, shape, c)
+        s = self._output_phases(c)
+        if not s:
+            return to_rgb8(self.synthesize(symbols, c), 1)
+        y_hat = self.dequantize(symbols, c)
+        sess = self.session("decoder_phases", c)
+        phases = tiling.tiled(lambda t: sess.run(None, {"y_hat": np.ascontiguousarray(t)})[0], y_hat,
+                              up=tiling.STRIDE // s, tile=tiling.SYNTHESIS_TILE, halo=tiling.SYNTHESIS_HALO)
+        return to_rgb8(phases, s)
 
     def estimate_bits(self, symbols: dict[str, np.ndarray], width: int | None = None) -> float:
         c = self.check_width(width)

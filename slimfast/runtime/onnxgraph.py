@@ -117,6 +117,16 @@ class Builder:
         return self.node("ConvTranspose", ins, kernel_shape=list(w.shape[2:]), strides=[sh, sw],
                          pads=[ph, pw, ph, pw], output_padding=list(output_padding))
 
+    def tconv_phases(self, x: str, w, b, stride, padding, output_padding) -> str:
+        """The sub-pixel form of a square-stride ``s`` transposed convolution *without* its
+        ``DepthToSpace``: ``[1, Cout * s * s, H, W]`` in CRD order, for a caller that rearranges
+        the phases itself (the decoder's last layer: one pass straight to interleaved bytes)."""
+        sh, sw = stride
+        if sh != sw or sh < 2:
+            raise ValueError("phases need a square stride of at least 2")
+        wc, bc, pads = subpixel_weights(np.asarray(w, np.float32), b, sh, padding)
+        return self.conv(x, wc, bc, (1, 1), pads)
+
     def gdn(self, x: str, beta, gamma, inverse: bool) -> str:
         sq = self.node("Mul", [x, x])
         norm = self.conv(sq, np.asarray(gamma, np.float32)[:, :, None, None], beta, (1, 1), (0, 0, 0, 0))
