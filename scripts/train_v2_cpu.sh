@@ -49,10 +49,11 @@ q1() {
     --minutes "$Q1_MIN" --out "runs/${X}2-q1" $COMMON > "runs/${X}2-q1.log" 2>&1
 }
 
-# A new model name (version 1), int8 like its family's version 2.
+# A new model name, released as version 2 (it is of the version-2 generation: a quality ladder
+# pinned to version N then holds exactly that generation's points), int8 like the rest of it.
 release-q1() {
   python -m slimfast.release "runs/${X}2-q1/final.safetensors" --name "$ARCH-mse-q1" \
-    --family "$ARCH-mse" --storage int8 --chain "$LC" "runs/${X}2-q2"
+    --family "$ARCH-mse" --version 2 --storage int8 --chain "$LC" "runs/${X}2-q2"
   python -m slimfast.release --calibrate-int8 "$ARCH-mse-q1"
 }
 
