@@ -135,6 +135,7 @@ class RuntimeModel:
         self.int8_ranges = int8_ranges
         self.synthesis_precision = "int8" if int8_ranges else "fp32"
         self._sessions: dict = {}
+        self._phases: dict[int, int] = {}
         self._weights_digest = digest  # of the bytes loaded: the graph cache key
         self._ep_cache = None
 
@@ -189,12 +190,11 @@ class RuntimeModel:
     def _output_phases(self, c: int) -> int:
         """The stride ``s`` of a float synthesis whose last layer runs in sub-pixel form (its
         phases can go straight to bytes), else 0."""
-        if self.int8_ranges or self.tconv_for(c) != "subpixel":
-            return 0
-        last = self._arch.synthesis(c)[-1]
-        if last[0] != "tconv" or last[3][0] != last[3][1] or last[3][0] < 2:
-            return 0
-        return int(last[3][0])
+        if c not in self._phases:
+            last = self._arch.synthesis(c)[-1]
+            square = last[0] == "tconv" and last[3][0] == last[3][1] >= 2
+            self._phases[c] = int(last[3][0]) if square and not self.int8_ranges and self.tconv_for(c) == "subpixel" else 0
+        return self._phases[c]
 
     def session(self, part: str, width: int | None = None):
         c = self.check_width(width)
