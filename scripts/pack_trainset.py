@@ -5,7 +5,7 @@
     python scripts/pack_trainset.py --src ../shared/data/train --out data/trainset --max-mb 25
 
 The default budget is what the lent GPU machine takes (64 MiB with the repository) minus the
-repository's tracked files and 1 MiB of margin, so the two always travel together.
+repository's files (tracked, or untracked and not ignored) and 1 MiB of margin, so the two always travel together.
 
 Contents: BSDS500 photos first, then ImageNet samples, as many as the budget allows. Each image
 is copied as it is unless re-encoding it as JPEG (quality ``--quality``, 4:4:4) makes it
@@ -51,11 +51,12 @@ CARRY_LIMIT = 64 * 2 ** 20  # what travels to a lent GPU machine: the repository
 
 
 def tracked_bytes() -> int | None:
-    """Size of the repository's tracked files (None outside a git checkout)."""
+    """Size of what travels with the repository: tracked files and untracked ones git does not
+    ignore (None outside a git checkout)."""
     import subprocess
 
     try:
-        names = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+        names = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
     return sum((ROOT / n).stat().st_size for n in names.decode().split("\0") if n and (ROOT / n).is_file())
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="folder holding bsds500/ and imagenet-samples/ (default: %(default)s)")
     p.add_argument("--out", type=Path, default=ROOT / "data" / "trainset", help="default: %(default)s")
     p.add_argument("--max-mb", type=float, default=None,
-                   help="size budget in MB (10^6 bytes; default: 64 MiB minus the repository's tracked files "
+                   help="size budget in MB (10^6 bytes; default: 64 MiB minus the repository's files "
                         f"minus 1 MiB, now {default_budget_mb()})")
     p.add_argument("--quality", type=int, default=95, help="JPEG quality for re-encoding (default %(default)s)")
     p.add_argument("--min-side", type=int, default=256, help="skip images whose short side is smaller")

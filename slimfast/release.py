@@ -37,7 +37,10 @@ DATA_TERMS = ("Trained on BSDS500 (Berkeley Segmentation Dataset) and a sample o
 def _write_card(path: Path, card: dict) -> None:
     """Replace a card atomically: readers never see half a card (and the zoo's card cache,
     keyed on inode, size and mtime, always sees the change)."""
-    tmp = path.with_name(path.name + ".tmp")
+    import os
+    import threading
+
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(json.dumps(card, indent=2) + "\n")
     tmp.replace(path)
 

@@ -262,9 +262,9 @@ class Scheduler:
                 st.update(pair=i + 1, tries=0, slope_prev=None)
                 self._save()
                 continue
-            if st["slope_prev"] is None:
-                st["slope_prev"] = chord_slope(st["eval"][i], st["eval"][i + 1])
-            prev = st["slope_prev"]
+            # The accepted state's chord, recomputed rather than read back: a run resumed after
+            # a change of chord_slope's rule compares like with like.
+            prev = st["slope_prev"] = chord_slope(st["eval"][i], st["eval"][i + 1])
             trial_lm = [lm * (cfg.factor if j > i else 1.0) for j, lm in enumerate(st["lambdas"])]
             snap = self._snapshot() if cfg.on_stop == "rollback" else None
             tr = self.train_budget(trial_lm, cfg.trial_steps, cfg.trial_minutes)

@@ -75,24 +75,23 @@ def _search_dirs() -> list[Path]:
 
 
 # Every decode looks its model up among all installed versions; parsing each card again would
-# cost milliseconds per file. A card is re-read when its inode (cards are replaced atomically),
-# size or modification time changes.
-_CARDS: dict[Path, tuple[tuple[int, int, int], ModelInfo]] = {}
+# cost milliseconds per file. Reading a card's bytes costs microseconds: a card is parsed again
+# only when they change (stat-based keys can miss a same-size rewrite within one mtime tick).
+_CARDS: dict[Path, tuple[bytes, ModelInfo]] = {}
 
 
 def _info_from_card(card_path: Path) -> ModelInfo:
-    st = card_path.stat()
-    key = (st.st_ino, st.st_mtime_ns, st.st_size)
+    raw = card_path.read_bytes()
     hit = _CARDS.get(card_path)
-    if hit is not None and hit[0] == key:
+    if hit is not None and hit[0] == raw:
         return hit[1]
-    info = _parse_card(card_path)
-    _CARDS[card_path] = (key, info)
+    info = _parse_card(card_path, raw)
+    _CARDS[card_path] = (raw, info)
     return info
 
 
-def _parse_card(card_path: Path) -> ModelInfo:
-    card = json.loads(card_path.read_text())
+def _parse_card(card_path: Path, raw: bytes) -> ModelInfo:
+    card = json.loads(raw)
     widths = card.get("widths")
     return ModelInfo(
         name=card["name"], family=card["family"], architecture=card["architecture"],

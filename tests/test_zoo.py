@@ -207,3 +207,8 @@ def test_a_rewritten_card_is_read_again(tmp_path, monkeypatch):
     os.utime(tmp, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     tmp.replace(path)  # a new inode, as an atomic rewrite gives
     assert zoo.get("cachetest").train_steps == 222
+    stat = path.stat()
+    path.write_text(json.dumps({**card, "train_steps": 333}))  # in place: same inode and size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_ino == stat.st_ino and path.stat().st_size == stat.st_size
+    assert zoo.get("cachetest").train_steps == 333

@@ -10,7 +10,7 @@ Weights are read with ``safetensors.numpy``; ONNX graphs are built from them wit
 ``onnx.helper`` (:mod:`.onnxgraph`, :mod:`.archs`); entropy coding reuses
 :mod:`slimfast.coder` and the integer hyper-synthesis of :mod:`slimfast.intmath`
 (:mod:`.hyper`), so files are interchangeable with the torch backend symbol for symbol.
-Supported architectures: ``fasinet-l``, ``fasinet-h``, ``slim-fasinet-l``, ``slim-fasinet-h``.
+Supported architectures: ``fasinet-l``, ``fasinet-h``, ``slim-fasinet-l``, ``slim-fasinet-h``, ``slimcae``.
 
 Importing this package is cheap: onnx and onnxruntime load when a model is first built.
 """

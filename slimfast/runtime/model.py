@@ -156,7 +156,9 @@ class RuntimeModel:
 
     # -- ORT sessions ---------------------------------------------------------------------------
     def onnx_model(self, part: str, width: int | None = None, tconv: str | None = None):
-        """The float ONNX ``ModelProto`` of ``part`` (``"encoder"`` or ``"decoder"``) at ``width``."""
+        """The float ONNX ``ModelProto`` of ``part`` at ``width``: ``"encoder"``, ``"analysis"``,
+        ``"hyper_analysis"``, ``"decoder"``, or ``"decoder_phases"`` (the decoder without its last
+        ``DepthToSpace``, where the last layer is sub-pixel); ``tconv`` overrides :meth:`tconv_for`."""
         c = self.check_width(width)
         a = self._arch
         tconv = tconv or self.tconv_for(c)
