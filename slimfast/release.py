@@ -45,6 +45,23 @@ def _write_card(path: Path, card: dict) -> None:
     tmp.replace(path)
 
 
+def _card_extra(arg: str) -> dict:
+    """``--card-extra``: inline JSON, else the path of a JSON file; a JSON object either way."""
+    text = arg
+    if not arg.lstrip().startswith("{"):
+        try:
+            text = Path(arg).read_text()
+        except OSError as exc:
+            raise SlimfastError(f"--card-extra: {arg}: {exc.strerror or exc}") from None
+    try:
+        extra = json.loads(text)
+    except ValueError as exc:
+        raise SlimfastError(f"--card-extra: not JSON ({exc})") from None
+    if not isinstance(extra, dict):
+        raise SlimfastError("--card-extra: expected a JSON object")
+    return extra
+
+
 def _hardware(summary: dict) -> str:
     if str(summary.get("device", "cpu")).startswith("cuda"):
         return summary.get("gpu", "CUDA GPU")
@@ -351,10 +368,11 @@ def _main(argv) -> int:
     p.add_argument("--chain", type=Path, nargs="+", default=[], metavar="RUN",
                    help="earlier run folders these weights continue, in order (warm-up, schedule, ...): "
                         "the card records every stage and the total steps")
-    p.add_argument("--card-extra", type=Path, default=None, help="JSON object merged into the card")
+    p.add_argument("--card-extra", default=None,
+                   help="a JSON object merged into the card: inline ('{\"note\": \"...\"}') or a file holding one")
     a = p.parse_args(argv)
     extra = chain_info(a.chain, a.weights.parent) if a.chain else {}
-    extra.update(json.loads(a.card_extra.read_text()) if a.card_extra else {})
+    extra.update(_card_extra(a.card_extra) if a.card_extra else {})
     card = publish(a.weights, a.name, a.family, a.version, a.default, a.out_dir, a.kodak, a.limit, extra=extra,
                    storage=a.storage)
     print(json.dumps({k: card[k] for k in ("name", "sha256", "points")}, indent=2))
