@@ -245,6 +245,65 @@ def int8_codec_section(be: dict | None) -> list[str]:
     return L + [""]
 
 
+# The issues' targets, checked against this run (issue 4: RD; issue 6: speed).
+RD_TARGETS = {"fasinet-l": -30.0, "fasinet-h": -40.0, "slimmable": -38.0}
+
+
+def _family_kind(name: str) -> str | None:
+    from . import zoo
+
+    arch = next((m.architecture for m in zoo.list_models() if m.family == name), None)
+    if arch in ("fasinet-l", "fasinet-h"):
+        return arch
+    return "slimmable" if arch and (arch.startswith("slim") or arch == "slimcae") else None
+
+
+def targets_section(ev: dict | None, be: dict | None) -> list[str]:
+    """Each target of the RD and speed issues next to what this run measured."""
+    L = ["| target | measured | met |", "|---|---|---|"]
+    best: dict[str, tuple[float, str]] = {}
+    for r in (ev or {}).get("bd", []):
+        if r["ref"] != "jpeg" or r["metric"] != "psnr" or r["test_kind"] != "learned" or r.get("bd_rate") is None:
+            continue
+        kind = _family_kind(r["test"])
+        if kind and (kind not in best or r["bd_rate"] < best[kind][0]):
+            best[kind] = (r["bd_rate"], r["test"])
+    label = {"fasinet-l": "FasiNet-L", "fasinet-h": "FasiNet-H", "slimmable": "best slimmable model"}
+    for kind, goal in RD_TARGETS.items():
+        got = best.get(kind)
+        L.append(f"| {label[kind]}: BD-rate vs JPEG (PSNR-RGB) <= {goal:.0f}% | "
+                 + (f"{got[0]:+.1f}% ({got[1]}) | {'yes' if got[0] <= goal else 'no'} |" if got else "not measured | - |"))
+    rows = [r for r in (be or {}).get("models", []) if not r.get("error") and r.get("synthesis", "fp32") == "fp32"]
+
+    def ratio(r, codec, part):
+        b = (r.get("baselines") or {}).get(codec)
+        return b["ratio"][part] if b else None
+
+    def name(r):
+        return r["model"] + (f" width {r['width']}" if r.get("width") else "")
+
+    widest = {}
+    for r in rows:
+        if r.get("width") and r["model"].startswith("slim-fasinet"):
+            if r["model"] not in widest or r["width"] > widest[r["model"]]["width"]:
+                widest[r["model"]] = r
+    checked = [r for r in rows if not r.get("width") and r["model"].startswith("fasinet")] + list(widest.values())
+    for r in checked:
+        t, d = ratio(r, "webp", "total"), ratio(r, "heic", "dec")
+        if t is not None:
+            L.append(f"| {name(r)}: encode+decode <= WebP's | {t:.2f}x WebP | {'yes' if t <= 1 else 'no'} |")
+        if d is not None:
+            L.append(f"| {name(r)}: decode <= HEIC's | {d:.2f}x HEIC | {'yes' if d <= 1 else 'no'} |")
+    fastest = min(rows, key=lambda r: r["dec_ms"], default=None)
+    if fastest is not None and ratio(fastest, "heic", "dec") is not None:
+        d = ratio(fastest, "heic", "dec")
+        L.append(f"| fastest operating point ({name(fastest)}): decode < 0.5x HEIC's | {d:.2f}x HEIC | "
+                 f"{'yes' if d < 0.5 else 'no'} |")
+    if len(L) == 2:
+        return ["Not measured."]
+    return L + ["", "Float synthesis; the int8 rows of the Speed section are opt-in and not counted here.", ""]
+
+
 def _ms(r: dict | None) -> str:
     return f"{r['dec_ms']:.1f}" if r else "-"
 
@@ -285,6 +344,8 @@ def results_md(ev: dict | None, be: dict | None, runs: dict, docs: Path, root: P
         for n, b in ev["settings"]["baselines"].items():
             L.append(f"- {b['label']}: {b['version']}")
     L.append("")
+    L += ["## Targets", "", "The RD targets of the training issue and the speed targets of the runtime issue, "
+          "against this run's measurements.", ""] + targets_section(ev, be)
     L += ["## Rate-distortion on Kodak", ""]
     if ev:
         body = summary_md(ev, plot_prefix=rel + "/").split("\n", 2)[2]  # drop its title

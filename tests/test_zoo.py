@@ -227,3 +227,27 @@ def test_release_card_extra_takes_inline_json_or_a_file_and_fails_in_one_line(tm
     for bad in (str(tmp_path / "missing.json"), "[1, 2]", "{not json"):
         with pytest.raises(SlimfastError):
             release._card_extra(bad)
+
+
+def test_targets_section_checks_each_target_against_the_run():
+    from slimfast import report
+
+    bd = [{"test": "fasinet-l-mse", "test_kind": "learned", "ref": "jpeg", "metric": "psnr", "bd_rate": -31.0},
+          {"test": "fasinet-h-mse", "test_kind": "learned", "ref": "jpeg", "metric": "psnr", "bd_rate": -12.0},
+          {"test": "fasinet-h-mse", "test_kind": "learned", "ref": "webp", "metric": "psnr", "bd_rate": -99.0}]
+
+    def row(model, width, dec_ms, total, dec, synthesis="fp32"):
+        return {"model": model, "width": width, "dec_ms": dec_ms, "synthesis": synthesis,
+                "baselines": {"webp": {"ratio": {"total": total}}, "heic": {"ratio": {"dec": dec}}}}
+
+    be = {"models": [row("fasinet-l-mse-q4", None, 60, 0.9, 1.2), row("slim-fasinet-l-mse", 192, 60, 2.0, 3.0),
+                     row("slim-fasinet-l-mse", 48, 10, 0.5, 0.4), row("fasinet-l-mse-q4", None, 5, 0.1, 0.1, "int8")]}
+    text = "\n".join(report.targets_section({"bd": bd}, be))
+    assert "| FasiNet-L: BD-rate vs JPEG (PSNR-RGB) <= -30% | -31.0% (fasinet-l-mse) | yes |" in text
+    assert "| FasiNet-H: BD-rate vs JPEG (PSNR-RGB) <= -40% | -12.0% (fasinet-h-mse) | no |" in text
+    assert "fasinet-l-mse-q4: encode+decode <= WebP's | 0.90x WebP | yes" in text
+    assert "fasinet-l-mse-q4: decode <= HEIC's | 1.20x HEIC | no" in text
+    assert "slim-fasinet-l-mse width 192: decode <= HEIC's | 3.00x HEIC | no" in text
+    assert "width 48: encode+decode" not in text  # only the widest slim width is a target
+    # int8 rows are opt-in: the fastest float point counts
+    assert "fastest operating point (slim-fasinet-l-mse width 48): decode < 0.5x HEIC's | 0.40x HEIC | yes" in text
