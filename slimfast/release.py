@@ -253,19 +253,21 @@ def set_default(name: str, out_dir: Path = zoo.BUNDLED_DIR, width: int | None = 
 
 
 def calibrate_int8(name: str, out_dir: Path = zoo.BUNDLED_DIR, train: Path | None = None, kodak: Path | None = None,
-                   images: int = 16, crop: int = 256, limit: int = 0, progress: bool = True) -> dict:
+                   images: int = 16, crop: int = 256, limit: int = 0, progress: bool = True,
+                   float_last: bool = False) -> dict:
     """Store int8-synthesis activation ranges in ``name``'s card, with their measured Kodak cost.
 
     Ranges come from ``images`` random training images (seed 0), their top-left ``crop`` x ``crop``
     pixels (edge-padded where smaller), never from Kodak; Kodak measures what int8 costs against float32 synthesis, on the same decoded
-    symbols. Weights are untouched; the card gains ``int8_synthesis``.
+    symbols. Weights are untouched; the card gains ``int8_synthesis``. ``float_last`` keeps the
+    last convolution (the one that makes the pixels) in float as well.
     """
     from PIL import Image
 
     from .codec import pad_image
     from .metrics import psnr
     from .runtime.model import RuntimeModel
-    from .runtime.quantize import CALIBRATION, PERCENTILE, calibrate
+    from .runtime.quantize import CALIBRATION, FLOAT_NODES_KEY, PERCENTILE, calibrate, last_conv
 
     card_path = out_dir / f"{name}.json"
     if not card_path.exists():
@@ -292,7 +294,10 @@ def calibrate_int8(name: str, out_dir: Path = zoo.BUNDLED_DIR, train: Path | Non
     ranges = {}
     for c in widths:
         ys = [m.dequantize(m.encode_symbols(prepared(p, crop)[1], c), c) for p in pick]
-        ranges[str(c)] = calibrate(m.onnx_model("decoder", c, tconv="subpixel"), ys)
+        fp32 = m.onnx_model("decoder", c, tconv="subpixel")
+        ranges[str(c)] = calibrate(fp32, ys)
+        if float_last:
+            ranges[str(c)][FLOAT_NODES_KEY] = [last_conv(fp32.graph)]
     q = RuntimeModel(m.path, int8_ranges=ranges)
     points = []
     files = sorted(Path(kodak).glob("kodim*.png"))[: limit or None] if kodak and Path(kodak).is_dir() else []
@@ -315,7 +320,8 @@ def calibrate_int8(name: str, out_dir: Path = zoo.BUNDLED_DIR, train: Path | Non
                 print(f"  {name} width {c}: int8 synthesis {i8 - fp:+.3f} dB ({fp:.2f} -> {i8:.2f})", file=sys.stderr)
     card["int8_synthesis"] = {
         "format": ("ONNX QDQ: per-channel int8 weights, uint8 activations; transposed convolutions in sub-pixel "
-                   "form; GDN/IGDN normalization convolutions stay float"),
+                   "form; GDN/IGDN normalization convolutions stay float"
+                   + ("; so does the last convolution" if float_last else "")),
         "calibration": {"method": CALIBRATION, "percentile": PERCENTILE, "images": len(pick), "crop": crop, "seed": 0,
                         "source": "training images (never Kodak)"},
         "kodak": points,
@@ -345,9 +351,12 @@ def _main(argv) -> int:
         p.add_argument("--train", type=Path, default=None, help="calibration images (default ../shared/data/train)")
         p.add_argument("--kodak", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak")
         p.add_argument("--images", type=int, default=16)
+        p.add_argument("--float-last", action="store_true",
+                       help="keep the last convolution (the one that makes the pixels) in float too: for models "
+                            "whose int8 cost is mostly there")
         p.add_argument("--limit", type=int, default=0, help="measure on the first N Kodak images only")
         a = p.parse_args(argv)
-        res = calibrate_int8(a.name, a.out_dir, a.train, a.kodak, a.images, limit=a.limit)
+        res = calibrate_int8(a.name, a.out_dir, a.train, a.kodak, a.images, limit=a.limit, float_last=a.float_last)
         print(json.dumps({k: v for k, v in res.items() if k != "ranges"}, indent=2))
         return 0
     if argv[:1] == ["--set-default"] and len(argv) in (2, 3):

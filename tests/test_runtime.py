@@ -291,6 +291,27 @@ def test_int8_ranges_must_match_the_graph(models):
         int8_decoder(graph, ranges)
 
 
+def test_int8_ranges_can_keep_the_last_convolution_float(models):
+    # release --calibrate-int8 --float-last: the pixel-making convolution stays float, nothing else moves
+    from slimfast.runtime.quantize import FLOAT_NODES_KEY, calibrate, int8_decoder, last_conv
+
+    _, rm = models("fasinet-l", threads=1)
+    graph = rm.onnx_model("decoder", None, tconv="subpixel")
+    ranges = calibrate(graph, [np.zeros((1, 192, 4, 4), np.float32)])
+    last = last_conv(graph.graph)
+    assert last == [n.name for n in graph.graph.node if n.op_type == "Conv"][-1]
+
+    def quantized_weights(model):  # names of the float weights that feed a DequantizeLinear
+        return {n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+
+    w_last = next(n for n in graph.graph.node if n.name == last).input[1]
+    plain = int8_decoder(graph, ranges)
+    kept = int8_decoder(graph, {**ranges, FLOAT_NODES_KEY: [last]})
+    assert any(i.startswith(w_last) for i in quantized_weights(plain))
+    assert not any(i.startswith(w_last) for i in quantized_weights(kept))
+    assert len(quantized_weights(kept)) < len(quantized_weights(plain))
+
+
 def test_int8_synthesis_through_the_card(tmp_path, monkeypatch, small_rgb):
     """--calibrate-int8 stores ranges in the card; decoding with SLIMFAST_SYNTHESIS=int8 uses them."""
     from PIL import Image

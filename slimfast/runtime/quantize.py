@@ -94,17 +94,32 @@ def float_nodes(graph) -> list[str]:
     return [n.name for n in graph.node if n.op_type == "Conv" and n.input[0] in squares]
 
 
+# In a width's stored ranges: names of further nodes kept float (``release --calibrate-int8
+# --float-last``); no tensor name starts with "@".
+FLOAT_NODES_KEY = "@float_nodes"
+
+
+def last_conv(graph) -> str:
+    """The name of the decoder's last convolution (the one that makes the pixels)."""
+    convs = [n.name for n in graph.node if n.op_type == "Conv"]
+    if not convs:
+        raise ValueError("the graph has no convolution")
+    return convs[-1]
+
+
 def int8_decoder(fp32_decoder, ranges: dict[str, list[float]]):
     """The QDQ int8 form of ``fp32_decoder`` with the stored activation ``ranges`` (a ModelProto).
 
     Every tensor the quantizer asks a range for must be in ``ranges`` (they come from the same
     graph); the tiny input it calibrates on is overridden tensor by tensor. The nodes of
-    :func:`float_nodes` stay float.
+    :func:`float_nodes` stay float, and those listed under ``FLOAT_NODES_KEY`` in ``ranges``.
     """
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     c = fp32_decoder.graph.input[0].type.tensor_type.shape.dim[1].dim_value
+    ranges = dict(ranges)
+    keep_float = list(ranges.pop(FLOAT_NODES_KEY, []))
     overrides = {name: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for name, (lo, hi) in ranges.items()}
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
@@ -117,5 +132,5 @@ def int8_decoder(fp32_decoder, ranges: dict[str, list[float]]):
         with _quiet():
             quantize_static(src, dst, _reader([np.zeros((1, c, 2, 2), np.float32)]), quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            nodes_to_exclude=float_nodes(fp32_decoder.graph), extra_options={"TensorQuantOverrides": overrides})
+                            nodes_to_exclude=float_nodes(fp32_decoder.graph) + keep_float, extra_options={"TensorQuantOverrides": overrides})
         return onnx.load(dst)
