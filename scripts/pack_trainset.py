@@ -70,13 +70,14 @@ def default_budget_mb() -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    auto_mb = default_budget_mb()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--src", type=Path, default=ROOT.parent / "shared" / "data" / "train",
                    help="folder holding bsds500/ and imagenet-samples/ (default: %(default)s)")
     p.add_argument("--out", type=Path, default=ROOT / "data" / "trainset", help="default: %(default)s")
     p.add_argument("--max-mb", type=float, default=None,
                    help="size budget in MB (10^6 bytes; default: 64 MiB minus the repository's files "
-                        f"minus 1 MiB, now {default_budget_mb()})")
+                        f"minus 1 MiB, now {auto_mb})")
     p.add_argument("--quality", type=int, default=95, help="JPEG quality for re-encoding (default %(default)s)")
     p.add_argument("--min-side", type=int, default=256, help="skip images whose short side is smaller")
     args = p.parse_args(argv)
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {bsds} not found (give --src)", file=sys.stderr)
         return 2
     if args.max_mb is None:
-        args.max_mb = default_budget_mb()
+        args.max_mb = auto_mb
     if args.max_mb <= 1:
         print(f"error: a budget of {args.max_mb} MB leaves no room for images", file=sys.stderr)
         return 2

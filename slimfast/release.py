@@ -35,8 +35,7 @@ DATA_TERMS = ("Trained on BSDS500 (Berkeley Segmentation Dataset) and a sample o
 
 
 def _write_card(path: Path, card: dict) -> None:
-    """Replace a card atomically: readers never see half a card (and the zoo's card cache,
-    keyed on inode, size and mtime, always sees the change)."""
+    """Replace a card atomically: readers never see half a card."""
     import os
     import threading
 

@@ -255,7 +255,7 @@ def _family_kind(name: str) -> str | None:
     arch = next((m.architecture for m in zoo.list_models() if m.family == name), None)
     if arch in ("fasinet-l", "fasinet-h"):
         return arch
-    return "slimmable" if arch and (arch.startswith("slim") or arch == "slimcae") else None
+    return "slimmable" if arch and arch.startswith("slim") else None
 
 
 def targets_section(ev: dict | None, be: dict | None) -> list[str]:

@@ -142,9 +142,11 @@ class FasiNetH(FasiNetL):
 
 
 class _Slim(Arch):
+    latent_key = "M"  # the config key of the widest latent
+
     def __init__(self, config, state):
         super().__init__(config, state)
-        self.M = int(config.get("M", 192))
+        self.M = int(config.get(self.latent_key, 192))
         self.latent_channels = self.M
         self.widths = tuple(int(w) for w in config.get("widths", (192, 144, 96, 72, 48)))
         self.gdn_kind = config.get("gdn", "switchable")
@@ -216,19 +218,13 @@ class SlimFasiNetH(_Slim):
 
 class SlimCAE(_Slim):
     pad_multiple = 16
+    latent_key = "C"
     S2 = (2, 2)
 
     def tconv_for(self, c):
-        # Sub-pixel decodes 30% faster at widths 96-192 and 15-35% slower at 72 and 48, whose
+        # Sub-pixel decodes 18-34% faster at widths 96-192 and 15-35% slower at 72 and 48, whose
         # convolutions are too thin for the extra phases to pay (synthesis alone, 1 thread).
         return "subpixel" if c >= 96 else "convtranspose"
-
-    def __init__(self, config, state):
-        Arch.__init__(self, config, state)
-        self.M = int(config.get("C", 192))
-        self.latent_channels = self.M
-        self.widths = tuple(int(w) for w in config.get("widths", (192, 144, 96, 72, 48)))
-        self.gdn_kind = config.get("gdn", "switchable")
 
     def analysis(self, c):
         return [self.conv("g_a.0.", c, stride=(4, 4)), self.slim_gdn("g_a.1.", c, c),

@@ -378,10 +378,13 @@ class RuntimeModel:
     def synthesize(self, symbols: dict[str, np.ndarray], width: int | None = None) -> np.ndarray:
         """Reconstruction ``[1, 3, H, W]`` float32 (not clamped), like ``CompressionModel.synthesize``."""
         c = self.check_width(width)
-        y_hat = self.dequantize(symbols, c)
-        sess = self.session("decoder", c)
+        return self._run_synthesis("decoder", self.dequantize(symbols, c), c, tiling.STRIDE)
+
+    def _run_synthesis(self, part: str, y_hat: np.ndarray, c: int, up: int) -> np.ndarray:
+        """A decoder graph over ``y_hat`` in tiles; its output has ``up`` x the latent's side."""
+        sess = self.session(part, c)
         return tiling.tiled(lambda t: sess.run(None, {"y_hat": np.ascontiguousarray(t)})[0], y_hat,
-                            up=tiling.STRIDE, tile=tiling.SYNTHESIS_TILE, halo=tiling.SYNTHESIS_HALO)
+                            up=up, tile=tiling.SYNTHESIS_TILE, halo=tiling.SYNTHESIS_HALO)
 
     def decompress_rgb8(self, strings: list[bytes], shape: tuple[int, int], width: int | None = None) -> np.ndarray:
         """Reconstruction as ``[H, W, 3]`` uint8 (the padded size): the pixels of
@@ -396,11 +399,7 @@ class RuntimeModel:
         s = self._output_phases(c)
         if not s:
             return to_rgb8(self.synthesize(symbols, c), 1)
-        y_hat = self.dequantize(symbols, c)
-        sess = self.session("decoder_phases", c)
-        phases = tiling.tiled(lambda t: sess.run(None, {"y_hat": np.ascontiguousarray(t)})[0], y_hat,
-                              up=tiling.STRIDE // s, tile=tiling.SYNTHESIS_TILE, halo=tiling.SYNTHESIS_HALO)
-        return to_rgb8(phases, s)
+        return to_rgb8(self._run_synthesis("decoder_phases", self.dequantize(symbols, c), c, tiling.STRIDE // s), s)
 
     def estimate_bits(self, symbols: dict[str, np.ndarray], width: int | None = None) -> float:
         c = self.check_width(width)

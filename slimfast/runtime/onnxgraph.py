@@ -107,8 +107,7 @@ class Builder:
     def tconv(self, x: str, w, b, stride, padding, output_padding) -> str:
         sh, sw = stride
         if self.tconv_mode == "subpixel" and sh == sw and sh > 1:
-            wc, bc, (t, l, bo, r) = subpixel_weights(np.asarray(w, np.float32), b, sh, padding)
-            y = self.conv(x, wc, bc, (1, 1), (t, l, bo, r))
+            y = self.tconv_phases(x, w, b, stride, padding, output_padding)
             return self.node("DepthToSpace", [y], blocksize=int(sh), mode="CRD")
         ins = [x, self.const(np.asarray(w, np.float32), "w")]
         if b is not None:
