@@ -24,13 +24,21 @@ COMMON="--threads 1 --no-progress"
 mkdir -p runs
 
 card_lambdas() { python -c "import json,sys;print(*json.load(open(sys.argv[1]))['lambdas'])" "$1"; }
+# slim-fasinet-l-mse version 1's lambdas: its card, or its entry in retired.json once retired
+v1_lambdas() {
+  python -c "import json,sys;r=json.load(open(sys.argv[1]));print(*[e for e in r if e['name']=='slim-fasinet-l-mse' and e['version']=='1'][0]['lambdas'])" \
+    slimfast/weights/retired.json
+}
 
 train() {
   local la lc pids=()
-  # version 1's lambdas (the card of version 1 once version 2 has shipped)
-  local card=slimfast/weights/slim-fasinet-l-mse.v1.json
-  [ -f "$card" ] || card=slimfast/weights/slim-fasinet-l-mse.json
-  read -r -a la <<< "$(card_lambdas "$card")"
+  # version 1's lambdas (the retired card of version 1 once version 2 has shipped)
+  local card=slimfast/weights/slim-fasinet-l-mse.json
+  if [ -f slimfast/weights/retired.json ]; then
+    read -r -a la <<< "$(v1_lambdas)"
+  else
+    read -r -a la <<< "$(card_lambdas "$card")"
+  fi
   read -r -a lc <<< "$(card_lambdas runs/slimcae-sched/lambdas.json)"
   if [ "${#la[@]}" -ne 5 ] || [ "${#lc[@]}" -ne 5 ]; then
     echo "error: expected 5 lambdas each from $card and runs/slimcae-sched/lambdas.json" >&2; exit 1

@@ -8,7 +8,8 @@
 # Usage: bash scripts/train_v2_cpu.sh [train|release|q1|release-q1]   (re-running resumes each run)
 # q1 adds the low-rate point (lambda 0.0018, CompressAI's quality 1) that the 0.15-1.5 bpp range
 # needs: warm-started from the trained q2 run, Q1_MIN minutes (80 beside one other job).
-# ARCH=fasinet-h runs the same recipe for FasiNet-H (runs/lc-h-lr1e-3, runs/h2-q*, fasinet-h-mse v2).
+# ARCH=fasinet-h runs the same recipe for FasiNet-H from scratch; fasinet-h-mse version 2 was
+# trained by scripts/train_h2_cpu.sh instead (continuing version 1, five rate points).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHICH=${1:-train}
@@ -34,8 +35,8 @@ train() {
   wait
 }
 
-# Version 2 replaces version 1 as the current weights; version 1 stays installed (NAME.v1.*) so
-# its files still decode. int8 storage keeps the bundle within its size budget (tests/test_zoo.py).
+# Version 2 replaces version 1 as the current weights (version 1 is retired: slimfast/zoo.py).
+# int8 storage keeps the bundle within its size budget (tests/test_zoo.py).
 release() {
   for q in q2 q4 q6; do
     python -m slimfast.release "runs/${X}2-$q/final.safetensors" --name "$ARCH-mse-$q" \

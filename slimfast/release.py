@@ -8,9 +8,13 @@ The weights are re-saved under their public name, fp16 where exactness allows or
 bytes). The card records the SHA-256 that pins them; with int8 and Kodak at hand it also
 records the fp16 points and what the packing costs. Kodak is used for measurement only, never
 for training.
-A (name, version) that already exists is never overwritten: bump ``--version``. The version it
-replaces stays installed as ``NAME.vN.*`` (byte for byte) so that its files still decode, and
-the new card records what it supersedes.
+A (name, version) that already exists is never overwritten: bump ``--version``. The new card
+records what it supersedes. The version it replaces is retired (the zoo's retirement rule: the
+bundle holds current versions only): its card moves to ``retired.json`` with the slimfast release
+that last bundled it, and its files fail with a one-line error naming that release; bump the
+package version before the next release. ``--keep-previous`` keeps it installed as
+``NAME.vN.*`` instead (for private model folders).
+``python -m slimfast.release --retire NAME@N`` retires a version kept that way.
 ``python -m slimfast.release --calibrate-int8 NAME`` stores int8-synthesis activation ranges
 (from training images) and their measured Kodak cost in a card (:mod:`slimfast.runtime.quantize`).
 ``python -m slimfast.release --set-default NAME [WIDTH]`` marks the one default model (and, for
@@ -104,9 +108,73 @@ def measure_kodak(info: zoo.ModelInfo, kodak: Path, widths: list[int | None], li
     return points
 
 
+def _last_commit(path: Path) -> str | None:
+    """The git commit that holds ``path`` as it is now (HEAD, if the file is committed unchanged)."""
+    import subprocess
+
+    try:
+        def git(*args):
+            return subprocess.run(["git", "-C", str(path.parent), *args], capture_output=True, text=True,
+                                  timeout=10)
+        head = git("rev-parse", "HEAD")
+        top = git("rev-parse", "--show-toplevel")
+        if head.returncode or top.returncode:
+            return None
+        rel = path.resolve().relative_to(Path(top.stdout.strip()).resolve()).as_posix()
+        blob = git("rev-parse", f"HEAD:{rel}")
+        here = git("hash-object", str(path))
+        ok = not blob.returncode and blob.stdout.strip() == here.stdout.strip()
+        return head.stdout.strip() if ok else None
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+
+
+def retire(name: str, version: str, out_dir: Path = zoo.BUNDLED_DIR, retired_by: str | None = None) -> dict:
+    """Take ``name`` version ``version`` out of ``out_dir`` (the zoo's retirement rule).
+
+    Its card, less the int8 calibration ranges, goes to ``out_dir/retired.json`` with the
+    slimfast release (and the git commit, when the files are committed there) that still bundles
+    it; then its weights and card are deleted. Files made with it then fail with a one-line
+    error naming that release (:func:`slimfast.zoo.find_by_id`). The package version must be
+    bumped before the next release, so that the name of the old one stays true.
+    """
+    from . import __version__
+
+    version = str(version)
+    stems = [zoo.card_stem(name, version, current=False), zoo.card_stem(name, version)]
+    for stem in stems:
+        card_path = out_dir / f"{stem}.json"
+        if card_path.exists() and str(json.loads(card_path.read_text()).get("version")) == version:
+            break
+    else:
+        raise SlimfastError(f"{name} version {version} is not installed in {out_dir}")
+    card = json.loads(card_path.read_text())
+    weights = card_path.with_suffix(".safetensors")
+    entry = {k: v for k, v in card.items() if k not in ("int8_synthesis", "default", "default_width")}
+    if "int8_synthesis" in card:
+        entry["int8_synthesis"] = {k: v for k, v in card["int8_synthesis"].items() if k != "ranges"}
+    commit = _last_commit(weights) if weights.exists() else None
+    entry.update({"files": [weights.name, card_path.name], "last_release": __version__,
+                  **({"last_commit": commit} if commit else {}),
+                  **({"retired_by_version": str(retired_by)} if retired_by else {})})
+    registry = out_dir / zoo.RETIRED_FILE
+    entries = json.loads(registry.read_text()) if registry.exists() else []
+    entries = [e for e in entries if (e.get("name"), str(e.get("version"))) != (name, version)] + [entry]
+    entries.sort(key=lambda e: (e["name"], zoo.version_key(str(e["version"]))))
+    _write_card(registry, entries)
+    weights.unlink(missing_ok=True)
+    card_path.unlink()
+    return entry
+
+
 def publish(weights: Path, name: str, family: str, version: str = "1", default: bool = False,
             out_dir: Path = zoo.BUNDLED_DIR, kodak: Path | None = None, limit: int = 0,
-            extra: dict | None = None, storage: str = "fp16") -> dict:
+            extra: dict | None = None, storage: str = "fp16", keep_previous: bool = False) -> dict:
+    """Ship ``weights`` as ``name`` version ``version`` in ``out_dir``, with a measured card.
+
+    A version it replaces is retired (:func:`retire`; the zoo's retirement rule), or with
+    ``keep_previous`` kept installed as ``NAME.vN.*`` so that its files still decode.
+    """
     from .weights import file_digest, load_model, save_model
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -131,14 +199,17 @@ def publish(weights: Path, name: str, family: str, version: str = "1", default: 
     staged = out_dir / f".{name}.v{version}.staged.safetensors"
     save_model(model, staged, name=name, version=version, storage=storage)
     if previous is not None:
-        # The previous version stays installed, byte for byte, so that its files still decode; a
-        # default model stays the default (at its default width) in its new version.
-        kept = zoo.card_stem(name, old_version, current=False)
+        # A default model stays the default (at its default width) in its new version. The
+        # previous version is retired, or kept installed byte for byte so that its files decode.
         default = default or bool(previous.get("default"))
         inherited = {k: previous[k] for k in ("default_width",) if k in previous}
-        dst.rename(out_dir / f"{kept}.safetensors")
-        _write_card(out_dir / f"{kept}.json", {**previous, "default": False})
-        card_path.unlink()
+        if keep_previous:
+            kept = zoo.card_stem(name, old_version, current=False)
+            dst.rename(out_dir / f"{kept}.safetensors")
+            _write_card(out_dir / f"{kept}.json", {**previous, "default": False})
+            card_path.unlink()
+        else:
+            retire(name, old_version, out_dir, retired_by=version)
     staged.rename(dst)
     run = weights.parent
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
@@ -358,6 +429,23 @@ def _main(argv) -> int:
         res = calibrate_int8(a.name, a.out_dir, a.train, a.kodak, a.images, limit=a.limit, float_last=a.float_last)
         print(json.dumps({k: v for k, v in res.items() if k != "ranges"}, indent=2))
         return 0
+    if argv[:1] == ["--retire"]:
+        p = argparse.ArgumentParser(prog="python -m slimfast.release --retire",
+                                    description="Take a superseded model version out of the bundle (the zoo's retirement rule).")
+        p.add_argument("--retire", dest="spec", required=True, metavar="NAME@VERSION")
+        p.add_argument("--out-dir", type=Path, default=zoo.BUNDLED_DIR)
+        a = p.parse_args(argv)
+        name, _, version = a.spec.partition("@")
+        version = version.lstrip("vV")
+        if not name or not version:
+            raise SlimfastError(f"--retire needs NAME@VERSION, not {a.spec!r}")
+        current = a.out_dir / f"{name}.json"
+        if current.exists() and str(json.loads(current.read_text()).get("version")) == version:
+            raise SlimfastError(f"{name} version {version} is the current version; release a newer one first")
+        entry = retire(name, version, a.out_dir)
+        print(f"retired {name} version {entry['version']} (last bundled in slimfast {entry['last_release']}"
+              + (f", git {entry['last_commit'][:12]})" if entry.get("last_commit") else ")"))
+        return 0
     if argv[:1] == ["--set-default"] and len(argv) in (2, 3):
         set_default(argv[1], width=int(argv[2]) if len(argv) == 3 else None)
         return 0
@@ -378,11 +466,14 @@ def _main(argv) -> int:
                         "the card records every stage and the total steps")
     p.add_argument("--card-extra", default=None,
                    help="a JSON object merged into the card: inline ('{\"note\": \"...\"}') or a file holding one")
+    p.add_argument("--keep-previous", action="store_true",
+                   help="keep the version this one replaces installed (NAME.vN.*) instead of retiring it: for "
+                        "private model folders; the bundled one keeps only current versions")
     a = p.parse_args(argv)
     extra = chain_info(a.chain, a.weights.parent) if a.chain else {}
     extra.update(_card_extra(a.card_extra) if a.card_extra else {})
     card = publish(a.weights, a.name, a.family, a.version, a.default, a.out_dir, a.kodak, a.limit, extra=extra,
-                   storage=a.storage)
+                   storage=a.storage, keep_previous=a.keep_previous)
     print(json.dumps({k: card[k] for k in ("name", "sha256", "points")}, indent=2))
     return 0
 

@@ -204,6 +204,12 @@ def versions_section() -> list[str]:
     curves: dict[tuple[str, str], list[dict]] = {}
     for m in zoo.all_versions():
         curves.setdefault((m.family, m.version), []).extend(p for p in m.points if p.get("bpp"))
+    installed = {(m.name, m.version) for m in zoo.all_versions()}
+    for r in zoo.retired_versions():  # retired versions keep their cards' points
+        if (r["name"], str(r["version"])) not in installed and r.get("family"):
+            installed.add((r["name"], str(r["version"])))
+            curves.setdefault((r["family"], str(r["version"])), []).extend(p for p in r.get("points", [])
+                                                                           if p.get("bpp"))
     L = []
     for family in sorted({f for f, _ in curves}):
         versions = sorted((v for f, v in curves if f == family), key=zoo.version_key)
@@ -367,8 +373,9 @@ def results_md(ev: dict | None, be: dict | None, runs: dict, docs: Path, root: P
         L += ["Not run.", ""]
     L += ["", "## Slimmable models: lambda scheduling and sub-networks", ""] + slim_section(slim or {}, docs, rel)
     L += ["", "## Model versions", "",
-          "A better set of weights ships as the model's next version; the previous one stays installed so "
-          "that its files decode. Kodak points from the model cards.", ""] + versions_section()
+          "A better set of weights ships as the model's next version; the one it replaces is retired from "
+          "the bundle (`slimfast/weights/retired.json` names the release that decodes its files). Kodak points "
+          "from the model cards.", ""] + versions_section()
     L += ["", "## int8 synthesis (opt-in: `slimfast decompress --int8`)", "",
           "Symbols are decoded before the synthesis, so reduced precision there changes pixels only: the same "
           "file decodes to the same symbols either way. The int8 decoder is ONNX Runtime's static QDQ form "

@@ -6,12 +6,20 @@ steps, lambda, and Kodak rate-distortion points measured from real files). A shi
 ``(name, version)`` never changes: the card pins the weights' SHA-256 and loading refuses a
 file that does not match.
 
-Versions: a model's current version lives in ``NAME.safetensors`` / ``NAME.json``. When a new
-version ships, the previous one is kept beside it as ``NAME.vN.safetensors`` / ``NAME.vN.json``
-(same bytes, same SHA-256), so files made with it still decode: :func:`find_by_id` searches
-every installed version, while :func:`list_models`, :func:`get` and the quality ladder use the
-current one. ``get("NAME@N")`` pins version N. Extra folders with the same layout can be listed in the
-environment variable ``SLIMFAST_MODEL_PATH`` (``os.pathsep``-separated).
+Versions: a model's current version lives in ``NAME.safetensors`` / ``NAME.json``.
+
+Retirement rule: the package bundles **one version of each model, the current one**, so that the
+bundle stays within its size budget (about 25 MB; it travels with the repository to a lent GPU).
+When a new version ships, the one it replaces is *retired*: its weights leave the folder and its
+card moves to ``retired.json`` with the slimfast release (and git commit) that last bundled it.
+A file made with a retired version fails with a one-line error naming that release; copying that
+release's weights and card (``NAME.vN.safetensors`` / ``NAME.vN.json``, or ``NAME.*`` if it was
+current there) into a folder listed in ``SLIMFAST_MODEL_PATH`` (``os.pathsep``-separated folders
+with the same layout) makes them decode again, bit for bit: a shipped ``(name, version)`` never
+changes. Private model folders may keep several versions (``release --keep-previous`` keeps the
+replaced one as ``NAME.vN.*``): :func:`find_by_id` searches every installed version, while
+:func:`list_models`, :func:`get` and the quality ladder use the current one, and
+``get("NAME@N")`` pins version N.
 """
 from __future__ import annotations
 
@@ -23,6 +31,7 @@ from pathlib import Path
 from .errors import SlimfastError
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "weights"
+RETIRED_FILE = "retired.json"  # in a model folder: the cards of versions retired from it
 
 
 @dataclass
@@ -120,6 +129,8 @@ def all_versions() -> list[ModelInfo]:
         if not d.is_dir():
             continue
         for card_path in sorted(d.glob("*.json")):
+            if card_path.name == RETIRED_FILE:
+                continue
             try:
                 info = _info_from_card(card_path)
             except (ValueError, KeyError):
@@ -137,6 +148,21 @@ def list_models() -> list[ModelInfo]:
         if have is None or version_key(info.version) > version_key(have.version):
             newest[info.name] = info
     return list(newest.values())
+
+
+def retired_versions() -> list[dict]:
+    """The cards of retired versions (``retired.json`` in each model folder), bundled ones first;
+    each has ``name``, ``version``, ``sha256``, ``points`` and where it was last bundled
+    (``last_release``, ``last_commit``)."""
+    out = []
+    for d in _search_dirs():
+        f = d / RETIRED_FILE
+        if f.is_file():
+            try:
+                out += [e for e in json.loads(f.read_text()) if isinstance(e, dict) and "name" in e]
+            except ValueError:
+                continue
+    return out
 
 
 def versions_of(name: str) -> list[str]:
@@ -186,6 +212,14 @@ def find_by_id(name: str, version: str, weights_id: bytes) -> ModelInfo:
     for m in all_versions():
         if m.name == name and m.version == version and m.sha256.startswith(hexid):
             return m
+    for r in retired_versions():
+        if r["name"] == name and str(r.get("version")) == version and str(r.get("sha256", "")).startswith(hexid):
+            where = f"slimfast {r.get('last_release', '?')}"
+            if r.get("last_commit"):
+                where += f" (git {r['last_commit'][:12]})"
+            raise SlimfastError(f"file needs model {name!r} weights version {version}, retired from this release: "
+                                f"decode it with {where}, or put that release's weights for it in a folder "
+                                f"listed in SLIMFAST_MODEL_PATH")
     have = versions_of(name)
     if have:
         raise SlimfastError(f"file needs model {name!r} weights version {version} (sha256 {hexid}...); "
