@@ -137,10 +137,16 @@ def to_rgb8(x: np.ndarray, s: int = 1) -> np.ndarray:
     _, ch, h, w = x.shape
     if ch != 3 * s * s:
         raise ValueError(f"expected {3 * s * s} channels, got {ch}")
-    rgb = np.empty((h * s, w * s, 3), dtype=np.uint8)
-    # rgb[y*s + i, x*s + j, k] = x[k*s*s + i*s + j, y, x]  (DepthToSpace, mode CRD)
-    np.copyto(rgb.reshape(h, s, w, s, 3), x[0].reshape(3, s, s, h, w).transpose(3, 1, 4, 2, 0), casting="unsafe")
-    return rgb
+    rgb = np.empty((h, s, w, s, 3), dtype=np.uint8)
+    # rgb[y*s + i, x*s + j, k] = x[k*s*s + i*s + j, y, x]  (DepthToSpace, mode CRD). One copy per
+    # plane: numpy's single 5-D strided copy runs its inner loop over the 3 colours and is 2-4x
+    # slower (3.3 against 1.4 ms for a Kodak image).
+    src = x[0].reshape(3, s, s, h, w)
+    for k in range(3):
+        for i in range(s):
+            for j in range(s):
+                np.copyto(rgb[:, i, :, j, k], src[k, i, j], casting="unsafe")
+    return rgb.reshape(h * s, w * s, 3)
 
 
 def to_pil(rgb: np.ndarray, mode: str, alpha: np.ndarray | None, icc: bytes | None):
