@@ -14,7 +14,8 @@ bundle holds current versions only): its card moves to ``retired.json`` with the
 that last bundled it, and its files fail with a one-line error naming that release; bump the
 package version before the next release. ``--keep-previous`` keeps it installed as
 ``NAME.vN.*`` instead (for private model folders).
-``python -m slimfast.release --retire NAME@N`` retires a version kept that way.
+``python -m slimfast.release --retire NAME@N`` retires a version kept that way; with
+``--discontinue``, a model's current version (the model leaves the bundle; its family stays).
 ``python -m slimfast.release --calibrate-int8 NAME`` stores int8-synthesis activation ranges
 (from training images) and their measured Kodak cost in a card (:mod:`slimfast.runtime.quantize`).
 ``python -m slimfast.release --set-default NAME [WIDTH]`` marks the one default model (and, for
@@ -129,7 +130,8 @@ def _last_commit(path: Path) -> str | None:
         return None
 
 
-def retire(name: str, version: str, out_dir: Path = zoo.BUNDLED_DIR, retired_by: str | None = None) -> dict:
+def retire(name: str, version: str, out_dir: Path = zoo.BUNDLED_DIR, retired_by: str | None = None,
+           discontinued: bool = False) -> dict:
     """Take ``name`` version ``version`` out of ``out_dir`` (the zoo's retirement rule).
 
     Its card, less the int8 calibration ranges, goes to ``out_dir/retired.json`` with the
@@ -156,7 +158,8 @@ def retire(name: str, version: str, out_dir: Path = zoo.BUNDLED_DIR, retired_by:
     commit = _last_commit(weights) if weights.exists() else None
     entry.update({"files": [weights.name, card_path.name], "last_release": __version__,
                   **({"last_commit": commit} if commit else {}),
-                  **({"retired_by_version": str(retired_by)} if retired_by else {})})
+                  **({"retired_by_version": str(retired_by)} if retired_by else {}),
+                  **({"discontinued": True} if discontinued else {})})
     registry = out_dir / zoo.RETIRED_FILE
     entries = json.loads(registry.read_text()) if registry.exists() else []
     entries = [e for e in entries if (e.get("name"), str(e.get("version"))) != (name, version)] + [entry]
@@ -433,6 +436,9 @@ def _main(argv) -> int:
         p = argparse.ArgumentParser(prog="python -m slimfast.release --retire",
                                     description="Take a superseded model version out of the bundle (the zoo's retirement rule).")
         p.add_argument("--retire", dest="spec", required=True, metavar="NAME@VERSION")
+        p.add_argument("--discontinue", action="store_true",
+                       help="retire a model's current version, so that the model leaves the bundle (not the "
+                            "default model, nor the last of its family)")
         p.add_argument("--out-dir", type=Path, default=zoo.BUNDLED_DIR)
         a = p.parse_args(argv)
         name, _, version = a.spec.partition("@")
@@ -440,9 +446,18 @@ def _main(argv) -> int:
         if not name or not version:
             raise SlimfastError(f"--retire needs NAME@VERSION, not {a.spec!r}")
         current = a.out_dir / f"{name}.json"
-        if current.exists() and str(json.loads(current.read_text()).get("version")) == version:
-            raise SlimfastError(f"{name} version {version} is the current version; release a newer one first")
-        entry = retire(name, version, a.out_dir)
+        card = json.loads(current.read_text()) if current.exists() else {}
+        if str(card.get("version")) == version:
+            if not a.discontinue:
+                raise SlimfastError(f"{name} version {version} is the current version; release a newer one first "
+                                    "(or --discontinue the model)")
+            if card.get("default"):
+                raise SlimfastError(f"{name} is the default model; make another the default first")
+            family = [c for c in (json.loads(f.read_text()) for f in a.out_dir.glob("*.json")
+                                  if f.name != zoo.RETIRED_FILE) if c.get("family") == card.get("family")]
+            if len({c.get("name") for c in family}) < 2:
+                raise SlimfastError(f"{name} is the last model of family {card.get('family')!r}")
+        entry = retire(name, version, a.out_dir, discontinued=a.discontinue)
         print(f"retired {name} version {entry['version']} (last bundled in slimfast {entry['last_release']}"
               + (f", git {entry['last_commit'][:12]})" if entry.get("last_commit") else ")"))
         return 0

@@ -199,6 +199,13 @@ def test_a_new_version_retires_the_old_one_and_its_files_name_the_release_that_d
     assert [e["version"] for e in json.loads((out / "retired.json").read_text())] == ["1", "2"]
     assert release_main(["--retire", "rtest@2", "--out-dir", str(out)]) == 2
     assert "not installed" in capsys.readouterr().err
+    # a current version leaves only with --discontinue, and never the last of its family
+    assert release_main(["--retire", "rtest@3", "--discontinue", "--out-dir", str(out)]) == 2
+    assert "last model of family" in capsys.readouterr().err
+    publish(runs[1], "rtest-b", "rtest", version="1", out_dir=out, kodak=None)
+    monkeypatch.setenv("SLIMFAST_MODEL_PATH", str(out))
+    assert release_main(["--retire", "rtest@3", "--discontinue", "--out-dir", str(out)]) == 0
+    assert zoo.versions_of("rtest") == [] and [m.name for m in zoo.list_models() if m.family == "rtest"] == ["rtest-b"]
 
 
 def test_the_bundle_holds_current_versions_only_and_retired_ones_name_an_older_release():
