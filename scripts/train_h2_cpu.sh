@@ -8,6 +8,7 @@
 # 2-core machine.
 #
 # Usage: bash scripts/train_h2_cpu.sh [train|release]   (re-running train resumes or skips each run)
+# Measured: docs/training.md ("FasiNet-H version 2 on a CPU").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHICH=${1:-train}
@@ -35,18 +36,28 @@ train() {
   done
 }
 
+# Only q1, q4 and q8 ship (the bundle's size budget: 3.6 MB per point in int8; q2 and q6 are the
+# warm starts of q1 and q8). The release retires version 1 of q4 and discontinues version 1's q2
+# and q6 (slimfast/weights/retired.json names the release that decodes their files).
+SHIP=(q1 q4 q8)
 release() {
   for p in "${POINTS[@]}"; do
     read -r q lam init <<< "$p"
+    [[ " ${SHIP[*]} " == *" $q "* ]] || continue
+    local chain=() from
     case $q in
-      q1|q8) extra="{\"warm_start\": \"runs/h2-${init#runs/h2-}; that point continues fasinet-h-mse-${init#runs/h2-} version 1\"}";;
+      q1|q8) from=${init#runs/h2-}; from=${from%/final.safetensors}; chain=(--chain "runs/h2-$from")
+             extra="{\"warm_start\": \"runs/h2-$from, which continued fasinet-h-mse-$from version 1 (25 min, 4,751 steps from scratch)\"}";;
       *) extra="{\"warm_start\": \"fasinet-h-mse-$q version 1 (25 min, 4,751 steps from scratch)\"}";;
     esac
-    extra=${extra//\/final.safetensors/}
     python -m slimfast.release "runs/h2-$q/final.safetensors" --name "fasinet-h-mse-$q" \
-      --family fasinet-h-mse --version 2 --storage int8 --card-extra "$extra"
+      --family fasinet-h-mse --version 2 --storage int8 "${chain[@]}" --card-extra "$extra"
     python -m slimfast.release --calibrate-int8 "fasinet-h-mse-$q"
   done
+  for q in q2 q6; do
+    [ -f "slimfast/weights/fasinet-h-mse-$q.json" ] && python -m slimfast.release --retire "fasinet-h-mse-$q@1" --discontinue
+  done
+  return 0
 }
 
 "$WHICH"

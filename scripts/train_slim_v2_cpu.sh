@@ -9,10 +9,10 @@
 #             second search.
 #   slimcae:  SlimCAE (C = 192) continues runs/slimcae-ship (naive joint training, then the
 #             lambda schedule, then joint training at the scheduled lambdas) up to CAE_MIN minutes.
-#             (November 2026: stopped at step 3,050 with widths 192 and 144 still on one point,
-#             and its core went to fasinet-l-mse-q1: see docs/training.md. Not released.)
+#             It stopped at step 3,742 with widths 192 and 144 still on one point; sched2 and
+#             ship2 below then made the shipped slimcae-mse (docs/training.md, "SlimCAE on a CPU").
 #
-# Usage: bash scripts/train_slim_v2_cpu.sh [train|release|release-slimcae]   (re-running "train" resumes both)
+# Usage: bash scripts/train_slim_v2_cpu.sh [train|release|sched2|ship2|release-slimcae]   (re-running "train" resumes both)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHICH=${1:-train}
@@ -66,10 +66,27 @@ release() {
   python -m slimfast.release --calibrate-int8 slim-fasinet-l-mse --float-last
 }
 
-# Not run yet: SlimCAE ships once its widths are ordered (tests/test_zoo.py).
+# SlimCAE ships once its widths are ordered (tests/test_zoo.py). Its stages: naive joint training
+# (runs/slimcae-naive), the first lambda schedule (runs/slimcae-sched), joint training at its lambdas
+# (runs/slimcae-ship), the schedule again from there with the rule for unordered pairs
+# (runs/slimcae-sched2), and, where it exists, joint training at those lambdas (runs/slimcae-ship2).
+sched2() {
+  python -m slimfast.schedule --arch slimcae --init runs/slimcae-ship/step3742.safetensors --lambda 0.0615 \
+    --init-steps 0 --trial-steps 200 --patch-size 96 --out runs/slimcae-sched2 $COMMON >> runs/slimcae-sched2.log 2>&1
+}
+
+ship2() {
+  read -r -a lc <<< "$(card_lambdas runs/slimcae-sched2/lambdas.json)"
+  python -m slimfast.train --arch slimcae --init runs/slimcae-sched2/final.safetensors --lambdas "${lc[@]}" \
+    --lr 1e-3 --lr-drop-at 0.85 --patch-size 96 --minutes "${SHIP2_MIN:-40}" --out runs/slimcae-ship2 $COMMON \
+    >> runs/slimcae-ship2.log 2>&1
+}
+
 release-slimcae() {
-  python -m slimfast.release runs/slimcae-ship/final.safetensors --name slimcae-mse \
-    --family slimcae-mse --storage int8 --chain runs/slimcae-naive runs/slimcae-sched
+  local chain=(runs/slimcae-naive runs/slimcae-sched runs/slimcae-ship runs/slimcae-sched2) final=runs/slimcae-sched2
+  if [ -f runs/slimcae-ship2/final.safetensors ]; then final=runs/slimcae-ship2; else chain=("${chain[@]:0:3}"); fi
+  python -m slimfast.release "$final/final.safetensors" --name slimcae-mse --family slimcae-mse --storage int8 \
+    --chain "${chain[@]}"
 }
 
 "$WHICH"

@@ -49,6 +49,19 @@ DEFAULT_BASELINES = ["jpeg", "webp", "avif", "heic"]
 RESULT_MARK = "SLIMFAST_BENCH_RESULT "
 
 
+def _megapixels(v: str) -> float | None:
+    """A size-sweep point: a positive number of megapixels, or ``none`` (no sweep)."""
+    if v.lower() == "none":
+        return None
+    try:
+        mp = float(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of megapixels: {v!r}") from None
+    if not mp > 0 or mp > 1000:
+        raise argparse.ArgumentTypeError(f"megapixels must be in (0, 1000], not {v}")
+    return mp
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image", default=None, help=f"test image (default: {PACKAGE_SAMPLE.name} bundled with slimfast)")
     p.add_argument("--models", nargs="+", default=None, metavar="NAME",
@@ -57,8 +70,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"baselines (default: {' '.join(DEFAULT_BASELINES)}; 'none' for none)")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per measurement, median reported (default 5)")
     p.add_argument("--threads", type=int, default=2, help="threads for the models, ONNX Runtime or torch (default 2)")
-    p.add_argument("--sizes", type=float, nargs="*", default=[0.4, 2, 8, 24], metavar="MP",
-                   help="size sweep in megapixels (default 0.4 2 8 24; none to skip)")
+    p.add_argument("--sizes", type=_megapixels, nargs="*", default=[0.4, 2, 8, 24], metavar="MP",
+                   help="size sweep in megapixels (default 0.4 2 8 24; 'none', or no value, to skip)")
     p.add_argument("--size-repeats", type=int, default=3, help="timed runs per size-sweep point (default 3)")
     p.add_argument("--size-models", nargs="+", default=None, metavar="NAME",
                    help="models for the size sweep (default: the middle rate point of each family the ONNX "
@@ -282,7 +295,7 @@ def bench(args) -> dict:
             points.append(r)
     sizes = []
     for info in size_models(infos, getattr(args, "size_models", None)):
-        for mp in args.sizes or []:
+        for mp in [m for m in args.sizes or [] if m is not None]:
             log(f"bench: {info.name} at {mp:g} MP")
             job = {"model": info.name, "width": None, "image": str(image), "mp": mp,
                    "repeats": args.size_repeats, "threads": args.threads}
@@ -304,7 +317,7 @@ def bench(args) -> dict:
         "install": install_sizes(),
         "environment": environment(threads=args.threads),
         "settings": {"repeats": args.repeats, "threads": args.threads, "size_repeats": args.size_repeats,
-                     "sizes_mp": list(args.sizes or []), "statistic": "median after one warm-up",
+                     "sizes_mp": [m for m in args.sizes or [] if m is not None], "statistic": "median after one warm-up",
                      "memory": "fresh subprocess per model point; peak RSS while coding (VmHWM reset "
                                "after loading torch, model and image); delta = peak - RSS before coding",
                      "baseline_threads": "library defaults"},

@@ -222,7 +222,9 @@ def publish(weights: Path, name: str, family: str, version: str = "1", default: 
         "widths": list(model.widths) if model.widths else None,
         "params": int(sum(p.numel() for p in model.parameters())),
         "train_steps": int(summary.get("steps", 0)),
-        "lambda": summary.get("lmbda"), "lambdas": summary.get("lmbdas"), "metric": summary.get("metric", "mse"),
+        # a slimmable model trains with one lambda per width; the single lambda is then unused
+        "lambda": None if summary.get("lmbdas") else summary.get("lmbda"), "lambdas": summary.get("lmbdas"),
+        "metric": summary.get("metric", "mse"),
         "training": {k: summary.get(k) for k in ("minutes", "device", "batch_size", "patch_size", "init", "threads")},
         "hardware": summary.get("hardware") or _hardware(summary),
         "storage": storage, "bytes": dst.stat().st_size,

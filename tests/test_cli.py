@@ -233,3 +233,18 @@ def test_demo_runs_the_main_job_and_reports_the_real_file(tmp_path):
     assert float(fields["PSNR"].split()[0]) > 25
     rc, _, err = run_cli("demo", "-o", out_file)                  # never overwrites without --force
     assert_clean_error(rc, err, "exists")
+
+
+def test_bench_size_sweep_argument():
+    import argparse
+
+    from slimfast import bench
+
+    p = argparse.ArgumentParser()
+    bench.add_arguments(p)
+    assert p.parse_args([]).sizes == [0.4, 2, 8, 24]
+    assert p.parse_args(["--sizes", "none"]).sizes == [None] and p.parse_args(["--sizes"]).sizes == []
+    assert p.parse_args(["--sizes", "0.5", "3"]).sizes == [0.5, 3.0]
+    for bad in ("-1", "0", "big"):
+        with pytest.raises(SystemExit):
+            p.parse_args(["--sizes", bad])

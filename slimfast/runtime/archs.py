@@ -221,10 +221,12 @@ class SlimCAE(_Slim):
     latent_key = "C"
     S2 = (2, 2)
 
-    def tconv_for(self, c):
-        # Sub-pixel decodes 18-34% faster at widths 96-192 and 15-35% slower at 72 and 48, whose
-        # convolutions are too thin for the extra phases to pay (synthesis alone, 1 thread).
-        return "subpixel" if c >= 96 else "convtranspose"
+    # Sub-pixel at every width. It decodes 18-34% faster at widths 96-192 (synthesis alone, 1
+    # thread, AVX-512 machine); at 72 and 48 that machine measured it 15-35% slower, but whole
+    # decodes of kodim23 on an AVX2 machine (November 2026) favour it there too: width 72 41 against
+    # 61 ms (2 threads) and 69 against 92 ms (1 thread), width 48 25 against 28 ms (2 threads) and
+    # equal with 1. ConvTranspose at width 72 also varied by +-20% from run to run.
+    preferred_tconv = "subpixel"
 
     def analysis(self, c):
         return [self.conv("g_a.0.", c, stride=(4, 4)), self.slim_gdn("g_a.1.", c, c),
