@@ -293,9 +293,10 @@ def bench(args) -> dict:
                     bt = base.time(n, base.match(n, r["bpp"])["quality"])
                     r["baselines"][n] = {**bt, "ratio": _ratios(r, bt)}
             points.append(r)
+    sizes_mp = [m for m in args.sizes or [] if m is not None]  # "none" skips the sweep
     sizes = []
     for info in size_models(infos, getattr(args, "size_models", None)):
-        for mp in [m for m in args.sizes or [] if m is not None]:
+        for mp in sizes_mp:
             log(f"bench: {info.name} at {mp:g} MP")
             job = {"model": info.name, "width": None, "image": str(image), "mp": mp,
                    "repeats": args.size_repeats, "threads": args.threads}
@@ -317,7 +318,7 @@ def bench(args) -> dict:
         "install": install_sizes(),
         "environment": environment(threads=args.threads),
         "settings": {"repeats": args.repeats, "threads": args.threads, "size_repeats": args.size_repeats,
-                     "sizes_mp": [m for m in args.sizes or [] if m is not None], "statistic": "median after one warm-up",
+                     "sizes_mp": sizes_mp, "statistic": "median after one warm-up",
                      "memory": "fresh subprocess per model point; peak RSS while coding (VmHWM reset "
                                "after loading torch, model and image); delta = peak - RSS before coding",
                      "baseline_threads": "library defaults"},

@@ -201,15 +201,16 @@ def versions_section() -> list[str]:
     from . import zoo
     from .bdrate import bd_rate
 
+    # installed versions first, then retired ones (their cards keep the points); each (name, version) once
+    cards = [(m.name, m.family, m.version, m.points) for m in zoo.all_versions()]
+    cards += [(r["name"], r.get("family"), str(r["version"]), r.get("points", [])) for r in zoo.retired_versions()]
     curves: dict[tuple[str, str], list[dict]] = {}
-    for m in zoo.all_versions():
-        curves.setdefault((m.family, m.version), []).extend(p for p in m.points if p.get("bpp"))
-    installed = {(m.name, m.version) for m in zoo.all_versions()}
-    for r in zoo.retired_versions():  # retired versions keep their cards' points
-        if (r["name"], str(r["version"])) not in installed and r.get("family"):
-            installed.add((r["name"], str(r["version"])))
-            curves.setdefault((r["family"], str(r["version"])), []).extend(p for p in r.get("points", [])
-                                                                           if p.get("bpp"))
+    seen = set()
+    for name, family, version, points in cards:
+        if (name, version) in seen or not family:
+            continue
+        seen.add((name, version))
+        curves.setdefault((family, version), []).extend(p for p in points if p.get("bpp"))
     L = []
     for family in sorted({f for f, _ in curves}):
         versions = sorted((v for f, v in curves if f == family), key=zoo.version_key)

@@ -12,6 +12,21 @@ from slimfast.weights import file_digest, read_metadata
 BUNDLED = sorted(p for p in zoo.BUNDLED_DIR.glob("*.json") if p.name != zoo.RETIRED_FILE)
 
 
+def _random_weights(path, seed: int):
+    """A random FasiNet-L (tables frozen) saved to ``path``: weights to publish in a test."""
+    import torch
+
+    from slimfast.models import FasiNetL
+    from slimfast.weights import save_model
+
+    torch.manual_seed(seed)
+    m = FasiNetL().eval()
+    m.update()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_model(m, path)
+    return path
+
+
 def test_there_are_bundled_models_and_exactly_one_default():
     cards = [json.loads(p.read_text()) for p in BUNDLED]
     assert cards, "no bundled models"
@@ -89,24 +104,13 @@ def test_release_chain_sums_stages_and_keeps_the_schedule(tmp_path):
 
 
 def test_a_kept_previous_version_stays_decodable(tmp_path, monkeypatch, small_rgb):
-    import torch
-
     from slimfast import codec, container
     from slimfast.errors import SlimfastError
-    from slimfast.models import FasiNetL
     from slimfast.release import publish, set_default
-    from slimfast.weights import save_model
 
     out = tmp_path / "models"
     monkeypatch.setenv("SLIMFAST_MODEL_PATH", str(out))
-    runs = []
-    for seed in (1, 2, 3):
-        torch.manual_seed(seed)
-        m = FasiNetL().eval()
-        m.update()
-        (tmp_path / f"run{seed}").mkdir()
-        save_model(m, tmp_path / f"run{seed}" / "final.safetensors")
-        runs.append(tmp_path / f"run{seed}" / "final.safetensors")
+    runs = [_random_weights(tmp_path / f"run{seed}" / "final.safetensors", seed) for seed in (1, 2, 3)]
     publish(runs[0], "vtest", "vtest", version="1", out_dir=out, kodak=None)
     v1 = zoo.get("vtest")
     old_file = codec.Codec(v1).compress(small_rgb)
@@ -141,24 +145,14 @@ def test_a_new_version_retires_the_old_one_and_its_files_name_the_release_that_d
         tmp_path, monkeypatch, small_rgb, capsys):
     import shutil
 
-    import torch
-
     from slimfast import __version__, cli, codec, report
     from slimfast.errors import SlimfastError
-    from slimfast.models import FasiNetL
     from slimfast.release import main as release_main
     from slimfast.release import publish
-    from slimfast.weights import save_model
 
     out = tmp_path / "models"
     monkeypatch.setenv("SLIMFAST_MODEL_PATH", str(out))
-    runs = []
-    for seed in (1, 2):
-        torch.manual_seed(seed)
-        m = FasiNetL().eval()
-        m.update()
-        runs.append(tmp_path / f"w{seed}.safetensors")
-        save_model(m, runs[-1])
+    runs = [_random_weights(tmp_path / f"w{seed}.safetensors", seed) for seed in (1, 2)]
     publish(runs[0], "rtest", "rtest", version="1", out_dir=out, kodak=None, extra={"points": [
         {"bpp": 0.5, "psnr": 30.0}, {"bpp": 1.0, "psnr": 33.0}]})
     v1 = zoo.get("rtest")
@@ -226,22 +220,13 @@ def test_the_bundle_holds_current_versions_only_and_retired_ones_name_an_older_r
 
 
 def test_a_card_names_per_width_lambdas_only_when_trained_with_them(tmp_path, monkeypatch):
-    import torch
-
-    from slimfast.models import FasiNetL
     from slimfast.release import publish
-    from slimfast.weights import save_model
 
     out = tmp_path / "models"
     monkeypatch.setenv("SLIMFAST_MODEL_PATH", str(out))
-    torch.manual_seed(0)
-    m = FasiNetL().eval()
-    m.update()
     for name, summary in (("one", {"steps": 5, "lmbda": 0.05}),
                           ("many", {"steps": 5, "lmbda": 0.013, "lmbdas": [0.05, 0.02]})):
-        run = tmp_path / name
-        run.mkdir()
-        save_model(m, run / "final.safetensors")
+        run = _random_weights(tmp_path / name / "final.safetensors", 0).parent
         (run / "summary.json").write_text(json.dumps(summary))
         card = publish(run / "final.safetensors", name, name, out_dir=out, kodak=None)
         assert (card["lambda"], card["lambdas"]) == ((0.05, None) if name == "one" else (None, [0.05, 0.02]))
@@ -269,20 +254,13 @@ def test_report_compares_versions_from_cards(tmp_path, monkeypatch):
 
 
 def test_a_new_version_of_the_default_stays_default_and_pinned_ladders_keep_their_version(tmp_path, monkeypatch):
-    import torch
-
     from slimfast import codec
     from slimfast.errors import SlimfastError
-    from slimfast.models import FasiNetL
     from slimfast.release import publish, set_default
-    from slimfast.weights import save_model
 
     out = tmp_path / "models"
     monkeypatch.setenv("SLIMFAST_MODEL_PATH", str(out))
-    torch.manual_seed(5)
-    m = FasiNetL().eval()
-    m.update()
-    save_model(m, tmp_path / "w.safetensors")
+    _random_weights(tmp_path / "w.safetensors", 5)
     for name, lmbda in (("lad-a", 0.01), ("lad-b", 0.05)):
         publish(tmp_path / "w.safetensors", name, "lad", out_dir=out, kodak=None, extra={"lambda": lmbda})
     set_default("lad-a", out_dir=out)
