@@ -4,7 +4,11 @@ Method (also in ``benchmarks/README.md``):
 
 * One image (default the bundled 768x512 ``slimfast/data/kodim23.png``). Each model and width
   runs in its own subprocess with ``--threads`` threads: one warm-up encode+decode, then
-  ``--repeats`` timed encodes and decodes; the median is reported. Memory: after importing
+  ``--repeats`` timed encodes and decodes; the median is reported. The widths of a slimmable
+  model are then timed once more in one process, in turn (``--width-repeats`` rounds, each
+  coding every width once, starting one width further along each round), and those medians
+  are its reported times, so that the comparison across widths does not depend on when each
+  width's process ran (``--no-interleave``: per-process times). Memory: after importing
   torch and loading the model and image, the kernel's peak-RSS mark is reset to the current
   RSS (``/proc/self/clear_refs``, Linux); ``peak_rss_mb`` is the process's peak RSS while
   coding and ``delta_rss_mb`` what coding added on top of the loaded state. Where the reset is
@@ -69,6 +73,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baselines", nargs="+", default=DEFAULT_BASELINES, metavar="NAME",
                    help=f"baselines (default: {' '.join(DEFAULT_BASELINES)}; 'none' for none)")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per measurement, median reported (default 5)")
+    p.add_argument("--width-repeats", type=int, default=11,
+                   help="slimmable models: rounds over all widths in one process, each round coding every "
+                        "width once; their medians are the widths' times (default 11)")
+    p.add_argument("--no-interleave", dest="interleave", action="store_false",
+                   help="time each width of a slimmable model in its own process instead")
     p.add_argument("--threads", type=int, default=2, help="threads for the models, ONNX Runtime or torch (default 2)")
     p.add_argument("--sizes", type=_megapixels, nargs="*", default=[0.4, 2, 8, 24], metavar="MP",
                    help="size sweep in megapixels (default 0.4 2 8 24; 'none', or no value, to skip)")
@@ -164,14 +173,45 @@ def _reset_peak() -> bool:
         return False
 
 
+def _interleaved_times(codec, img, widths: list[int], repeats: int) -> dict:
+    """Per-width median encode and decode ms of one slimmable model, the widths timed in turn.
+
+    One round codes the image once at every width, and each round starts one width further
+    along, so that a slow spell of the machine (another process, clock changes) lands on all
+    widths alike instead of on whichever width's process happened to run then. Separate
+    processes per width showed a narrower width slower than a wider one in one run and not in
+    the next; in turn, the order of widths in time is what the medians compare.
+    """
+    import slimfast
+
+    for w in widths:  # warm-up: each width's graphs and buffers
+        slimfast.decompress(codec.compress(img, width=w))
+    runs = {w: ([], []) for w in widths}
+    for i in range(max(1, repeats)):
+        for w in widths[i % len(widths):] + widths[:i % len(widths)]:
+            t0 = time.perf_counter()
+            data = codec.compress(img, width=w)
+            t1 = time.perf_counter()
+            slimfast.decompress(data)
+            t2 = time.perf_counter()
+            runs[w][0].append((t1 - t0) * 1e3)
+            runs[w][1].append((t2 - t1) * 1e3)
+    return {str(w): {"enc_ms": statistics.median(te), "dec_ms": statistics.median(td),
+                     "enc_runs_ms": te, "dec_runs_ms": td} for w, (te, td) in runs.items()}
+
+
 def worker(job: dict) -> dict:
-    """Time one model point in this (fresh) process; see the module doc."""
+    """Time one model point in this (fresh) process, or with ``widths`` every width of a
+    slimmable model in turn (:func:`_interleaved_times`); see the module doc."""
     import torch
 
     torch.set_num_threads(int(job["threads"]))
     import slimfast
 
     img = _load(job["image"])
+    if job.get("widths"):
+        return {"interleaved": _interleaved_times(slimfast.load(job["model"]), img, job["widths"],
+                                                  int(job["repeats"]))}
     if job.get("mp"):
         img = tile_to(img, *size_for(float(job["mp"]), img.shape[1] / img.shape[0]))
     codec = slimfast.load(job["model"])
@@ -281,18 +321,36 @@ def bench(args) -> dict:
         precisions = ["fp32"]
         if getattr(args, "int8", True) and info.card.get("int8_synthesis") and backend(info.architecture) == "ort":
             precisions.append("int8")
-        for w, synthesis in ((w, s) for w in operating_points(info) for s in precisions):
-            log(f"bench: {info.name}" + (f" width {w}" if w is not None else "")
-                + (" (int8 synthesis)" if synthesis == "int8" else ""))
-            job = {"model": info.name, "width": w, "image": str(image), "mp": None,
-                   "repeats": args.repeats, "threads": args.threads, "synthesis": synthesis}
-            r = run_worker(job, args.timeout)
-            if r.get("error") is None:
-                r["baselines"] = {}
-                for n in base.codecs:
-                    bt = base.time(n, base.match(n, r["bpp"])["quality"])
-                    r["baselines"][n] = {**bt, "ratio": _ratios(r, bt)}
-            points.append(r)
+        widths = operating_points(info)
+        for synthesis in precisions:
+            tag = " (int8 synthesis)" if synthesis == "int8" else ""
+            rows = []
+            for w in widths:
+                log(f"bench: {info.name}" + (f" width {w}" if w is not None else "") + tag)
+                job = {"model": info.name, "width": w, "image": str(image), "mp": None,
+                       "repeats": args.repeats, "threads": args.threads, "synthesis": synthesis}
+                rows.append(run_worker(job, args.timeout))
+            if len(widths) > 1 and getattr(args, "interleave", True):
+                # Times across widths come from one process that codes them in turn; the
+                # per-width processes above still give each width's memory, bpp and PSNR.
+                log(f"bench: {info.name}, all widths in turn" + tag)
+                job = {"model": info.name, "widths": widths, "image": str(image),
+                       "repeats": max(args.repeats, getattr(args, "width_repeats", 0)),
+                       "threads": args.threads, "synthesis": synthesis}
+                t = run_worker(job, args.timeout)
+                for r in rows:
+                    it = (t.get("interleaved") or {}).get(str(r.get("width")))
+                    if r.get("error") is None and it:
+                        mp = r["mp"]
+                        r.update(it, enc_mps=mp / (it["enc_ms"] / 1e3), dec_mps=mp / (it["dec_ms"] / 1e3),
+                                 timing="widths in turn, one process")
+            for r in rows:
+                if r.get("error") is None:
+                    r["baselines"] = {}
+                    for n in base.codecs:
+                        bt = base.time(n, base.match(n, r["bpp"])["quality"])
+                        r["baselines"][n] = {**bt, "ratio": _ratios(r, bt)}
+            points.extend(rows)
     sizes_mp = [m for m in args.sizes or [] if m is not None]  # "none" skips the sweep
     sizes = []
     for info in size_models(infos, getattr(args, "size_models", None)):
@@ -318,6 +376,8 @@ def bench(args) -> dict:
         "install": install_sizes(),
         "environment": environment(threads=args.threads),
         "settings": {"repeats": args.repeats, "threads": args.threads, "size_repeats": args.size_repeats,
+                     "width_repeats": (max(args.repeats, getattr(args, "width_repeats", 0))
+                                       if getattr(args, "interleave", True) else None),
                      "sizes_mp": sizes_mp, "statistic": "median after one warm-up",
                      "memory": "fresh subprocess per model point; peak RSS while coding (VmHWM reset "
                                "after loading torch, model and image); delta = peak - RSS before coding",
@@ -445,7 +505,10 @@ def bench_md(res: dict) -> str:
     im, st = res["image"], res["settings"]
     L = ["# Benchmark", "",
          f"Image {im['name']} ({im['width']}x{im['height']}, {im['mp']:.3f} MP). Models: {st['threads']} threads, "
-         f"backend {', '.join(sorted({r.get('backend', '?') for r in res.get('models', [])})) or '?'} (ort: ONNX Runtime, torch: reference), a fresh process per point; median of {st['repeats']} runs after one warm-up. Baselines: "
+         f"backend {', '.join(sorted({r.get('backend', '?') for r in res.get('models', [])})) or '?'} (ort: ONNX Runtime, torch: reference), a fresh process per point; median of {st['repeats']} runs after one warm-up"
+         + (f" (the widths of a slimmable model: one more process codes all its widths in turn, {st['width_repeats']} rounds, "
+            "and their medians are the times shown; memory, bpp and PSNR stay per-width processes)" if st.get("width_repeats") else "")
+         + ". Baselines: "
          "same run, library default threading, quality closest in bpp to each model point. "
          "Ratios are model time / baseline time (below 1 = model faster). Rows marked *int8 synthesis* "
          "decode with `slimfast decompress --int8` (same file, same symbols; the card's calibration).", ""]

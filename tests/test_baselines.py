@@ -175,3 +175,27 @@ def test_bench_cold_start_and_install_size():
            "cold_start": cold, "install": inst}
     md = bench.bench_md(res)
     assert "fresh process" in md and "install size" in md
+
+
+def test_bench_times_widths_in_turn(monkeypatch):
+    """Every width gets exactly ``repeats`` timed runs after a warm-up, and each round starts one
+    width further along, so no width is always first (or last) in a round."""
+    import slimfast
+    from slimfast import bench
+
+    calls = []
+
+    class FakeCodec:
+        def compress(self, img, width=None):
+            calls.append(width)
+            return bytes([width])
+
+    monkeypatch.setattr(slimfast, "decompress", lambda data: None)
+    widths = [48, 96, 192]
+    res = bench._interleaved_times(FakeCodec(), _image(), widths, 4)
+    assert calls[:3] == widths  # warm-up
+    rounds = [calls[3 + 3 * i: 6 + 3 * i] for i in range(4)]
+    assert [r[0] for r in rounds] == [48, 96, 192, 48] and all(sorted(r) == widths for r in rounds)
+    assert set(res) == {"48", "96", "192"}
+    for v in res.values():
+        assert len(v["enc_runs_ms"]) == len(v["dec_runs_ms"]) == 4 and v["enc_ms"] >= 0
