@@ -306,9 +306,42 @@ def targets_section(ev: dict | None, be: dict | None) -> list[str]:
         d = ratio(fastest, "heic", "dec")
         L.append(f"| fastest operating point ({name(fastest)}): decode < 0.5x HEIC's | {d:.2f}x HEIC | "
                  f"{'yes' if d < 0.5 else 'no'} |")
+    L += slim_targets(ev, rows)
     if len(L) == 2:
         return ["Not measured."]
     return L + ["", "Float synthesis; the int8 rows of the Speed section are opt-in and not counted here.", ""]
+
+
+def _strictly_rising(values: list[float]) -> bool:
+    return all(a < b for a, b in zip(values, values[1:]))
+
+
+def slim_targets(ev: dict | None, bench_rows: list[dict]) -> list[str]:
+    """The slimmable-models issue's check, per slimmable model: five distinct operating points on
+    Kodak whose bpp and PSNR rise strictly with width (evaluation), and encode and decode times
+    that fall as the width narrows (this run's bench, widths timed in turn)."""
+    L = []
+    for c in (ev or {}).get("curves", []):
+        pts = sorted((p for p in c.get("points", []) if p.get("param_name") == "width"), key=lambda p: p["param"])
+        if len(pts) < 2:
+            continue
+        bpp, psnr = [p["bpp"] for p in pts], [p["psnr"] for p in pts]
+        ok = len(pts) >= 5 and _strictly_rising(bpp) and _strictly_rising(psnr)
+        L.append(f"| {c['name']}: {len(pts)} widths, Kodak bpp and PSNR rise strictly with width | "
+                 f"{' < '.join(f'{b:.3f}' for b in bpp)} bpp; {' < '.join(f'{v:.2f}' for v in psnr)} dB | "
+                 f"{'yes' if ok else 'no'} |")
+    by_model: dict[str, list[dict]] = {}
+    for r in bench_rows:
+        if r.get("width"):
+            by_model.setdefault(r["model"], []).append(r)
+    for model, rs in by_model.items():
+        rs = sorted(rs, key=lambda r: r["width"])
+        enc, dec = [r["enc_ms"] for r in rs], [r["dec_ms"] for r in rs]
+        ok = _strictly_rising(enc) and _strictly_rising(dec)
+        L.append(f"| {model}: encode and decode times fall as the width narrows | "
+                 f"widths {', '.join(str(r['width']) for r in rs)}: encode {' / '.join(f'{v:.1f}' for v in enc)} ms, "
+                 f"decode {' / '.join(f'{v:.1f}' for v in dec)} ms | {'yes' if ok else 'no'} |")
+    return L
 
 
 def _ms(r: dict | None) -> str:
@@ -351,7 +384,8 @@ def results_md(ev: dict | None, be: dict | None, runs: dict, docs: Path, root: P
         for n, b in ev["settings"]["baselines"].items():
             L.append(f"- {b['label']}: {b['version']}")
     L.append("")
-    L += ["## Targets", "", "The RD targets of the training issue and the speed targets of the runtime issue, "
+    L += ["## Targets", "", "The RD targets of the training issue, the speed targets of the runtime issue and the "
+          "per-width checks of the slimmable-models issue, "
           "against this run's measurements.", ""] + targets_section(ev, be)
     L += ["## Rate-distortion on Kodak", ""]
     if ev:
