@@ -32,7 +32,9 @@ release() {
     python -m slimfast.release "runs/l3-$q/final.safetensors" --name "fasinet-l-mse-$q" \
       --family fasinet-l-mse --version 3 --storage int8 --chain runs/lc-l-lr1e-3 "runs/l2-$q" \
       --card-extra "{\"warm_start\": \"runs/l2-$q (fasinet-l-mse-$q version 2)\"}"
-    python -m slimfast.release --calibrate-int8 "fasinet-l-mse-$q"
+    # --float-last: the pixel-making convolution stays float (-1.03 / -1.99 dB at q4 / q6 on Kodak,
+    # against -1.10 / -2.08 dB with it quantized)
+    python -m slimfast.release --calibrate-int8 "fasinet-l-mse-$q" --float-last
   done
 }
 

@@ -1,4 +1,5 @@
-"""Compact storage of convolution weights: int8 per output slice (numpy only).
+"""Compact storage of convolution weights: int8 per output slice (numpy only); also uint16
+entropy-coding frequency tables (:func:`narrow_table`).
 
 A weights file may store a float tensor ``NAME`` as ``int8`` plus a float32 scale per slice
 along axis 0 (``NAME`` + :data:`SCALE_SUFFIX`). Reading it back is one exact IEEE product per
@@ -37,12 +38,23 @@ def unpack(q: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return q.astype(np.float32) * scale.astype(np.float32).reshape((-1,) + (1,) * (q.ndim - 1))
 
 
+def narrow_table(name: str, a: np.ndarray) -> np.ndarray | None:
+    """An entropy model's frequency table (``*.freqs``, int32) as uint16, or None where it does
+    not fit. Frequencies sum to 2^16 over at least two symbols (:mod:`slimfast.coder`), so every
+    entry fits, and a table is as wide as its widest channel: uint16 halves it, exactly."""
+    if (name.rsplit(".", 1)[-1] != "freqs" or a.dtype != np.int32 or a.size == 0
+            or a.min() < 0 or a.max() > np.iinfo(np.uint16).max):
+        return None
+    return a.astype(np.uint16)
+
+
 def unpack_state(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The float32 tensors of a state read from disk: packed entries rebuilt, scales dropped."""
+    """The tensors of a state read from disk as the models hold them: packed entries rebuilt as
+    float32 (scales dropped), uint16 frequency tables widened to int32."""
     out = {}
     for k, v in state.items():
         if k.endswith(SCALE_SUFFIX):
             continue
         s = state.get(k + SCALE_SUFFIX)
-        out[k] = unpack(v, s) if s is not None else v
+        out[k] = unpack(v, s) if s is not None else (v.astype(np.int32) if v.dtype == np.uint16 else v)
     return out

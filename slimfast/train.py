@@ -228,7 +228,7 @@ def rd_loss(out: dict, x: torch.Tensor, lmbda: float, metric: str) -> tuple[torc
 # -- safetensors without the package -------------------------------------------------------------
 _ST_DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
               torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
-              torch.uint8: "U8", torch.bool: "BOOL"}
+              torch.uint16: "U16", torch.uint8: "U8", torch.bool: "BOOL"}
 
 
 def _st_save_file(tensors: dict, filename, metadata: dict | None = None) -> None:

@@ -50,6 +50,8 @@ def save_model(model: CompressionModel, path: str | Path, name: str = "", versio
                 continue
             if storage != "fp32":
                 v = v.half()
+        elif packing.narrow_table(k, v.numpy()) is not None:
+            v = torch.from_numpy(packing.narrow_table(k, v.numpy()))
         state[k] = v
     meta = {"architecture": model.architecture, "config": json.dumps(model.config, sort_keys=True),
             "name": name, "version": str(version), "format": "slimfast-weights-1", "storage": storage}
@@ -73,7 +75,7 @@ def load_state(path: str | Path) -> dict[str, torch.Tensor]:
     from .storage import SCALE_SUFFIX, unpack_state
 
     state = load_file(str(path))
-    if any(k.endswith(SCALE_SUFFIX) for k in state):
+    if any(k.endswith(SCALE_SUFFIX) or v.dtype == torch.uint16 for k, v in state.items()):
         # numpy does the rebuilding so that the runtime's weights are the very same floats
         state = {k: torch.from_numpy(v) for k, v in unpack_state({k: t.numpy() for k, t in state.items()}).items()}
     return {k: (v.float() if v.dtype == torch.float16 else v) for k, v in state.items()}

@@ -31,6 +31,32 @@ def test_unpack_state_drops_scales_and_keeps_the_rest():
     assert set(out) == {"a", "b"} and out["a"].dtype == np.float32 and np.all(out["a"] == 1)
 
 
+def test_frequency_tables_are_stored_as_uint16_and_read_back_exactly(slim_files):
+    m, d = slim_files
+    from safetensors.numpy import load_file
+
+    ref = {k: v.numpy() for k, v in m.state_dict().items() if k.endswith(".freqs") and v.numel()}
+    assert ref and all(v.dtype == np.int32 for v in ref.values())
+    for st in ("fp16", "int8"):
+        raw = load_file(str(d / f"{st}.safetensors"))
+        assert all(raw[k].dtype == np.uint16 for k in ref), st
+        torch_state = load_model(d / f"{st}.safetensors").state_dict()
+        rw = pytest.importorskip("slimfast.runtime.weights")
+        _, rt_state = rw.load(d / f"{st}.safetensors")
+        for k, v in ref.items():
+            assert torch_state[k].dtype == torch.int32 and np.array_equal(torch_state[k].numpy(), v), k
+            assert rt_state[k].dtype == np.int32 and np.array_equal(rt_state[k], v), k
+
+
+def test_narrow_table_refuses_what_uint16_cannot_hold():
+    ok = np.array([[0, 65535, 1]], np.int32)
+    assert storage.narrow_table("eb.freqs", ok).dtype == np.uint16
+    assert storage.narrow_table("eb.freqs", np.array([[65536, 0]], np.int32)) is None
+    assert storage.narrow_table("eb.freqs", np.array([[-1, 2]], np.int32)) is None
+    assert storage.narrow_table("eb.lengths", ok) is None          # only frequency tables
+    assert storage.narrow_table("eb.freqs", np.zeros((0, 0), np.int32)) is None
+
+
 @pytest.fixture(scope="module")
 def slim_files(tmp_path_factory):
     torch.manual_seed(0)
