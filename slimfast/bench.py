@@ -5,7 +5,7 @@ Method (also in ``benchmarks/README.md``):
 * One image (default the bundled 768x512 ``slimfast/data/kodim23.png``). Each model and width
   runs in its own subprocess with ``--threads`` threads: one warm-up encode+decode, then
   ``--repeats`` timed encodes and decodes; the median is reported. The widths of a slimmable
-  model are then timed once more in one process, in turn (``--width-repeats`` rounds, each
+  model are timed instead in one more process, in turn (``--width-repeats`` rounds, each
   coding every width once, starting one width further along each round), and those medians
   are its reported times, so that the comparison across widths does not depend on when each
   width's process ran (``--no-interleave``: per-process times). Memory: after importing
@@ -315,6 +315,7 @@ def bench(args) -> dict:
     for n in base.codecs:  # a baseline-only run still reports every baseline at its middle quality
         base.time(n, base.codecs[n].qualities[len(base.codecs[n].qualities) // 2])
     points = []
+    width_repeats = max(args.repeats, args.width_repeats) if args.interleave else None
     from .codec import backend
 
     for info in infos:
@@ -322,20 +323,21 @@ def bench(args) -> dict:
         if getattr(args, "int8", True) and info.card.get("int8_synthesis") and backend(info.architecture) == "ort":
             precisions.append("int8")
         widths = operating_points(info)
+        in_turn = len(widths) > 1 and width_repeats is not None
         for synthesis in precisions:
             tag = " (int8 synthesis)" if synthesis == "int8" else ""
             rows = []
             for w in widths:
                 log(f"bench: {info.name}" + (f" width {w}" if w is not None else "") + tag)
+                # timed in turn below: here one run suffices for memory, bpp and PSNR
                 job = {"model": info.name, "width": w, "image": str(image), "mp": None,
-                       "repeats": args.repeats, "threads": args.threads, "synthesis": synthesis}
+                       "repeats": 1 if in_turn else args.repeats, "threads": args.threads, "synthesis": synthesis}
                 rows.append(run_worker(job, args.timeout))
-            if len(widths) > 1 and getattr(args, "interleave", True):
+            if in_turn:
                 # Times across widths come from one process that codes them in turn; the
                 # per-width processes above still give each width's memory, bpp and PSNR.
                 log(f"bench: {info.name}, all widths in turn" + tag)
-                job = {"model": info.name, "widths": widths, "image": str(image),
-                       "repeats": max(args.repeats, getattr(args, "width_repeats", 0)),
+                job = {"model": info.name, "widths": widths, "image": str(image), "repeats": width_repeats,
                        "threads": args.threads, "synthesis": synthesis}
                 t = run_worker(job, args.timeout)
                 for r in rows:
@@ -376,8 +378,7 @@ def bench(args) -> dict:
         "install": install_sizes(),
         "environment": environment(threads=args.threads),
         "settings": {"repeats": args.repeats, "threads": args.threads, "size_repeats": args.size_repeats,
-                     "width_repeats": (max(args.repeats, getattr(args, "width_repeats", 0))
-                                       if getattr(args, "interleave", True) else None),
+                     "width_repeats": width_repeats,
                      "sizes_mp": sizes_mp, "statistic": "median after one warm-up",
                      "memory": "fresh subprocess per model point; peak RSS while coding (VmHWM reset "
                                "after loading torch, model and image); delta = peak - RSS before coding",

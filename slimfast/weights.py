@@ -50,8 +50,8 @@ def save_model(model: CompressionModel, path: str | Path, name: str = "", versio
                 continue
             if storage != "fp32":
                 v = v.half()
-        elif packing.narrow_table(k, v.numpy()) is not None:
-            v = torch.from_numpy(packing.narrow_table(k, v.numpy()))
+        elif (narrow := packing.narrow_table(k, v.numpy())) is not None:
+            v = torch.from_numpy(narrow)
         state[k] = v
     meta = {"architecture": model.architecture, "config": json.dumps(model.config, sort_keys=True),
             "name": name, "version": str(version), "format": "slimfast-weights-1", "storage": storage}
