@@ -364,6 +364,36 @@ def int8_section(results_dir: Path) -> list[str]:
     return L or ["Not measured (`benchmarks/int8_synthesis.py`)."]
 
 
+def _repo_path(f: Path) -> str:
+    return str(f.relative_to(ROOT)) if f.is_relative_to(ROOT) else str(f)
+
+
+def ceiling_section(results_dir: Path) -> list[str]:
+    """``benchmarks/results/ceiling.json`` (``benchmarks/ceiling.py``): transform ceiling against quantized PSNR."""
+    f = results_dir / "ceiling.json"
+    if not f.exists():
+        return ["Not measured (`benchmarks/ceiling.py`)."]
+    r = json.loads(f.read_text())
+    rows, bound = r["rows"], r.get("linear_bound") or {}
+    bound_arg = f" --linear-bound {' '.join(bound)}" if bound else ""
+    L = [f"Mean PSNR-RGB over {rows[0]['images']} Kodak images of the 8-bit output with the latent y passed to the "
+         "synthesis unquantized (the *ceiling*: what the transforms reach at any rate) and rounded as in coding "
+         "(`python benchmarks/ceiling.py --models " + " ".join(dict.fromkeys(x["model"] for x in rows))
+         + f"{bound_arg} --out {_repo_path(f)}`). "
+         "A small gap means the bits buy detail the synthesis cannot draw: the model is limited by its transforms, "
+         "not by its rate.", "",
+         "| model | width | ceiling (dB) | quantized (dB) | quantization cost (dB) |", "|---|---|---|---|---|"]
+    for x in rows:
+        L.append(f"| {x['model']} v{x['version']} | {x['width'] or '-'} | {x['ceiling_psnr']:.2f} | {x['quantized_psnr']:.2f} | "
+                 f"{x['quantized_psnr'] - x['ceiling_psnr']:+.2f} |")
+    if bound:
+        L += ["", "For scale, the best fixed linear transform with as many latents: principal components of 16x16 RGB "
+              f"blocks (basis from {r['linear_bound_train_images']} training images, never Kodak): "
+              + ", ".join(f"{k} per block {v:.2f} dB" for k, v in bound.items())
+              + ". A ceiling below it means undertrained transforms, not too small a latent."]
+    return L + [""]
+
+
 # -- RESULTS.md ---------------------------------------------------------------------------------
 def results_md(ev: dict | None, be: dict | None, runs: dict, docs: Path, root: Path, eval_note: str = "",
                slim: dict | None = None) -> str:
@@ -406,6 +436,7 @@ def results_md(ev: dict | None, be: dict | None, runs: dict, docs: Path, root: P
             L += [f"![size sweep]({rel}/bench_sizes.png)", ""]
     else:
         L += ["Not run.", ""]
+    L += ["", "## Transform ceilings (where quality is lost)", ""] + ceiling_section(ROOT / "benchmarks" / "results")
     L += ["", "## Slimmable models: lambda scheduling and sub-networks", ""] + slim_section(slim or {}, docs, rel)
     L += ["", "## Model versions", "",
           "A better set of weights ships as the model's next version; the one it replaces is retired from "
