@@ -32,8 +32,11 @@ import numpy as np
 
 
 def psnr8(x_hat, img: np.ndarray) -> float:
-    rec = (x_hat[0].clamp(0, 1) * 255).round().numpy().transpose(1, 2, 0)[: img.shape[0], : img.shape[1]]
-    return float(10 * np.log10(255 ** 2 / np.mean((rec - img.astype(np.float64)) ** 2)))
+    """PSNR-RGB of the model output, cropped to ``img`` and rounded to 8 bits as the codec does."""
+    from slimfast.metrics import psnr
+
+    rec = (x_hat[0].clamp(0, 1) * 255).round().numpy().astype(np.uint8).transpose(1, 2, 0)
+    return psnr(rec[: img.shape[0], : img.shape[1]], img)
 
 
 def blocks(img: np.ndarray, b: int = 16) -> np.ndarray:
@@ -41,7 +44,7 @@ def blocks(img: np.ndarray, b: int = 16) -> np.ndarray:
     return img[:h, :w].reshape(h // b, b, w // b, b, 3).transpose(0, 2, 1, 3, 4).reshape(-1, b * b * 3)
 
 
-def linear_bound(components: list[int], train: list[str], kodak: list[str]) -> dict[int, float]:
+def linear_bound(components: list[int], train: list[str], kodak: list[np.ndarray]) -> dict[int, float]:
     """Mean Kodak PSNR of 16x16 blocks projected on their first principal components (basis from ``train``)."""
     from PIL import Image
 
@@ -49,12 +52,12 @@ def linear_bound(components: list[int], train: list[str], kodak: list[str]) -> d
     mean = x.mean(0)
     _, vecs = np.linalg.eigh(np.cov((x - mean).T))
     vecs = vecs[:, ::-1]
+    kodak_blocks = [blocks(img.astype(np.float64)) for img in kodak]
     out = {}
     for k in components:
         p = vecs[:, :k]
         psnrs = []
-        for f in kodak:
-            b = blocks(np.asarray(Image.open(f).convert("RGB"), np.float64))
+        for b in kodak_blocks:
             rec = np.clip(np.round((b - mean) @ p @ p.T + mean), 0, 255)
             psnrs.append(10 * np.log10(255 ** 2 / np.mean((rec - b) ** 2)))
         out[k] = float(np.mean(psnrs))
@@ -93,6 +96,7 @@ def main(argv=None) -> int:
         print(f"ceiling: no PNG images in {a.kodak}", file=sys.stderr)
         return 2
     torch.set_num_threads(a.threads)
+    images = [np.asarray(Image.open(f).convert("RGB")) for f in files]
     rows = []
     print("| model | width | ceiling dB (unquantized y) | quantized dB | quantization cost dB |")
     print("|---|---|---|---|---|")
@@ -102,8 +106,7 @@ def main(argv=None) -> int:
         for width in info.widths or [None]:
             g_a, g_s = transforms(model, width)
             ceil, quant = [], []
-            for f in files:
-                img = np.asarray(Image.open(f).convert("RGB"))
+            for img in images:
                 x = torch.from_numpy(pad_image(img, model.pad_multiple).transpose(2, 0, 1).copy()).float().div(255)[None]
                 with torch.no_grad():
                     ceil.append(psnr8(g_s(g_a(x)), img))
@@ -117,7 +120,7 @@ def main(argv=None) -> int:
     bound = {}
     if a.linear_bound:
         train = sorted(f for ext in ("jpg", "jpeg", "png") for f in glob.glob(f"{a.train}/**/*.{ext}", recursive=True))
-        bound = linear_bound(a.linear_bound, train[: a.train_images], files)
+        bound = linear_bound(a.linear_bound, train[: a.train_images], images)
         for k, v in bound.items():
             print(f"linear bound, {k} principal components per 16x16 block "
                   f"({min(len(train), a.train_images)} training images): {v:.2f} dB")
