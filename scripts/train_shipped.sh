@@ -16,7 +16,8 @@
 # Knobs (environment): DATA (default data/trainset if packed, else ../shared/data/train), RUNS (runs),
 # PYTHON, THREADS (torch threads per job; 2 on GPU, 1 on CPU), BATCH/PATCH (MSE jobs; 16/256 on GPU,
 # 8/128 on CPU), MS_BATCH/MS_PATCH (MS-SSIM jobs, patch >= 176; 8/256), MSSSIM_LAMBDAS ("4.58 31.73"),
-# FORK_LR (1e-3, stage-2 warm starts), SCHED_TRIES (3), SLIM_LAMBDA (0.0615 = the paper's 4000 on the [0,1] scale), EXTRA (more train flags,
+# FORK_LR (1e-3, stage-2 warm starts), H_CONFIG (FasiNet-H's constructor arguments; default fasinet-h-mse
+# version 3's: 7x7 synthesis, FasiNet-L's analysis), SCHED_TRIES (3), SLIM_LAMBDA (0.0615 = the paper's 4000 on the [0,1] scale), EXTRA (more train flags,
 # e.g. "--bf16").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,6 +40,7 @@ SCHED_TRIES=${SCHED_TRIES:-3}
 SLIM_LAMBDA=${SLIM_LAMBDA:-0.0615}
 EXTRA=${EXTRA:-}
 FORK_LR=${FORK_LR:-1e-3}
+H_CONFIG=${H_CONFIG:-'{"N1": 96, "N2": 96, "M": 192, "S": 32, "K": 7, "final_gdn": false}'}
 mkdir -p "$RUNS/logs"
 echo "data $DATA | cuda $CUDA | threads $THREADS | batch $BATCH patch $PATCH | stage 1 $MAIN min, stage 2 $FORK min | logs $RUNS/logs/"
 
@@ -65,7 +67,9 @@ schedule() {  # schedule ARCH
 
 family() {  # family ARCH: the middle lambda, then both forks in parallel
   local arch=$1 tag=$1-mse
-  train "$tag-0.013" "$MAIN" --arch "$arch" --lambda 0.013 --batch-size "$BATCH" --patch-size "$PATCH" || return 1
+  local config=()
+  [[ "$arch" == fasinet-h ]] && config=(--model-config "$H_CONFIG")
+  train "$tag-0.013" "$MAIN" --arch "$arch" "${config[@]}" --lambda 0.013 --batch-size "$BATCH" --patch-size "$PATCH" || return 1
   local pids=()
   for l in 0.0035 0.05; do
     train "$tag-$l" "$FORK" --arch "$arch" --lambda "$l" --init "$RUNS/$tag-0.013/final.safetensors" \

@@ -1,5 +1,6 @@
 """Compact storage of convolution weights: int8 per output slice (numpy only); also uint16
-entropy-coding frequency tables (:func:`narrow_table`).
+entropy-coding frequency tables (:func:`narrow_table`) and the integer
+hyper-synthesis weights at their own bit width (:func:`pack_intn`).
 
 A weights file may store a float tensor ``NAME`` as ``int8`` plus a float32 scale per slice
 along axis 0 (``NAME`` + :data:`SCALE_SUFFIX`). Reading it back is one exact IEEE product per
@@ -38,6 +39,45 @@ def unpack(q: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return q.astype(np.float32) * scale.astype(np.float32).reshape((-1,) + (1,) * (q.ndim - 1))
 
 
+INTN_SUFFIX = ":intn"
+INTN_SHAPE_SUFFIX = ":intn_shape"
+
+
+def int_bits(a: np.ndarray) -> int:
+    """Bits of two's complement that hold every value of integer array ``a``."""
+    lo, hi = int(a.min()), int(a.max())
+    return max(max(hi, -lo - 1).bit_length() + 1, 1)
+
+
+def intn_packable(name: str, a: np.ndarray) -> bool:
+    """The integer hyper-synthesis weights (``int_w*``: int16 holding 13-bit values, see
+    :mod:`slimfast.intmath`) are worth packing losslessly at their own bit width."""
+    return (name.rsplit(".", 1)[-1].startswith("int_w") and a.dtype == np.int16 and a.size >= MIN_ELEMENTS
+            and int_bits(a) < 16)
+
+
+def pack_intn(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(bits uint8, header int64 [bits, *shape])``: each value's ``bits`` low bits of two's
+    complement, least significant first, values one after another, padded to a whole byte.
+    Exact: :func:`unpack_intn` returns ``a`` itself."""
+    a = np.asarray(a)
+    bits = int_bits(a)
+    v = a.ravel().astype(np.int64) & ((1 << bits) - 1)
+    planes = ((v[:, None] >> np.arange(bits)) & 1).astype(np.uint8)
+    return np.packbits(planes.ravel(), bitorder="little"), np.asarray([bits, *a.shape], dtype=np.int64)
+
+
+def unpack_intn(packed: np.ndarray, header: np.ndarray) -> np.ndarray:
+    bits, shape = int(header[0]), tuple(int(n) for n in header[1:])
+    n = int(np.prod(shape))
+    if not 1 <= bits <= 16 or packed.size != (n * bits + 7) // 8:
+        raise ValueError(f"{packed.size} packed bytes do not hold {n} values of {bits} bits")
+    planes = np.unpackbits(packed, bitorder="little")[: n * bits].reshape(n, bits).astype(np.int64)
+    v = (planes << np.arange(bits)).sum(axis=1)
+    v = np.where(v >= 1 << (bits - 1), v - (1 << bits), v)
+    return v.astype(np.int16).reshape(shape)
+
+
 def narrow_table(name: str, a: np.ndarray) -> np.ndarray | None:
     """An entropy model's frequency table (``*.freqs``, int32) as uint16, or None where it does
     not fit. Frequencies sum to 2^16 over at least two symbols (:mod:`slimfast.coder`), so every
@@ -50,10 +90,14 @@ def narrow_table(name: str, a: np.ndarray) -> np.ndarray | None:
 
 def unpack_state(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The tensors of a state read from disk as the models hold them: packed entries rebuilt as
-    float32 (scales dropped), uint16 frequency tables widened to int32."""
+    float32 (scales dropped), bit-packed integers as int16, uint16 frequency tables widened to int32."""
     out = {}
     for k, v in state.items():
-        if k.endswith(SCALE_SUFFIX):
+        if k.endswith(INTN_SUFFIX):
+            name = k[: -len(INTN_SUFFIX)]
+            out[name] = unpack_intn(v, state[name + INTN_SHAPE_SUFFIX])
+            continue
+        if k.endswith((SCALE_SUFFIX, INTN_SHAPE_SUFFIX)):
             continue
         s = state.get(k + SCALE_SUFFIX)
         out[k] = unpack(v, s) if s is not None else (v.astype(np.int32) if v.dtype == np.uint16 else v)

@@ -3,7 +3,8 @@
 A weights file holds the state dict plus string metadata: ``architecture``, ``config`` (JSON),
 ``name`` and ``version``. Floating-point parameters may be stored as fp16, and large convolution
 weights as int8 with a scale per slice (:mod:`slimfast.storage`); integer tables and the
-integer hyper-synthesis keep their exact dtypes. Loading rebuilds the same float32 weights on
+integer hyper-synthesis keep their exact values (with int8 storage, the latter's 13-bit
+weights are bit-packed losslessly). Loading rebuilds the same float32 weights on
 every machine. :func:`file_digest` is the SHA-256 that
 containers carry so a file is never decoded with other weights.
 """
@@ -50,6 +51,10 @@ def save_model(model: CompressionModel, path: str | Path, name: str = "", versio
                 continue
             if storage != "fp32":
                 v = v.half()
+        elif storage == "int8" and packing.intn_packable(k, v.numpy()):
+            packed, header = packing.pack_intn(v.numpy())
+            state[k + packing.INTN_SUFFIX], state[k + packing.INTN_SHAPE_SUFFIX] = map(torch.from_numpy, (packed, header))
+            continue
         elif (narrow := packing.narrow_table(k, v.numpy())) is not None:
             v = torch.from_numpy(narrow)
         state[k] = v
@@ -72,10 +77,10 @@ def load_state(path: str | Path) -> dict[str, torch.Tensor]:
     """The state dict in a weights file: fp16 widened and int8-packed tensors rebuilt as float32."""
     from safetensors.torch import load_file
 
-    from .storage import SCALE_SUFFIX, unpack_state
+    from .storage import INTN_SUFFIX, SCALE_SUFFIX, unpack_state
 
     state = load_file(str(path))
-    if any(k.endswith(SCALE_SUFFIX) or v.dtype == torch.uint16 for k, v in state.items()):
+    if any(k.endswith((SCALE_SUFFIX, INTN_SUFFIX)) or v.dtype == torch.uint16 for k, v in state.items()):
         # numpy does the rebuilding so that the runtime's weights are the very same floats
         state = {k: torch.from_numpy(v) for k, v in unpack_state({k: t.numpy() for k, t in state.items()}).items()}
     return {k: (v.float() if v.dtype == torch.float16 else v) for k, v in state.items()}

@@ -66,7 +66,9 @@ def test_forward_returns_reconstruction_and_likelihoods():
         assert m.g_a[0].weight.grad is not None
 
 
-@pytest.mark.parametrize("cls,enc,dec", [(FasiNetL, 4.1, 5.4), (FasiNetH, None, 1.9)])
+@pytest.mark.parametrize("cls,enc,dec", [(FasiNetL, 4.1, 5.4), (FasiNetH, None, 1.9),
+                                         # fasinet-h-mse version 3's options (docs/architecture.md)
+                                         (lambda: FasiNetH(N1=96, N2=96, K=7, final_gdn=False), 5.17, 2.59)])
 def test_macs_per_pixel_match_design(cls, enc, dec):
     from slimfast.complexity import count
 
@@ -74,3 +76,29 @@ def test_macs_per_pixel_match_design(cls, enc, dec):
     if enc is not None:
         assert abs(c["kmac_encode"] - enc) / enc < 0.03
     assert abs(c["kmac_decode"] - dec) / dec < 0.03
+
+
+def test_fasinet_h_warm_starts_from_fasinet_l():
+    torch.manual_seed(0)
+    src = FasiNetL().eval()
+    h = FasiNetH(N1=96, N2=96, K=7, final_gdn=False)
+    h.load_unslimmed(src.state_dict(), "fasinet-l")
+    h.eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(h.g_a(x), src.g_a(x))
+        y = src.g_a(x)
+        assert torch.equal(h.iqr(y), src.iqr(y))
+    assert h.g_s[0].kernel_size == (7, 7) and h.config["K"] == 7 and h.config["final_gdn"] is False
+    assert FasiNetH(**h.config).config == h.config
+    # the paper's FasiNet-H keeps its original config keys (files already shipped name it so)
+    assert set(FasiNetH().config) == {"N1", "N2", "M", "S", "distribution"}
+
+
+@pytest.mark.parametrize("kw,arch", [({}, "fasinet-l"),  # final GDN and N1 = 48: g_a does not fit
+                                     ({"N1": 96, "final_gdn": True}, "fasinet-l"),
+                                     ({"N1": 96, "final_gdn": False}, "slimcae")])
+def test_fasinet_h_warm_start_refuses_misfits(kw, arch):
+    h = FasiNetH(**kw)
+    with pytest.raises(ValueError):
+        h.load_unslimmed(FasiNetL().state_dict(), arch)

@@ -51,6 +51,8 @@ def liven(model) -> None:
 FACTORIES = {
     "fasinet-l": lambda: FasiNetL(),
     "fasinet-h": lambda: FasiNetH(),
+    # version 3's options: FasiNet-L's analysis (no final GDN), 7x7 synthesis kernels
+    "fasinet-h-k7": lambda: FasiNetH(N1=96, N2=96, K=7, final_gdn=False),
     "slim-fasinet-l": lambda: SlimFasiNetL(widths=(192, 96)),
     "slim-fasinet-h": lambda: SlimFasiNetH(widths=(192, 96), gdn="slim+"),
     "slimcae": lambda: SlimCAE(C=96, widths=(96, 48)),
@@ -95,7 +97,7 @@ def _levels(x: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(x * 255), 0, 255)
 
 
-CASES = [("fasinet-l", None), ("fasinet-h", None), ("slim-fasinet-l", 192), ("slim-fasinet-l", 96),
+CASES = [("fasinet-l", None), ("fasinet-h", None), ("fasinet-h-k7", None), ("slim-fasinet-l", 192), ("slim-fasinet-l", 96),
          ("slim-fasinet-h", 96), ("slimcae", 96), ("slimcae", 48)]
 
 
@@ -254,7 +256,8 @@ def _agreement_db(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(255 ** 2 / np.mean((a.astype(np.float64) - b) ** 2)))
 
 
-@pytest.mark.parametrize("arch,width", [("fasinet-l", None), ("fasinet-h", None), ("slim-fasinet-l", 96)])
+@pytest.mark.parametrize("arch,width", [("fasinet-l", None), ("fasinet-h", None), ("fasinet-h-k7", None),
+                                        ("slim-fasinet-l", 96)])
 def test_int8_synthesis_keeps_symbols_and_stays_close(models, weights_files, arch, width):
     from slimfast.runtime.quantize import calibrate
 
@@ -456,7 +459,8 @@ def test_to_rgb8_interleaves_subpixel_phases_like_depth_to_space():
     assert np.array_equal(to_rgb8(phases.copy(), s), expected.astype(np.uint8))
 
 
-@pytest.mark.parametrize("arch,width", [("fasinet-l", None), ("slim-fasinet-l", 96), ("slimcae", 96), ("fasinet-h", None)])
+@pytest.mark.parametrize("arch,width", [("fasinet-l", None), ("slim-fasinet-l", 96), ("slimcae", 96), ("fasinet-h", None),
+                                        ("fasinet-h-k7", None)])
 @pytest.mark.parametrize("tile", [128, 4])
 def test_bytes_straight_from_the_phases_equal_the_float_path(models, monkeypatch, arch, width, tile):
     # The decoder's last sub-pixel layer goes to bytes without DepthToSpace: the same pixels,

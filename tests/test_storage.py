@@ -102,3 +102,50 @@ def test_int8_model_codes_exactly_at_every_width(slim_files, sample_rgb):
             assert set(back) == set(sym)
             for k in sym:
                 assert np.array_equal(back[k], sym[k]), (w, k)
+
+
+@pytest.mark.parametrize("n,peak", [(1024, 4095), (1025, 2047), (3 * 7 * 7 * 13, 4095), (2048, 1)])
+def test_intn_round_trips_every_value_exactly(n, peak):
+    rng = np.random.default_rng(n)
+    a = rng.integers(-peak - 1, peak + 1, n).astype(np.int16)
+    a[:4] = [-peak - 1, peak, 0, -1]                          # both extremes, zero and the sign bit
+    a = a.reshape((n,) if n % 13 else (3, 7, 7, 13))
+    bits = int(peak).bit_length() + 1
+    assert storage.int_bits(a) == bits
+    assert storage.intn_packable("h_s_mean.int_w0", a)
+    packed, header = storage.pack_intn(a)
+    assert packed.dtype == np.uint8 and packed.size == (n * bits + 7) // 8 and header[0] == bits
+    back = storage.unpack_intn(packed, header)
+    assert back.dtype == np.int16 and back.shape == a.shape and np.array_equal(back, a)
+
+
+def test_intn_packs_only_integer_weights_that_gain():
+    ok = np.zeros((64, 32), np.int16)
+    assert not storage.intn_packable("h_s_mean.int_b0", ok)                 # not a weight
+    assert not storage.intn_packable("h_s_mean.int_w0", ok.astype(np.int32))
+    assert not storage.intn_packable("h_s_mean.int_w0", np.full((64, 32), -32768, np.int16))  # needs 16 bits
+    assert not storage.intn_packable("h_s_mean.int_w0", np.zeros(8, np.int16))  # too small to bother
+    with pytest.raises(ValueError):
+        storage.unpack_intn(np.zeros(6, np.uint8), np.array([13, 5, 5]))
+
+
+def test_int8_hyperprior_file_keeps_the_integer_copy_exactly(tmp_path):
+    from safetensors.numpy import load_file
+
+    from slimfast.models import FasiNetH
+
+    torch.manual_seed(0)
+    m = FasiNetH().eval()
+    m.update()
+    save_model(m, tmp_path / "h8.safetensors", storage="int8")
+    save_model(m, tmp_path / "h16.safetensors", storage="fp16")
+    raw = load_file(str(tmp_path / "h8.safetensors"))
+    ints = {k: v.numpy() for k, v in m.state_dict().items() if k.rsplit(".", 1)[-1].startswith("int_w")}
+    assert ints and all(k + storage.INTN_SUFFIX in raw and k not in raw for k in ints)
+    assert all(k in load_file(str(tmp_path / "h16.safetensors")) for k in ints)  # other storages: as before
+    a = load_model(tmp_path / "h8.safetensors").state_dict()
+    rw = pytest.importorskip("slimfast.runtime.weights")
+    _, b = rw.load(tmp_path / "h8.safetensors")
+    for k, v in ints.items():
+        assert a[k].dtype == torch.int16 and np.array_equal(a[k].numpy(), v), k
+        assert b[k].dtype == np.int16 and np.array_equal(b[k], v), k

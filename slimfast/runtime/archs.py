@@ -128,8 +128,12 @@ class FasiNetH(FasiNetL):
         self.M = int(config.get("M", 192))
         self.latent_channels = self.M
 
+    def tconv_for(self, c):
+        # Sub-pixel pays off once the kernels overlap (K = 7), as in FasiNet-L.
+        return "subpixel" if self.state["g_s.0.weight"].shape[-1] > 5 else "convtranspose"
+
     def analysis(self, c):
-        return super().analysis(c) + [self.gdn("g_a.3.")]
+        return super().analysis(c) + ([self.gdn("g_a.3.")] if self.config.get("final_gdn", True) else [])
 
     def hyper_analysis(self, c):
         return [("abs",), self.conv("h_a.0.0.", stride=S4H), ("relu",), self.conv("h_a.0.2.", stride=S4W), ("relu",),
