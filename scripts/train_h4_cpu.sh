@@ -3,10 +3,10 @@
 #
 # Version 2 (the paper's FasiNet-H: 5x5 synthesis kernels, GDN after the last analysis layer)
 # stalled near 30 dB on Kodak whatever the lambda: with the rate term removed, the shipped q8
-# stayed at 26.1 dB on validation crops. With FasiNet-L's trained analysis held as it is, a
-# light synthesis learned from scratch got to 21.7 dB in 500 steps with 5x5 kernels and to
-# 26.4 dB with 7x7 (29.3 dB at 1,500 steps, against 31.1 dB for FasiNet-L's own 96-channel
-# synthesis); see docs/training.md "FasiNet-H's synthesis kernel".
+# stayed at 26.1 dB on validation crops. Behind FasiNet-L's trained analysis, a 32-channel
+# synthesis learned from scratch reached 23.0 dB in 1,000 steps with the paper's 5x5 kernels and
+# 28.3 dB with 7x7 (FasiNet-L's own 96-channel 7x7 synthesis: 30.2 dB; 96 channels at 5x5: 23.6 dB):
+# benchmarks/synthesis_probe.py, docs/training.md "FasiNet-H version 3".
 #
 # So version 3 keeps the light 32-channel synthesis with 7x7 kernels (K = 7), and drops the last
 # GDN with N1 = N2 = 96 so that the analysis is exactly FasiNet-L's and warm-starts from the

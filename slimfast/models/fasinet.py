@@ -148,9 +148,10 @@ class FasiNetH(CompressionModel):
 
     * ``K = 7``: with 5x5 kernels at stride 4 the synthesis barely overlaps neighbouring
       latents (one output row and column in four), so each 16x16 block is drawn almost alone.
-      With FasiNet-L's trained analysis fixed, a light synthesis learned from scratch reached
-      26.4 dB after 500 steps with K = 7 against 21.7 dB with K = 5 (no rate term; see
-      docs/training.md "FasiNet-H's synthesis kernel"). K = 7 costs 1.0 kMAC/px more to decode.
+      Behind FasiNet-L's trained analysis, a 32-channel synthesis learned from scratch reached
+      28.3 dB in 1,000 steps with K = 7 against 23.0 dB with K = 5; 96 channels do not rescue
+      K = 5 (23.6 dB). No rate term; ``benchmarks/synthesis_probe.py``. K = 7 costs 0.7 kMAC/px
+      more to decode.
     * ``final_gdn = False`` drops the GDN after the last analysis layer. With ``N1 = N2 = 96``
       the analysis is then exactly FasiNet-L's, so :meth:`load_unslimmed` can warm-start it
       (and IQR) from trained FasiNet-L weights.
