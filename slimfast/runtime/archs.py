@@ -129,7 +129,9 @@ class FasiNetH(FasiNetL):
         self.latent_channels = self.M
 
     def tconv_for(self, c):
-        # Sub-pixel pays off once the kernels overlap (K = 7), as in FasiNet-L.
+        # Sub-pixel pays off once the kernels overlap (K = 7), as in FasiNet-L: fasinet-h-mse-q4
+        # version 3 decodes kodim23 in 28.1 ms against 29.7 with ConvTranspose at 2 threads (36.8
+        # against 36.9 at 1; interleaved medians of 9).
         return "subpixel" if self.state["g_s.0.weight"].shape[-1] > 5 else "convtranspose"
 
     def analysis(self, c):
