@@ -132,7 +132,9 @@ def test_a_kept_previous_version_stays_decodable(tmp_path, monkeypatch, small_rg
             publish(runs[2], "vtest", "vtest", version=version, out_dir=out, kodak=None)
     with pytest.raises(SlimfastError, match="no installed version 7"):
         zoo.get("vtest@7")
+    (out / "retired.json").write_text("[]")  # the retired cards' list sits beside the cards
     set_default("vtest", out_dir=out)
+    assert json.loads((out / "retired.json").read_text()) == []
     assert json.loads((out / "vtest.json").read_text())["default"]
     assert not json.loads((out / "vtest.v1.json").read_text())["default"]
     # A file that needs a version that is gone says which versions there are.
