@@ -313,9 +313,8 @@ def set_default(name: str, out_dir: Path = zoo.BUNDLED_DIR, width: int | None = 
     """Make ``name`` the one default model, and ``width`` its default width if it is slimmable
     (cards only; weights are untouched)."""
     # Current versions only: a kept older version (NAME.vN.json) is never the default.
-    cards = {c: json.loads(c.read_text()) for c in sorted(out_dir.glob("*.json"))}
-    # retired.json (a list of retired cards) is not a model card
-    cards = {c: card for c, card in cards.items() if isinstance(card, dict) and c.stem == card.get("name")}
+    cards = {c: json.loads(c.read_text()) for c in sorted(out_dir.glob("*.json")) if c.name != zoo.RETIRED_FILE}
+    cards = {c: card for c, card in cards.items() if c.stem == card["name"]}
     mine = [card for card in cards.values() if card["name"] == name]
     if not mine:
         raise SlimfastError(f"no model {name!r} in {out_dir}")

@@ -72,10 +72,14 @@ def unpack_intn(packed: np.ndarray, header: np.ndarray) -> np.ndarray:
     n = int(np.prod(shape))
     if not 1 <= bits <= 16 or packed.size != (n * bits + 7) // 8:
         raise ValueError(f"{packed.size} packed bytes do not hold {n} values of {bits} bits")
-    planes = np.unpackbits(packed, bitorder="little")[: n * bits].reshape(n, bits).astype(np.int64)
-    v = (planes << np.arange(bits)).sum(axis=1)
-    v = np.where(v >= 1 << (bits - 1), v - (1 << bits), v)
-    return v.astype(np.int16).reshape(shape)
+    planes = np.unpackbits(packed, bitorder="little")[: n * bits].reshape(n, bits)
+    # One pass per bit plane in uint16 (this runs on every model load), then two's complement
+    # by flipping the sign bit and subtracting it.
+    v = np.zeros(n, dtype=np.uint16)
+    for b in range(bits):
+        v |= planes[:, b].astype(np.uint16) << np.uint16(b)
+    sign = 1 << (bits - 1)
+    return ((v ^ np.uint16(sign)).astype(np.int32) - sign).astype(np.int16).reshape(shape)
 
 
 def narrow_table(name: str, a: np.ndarray) -> np.ndarray | None:
