@@ -10,6 +10,8 @@
 #   fasinet-{l,h}-mse-{0.0035,0.05}                   warm-started from the family's 0.013 model
 #   fasinet-l-msssim-{4.58,31.73}                     MS-SSIM loss lambda*(1-MS-SSIM)+bpp, from fasinet-l-mse-0.013
 #   slim-fasinet-l-sched, slimcae-sched               python -m slimfast.schedule from the joint model
+#   slim-fasinet-h-ladder                             slimmable FasiNet-H (full hidden channels), all widths
+#                                                     jointly on SLIMH_LAMBDAS, from fasinet-h-mse-0.013
 #
 # Needs only torch, numpy and Pillow (no safetensors, tqdm, matplotlib or pytorch_msssim needed).
 # Every job resumes from its checkpoint when the script is run again; finished jobs just re-export.
@@ -17,7 +19,7 @@
 # PYTHON, THREADS (torch threads per job; 2 on GPU, 1 on CPU), BATCH/PATCH (MSE jobs; 16/256 on GPU,
 # 8/128 on CPU), MS_BATCH/MS_PATCH (MS-SSIM jobs, patch >= 176; 8/256), MSSSIM_LAMBDAS ("4.58 31.73"),
 # FORK_LR (1e-3, stage-2 warm starts), H_CONFIG (FasiNet-H's constructor arguments; default fasinet-h-mse
-# version 3's: 7x7 synthesis, FasiNet-L's analysis), SCHED_TRIES (3), SLIM_LAMBDA (0.0615 = the paper's 4000 on the [0,1] scale), EXTRA (more train flags,
+# version 3's: 7x7 synthesis, FasiNet-L's analysis), SCHED_TRIES (3), SLIMH_LAMBDAS (widest first), SLIM_LAMBDA (0.0615 = the paper's 4000 on the [0,1] scale), EXTRA (more train flags,
 # e.g. "--bf16").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +34,7 @@ if [[ "$CUDA" == 1 ]]; then
   THREADS=${THREADS:-2}; BATCH=${BATCH:-16}; PATCH=${PATCH:-256}
 else
   THREADS=${THREADS:-1}; BATCH=${BATCH:-8}; PATCH=${PATCH:-128}
-  echo "warning: no CUDA: 12 jobs will share the CPU (train single models with python -m slimfast.train instead)" >&2
+  echo "warning: no CUDA: 13 jobs will share the CPU (train single models with python -m slimfast.train instead)" >&2
 fi
 MS_BATCH=${MS_BATCH:-8}; MS_PATCH=${MS_PATCH:-256}
 MSSSIM_LAMBDAS=${MSSSIM_LAMBDAS:-"4.58 31.73"}
@@ -41,6 +43,8 @@ SLIM_LAMBDA=${SLIM_LAMBDA:-0.0615}
 EXTRA=${EXTRA:-}
 FORK_LR=${FORK_LR:-1e-3}
 H_CONFIG=${H_CONFIG:-'{"N1": 96, "N2": 96, "M": 192, "S": 32, "K": 7, "final_gdn": false}'}
+SLIMH_CONFIG=${SLIMH_CONFIG:-${H_CONFIG%\}}', "slim_hidden": false}'}
+SLIMH_LAMBDAS=${SLIMH_LAMBDAS:-"0.05 0.02 0.008 0.0035 0.0015"}
 mkdir -p "$RUNS/logs"
 echo "data $DATA | cuda $CUDA | threads $THREADS | batch $BATCH patch $PATCH | stage 1 $MAIN min, stage 2 $FORK min | logs $RUNS/logs/"
 
@@ -75,6 +79,11 @@ family() {  # family ARCH: the middle lambda, then both forks in parallel
     train "$tag-$l" "$FORK" --arch "$arch" --lambda "$l" --init "$RUNS/$tag-0.013/final.safetensors" \
         --lr "$FORK_LR" --batch-size "$BATCH" --patch-size "$PATCH" & pids+=($!)
   done
+  if [[ "$arch" == fasinet-h ]]; then
+    train slim-fasinet-h-ladder "$FORK" --arch slim-fasinet-h --model-config "$SLIMH_CONFIG" \
+        --init "$RUNS/$tag-0.013/final.safetensors" --lambdas $SLIMH_LAMBDAS --lr 5e-4 \
+        --batch-size "$BATCH" --patch-size "$PATCH" & pids+=($!)
+  fi
   if [[ "$arch" == fasinet-l ]]; then
     for l in $MSSSIM_LAMBDAS; do
       train "fasinet-l-msssim-$l" "$FORK" --arch fasinet-l --metric ms-ssim --lambda "$l" \

@@ -13,7 +13,8 @@ The width API is explicit and stateless:
   input side) and ``c_out`` is passed by the caller (``None`` = full, which is how an
   image-producing last layer keeps its 3 outputs).
 * Normalizations (:class:`SwitchableGDN`, :class:`SlimGDNPlus`) pick their width from the
-  channel count of their input; every width of one layer must have a distinct count.
+  channel count of their input, or from the width index the caller passes where widths share
+  a count (a hidden layer that does not slim).
 * :class:`SlimSequential` runs a list of such modules with a *plan*: one ``c_out`` per
   convolution, in order.
 
@@ -94,13 +95,33 @@ SLIM_CONVS = (SlimConv2d, SlimConvTranspose2d)
 
 
 # -- normalizations ------------------------------------------------------------------------------
-def _channel_index(channels) -> tuple[tuple[int, ...], dict[int, int]]:
+def _channel_index(channels, shared: bool = False) -> tuple[tuple[int, ...], dict[int, int] | None]:
+    """Channel counts per width and the width index of each count (None when counts repeat).
+
+    ``shared=True`` lets widths share a count (a layer that does not slim); the caller then
+    names the width by index instead of by channel count.
+    """
     channels = tuple(int(c) for c in channels)
-    if len(set(channels)) != len(channels):
-        raise ValueError(f"the widths of one layer must have distinct channel counts, got {channels}")
     if list(channels) != sorted(channels, reverse=True):
         raise ValueError(f"channel counts must be listed widest first, got {channels}")
+    if len(set(channels)) != len(channels):
+        if not shared:
+            raise ValueError(f"the widths of one layer must have distinct channel counts, got {channels}")
+        return channels, None
     return channels, {c: i for i, c in enumerate(channels)}
+
+
+def _width_index(module, x: torch.Tensor, index: int | None) -> int:
+    c = x.shape[1]
+    if index is None:
+        if module.index is None:
+            raise ValueError(f"{type(module).__name__}: its widths share {c} channels; pass the width index")
+        if c not in module.index:
+            raise ValueError(f"{type(module).__name__} has widths {module.channels}, got {c} channels")
+        return module.index[c]
+    if not 0 <= index < len(module.channels) or module.channels[index] != c:
+        raise ValueError(f"{type(module).__name__}: width index {index} of {module.channels} got {c} channels")
+    return index
 
 
 class SwitchableGDN(nn.Module):
@@ -108,15 +129,13 @@ class SwitchableGDN(nn.Module):
 
     def __init__(self, channels, inverse: bool = False):
         super().__init__()
-        self.channels, self.index = _channel_index(channels)
+        self.channels, self.index = _channel_index(channels, shared=True)
         self.inverse = bool(inverse)
         self.gdns = nn.ModuleList(GDN(c, inverse=inverse) for c in self.channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        try:
-            return self.gdns[self.index[x.shape[1]]](x)
-        except KeyError:
-            raise ValueError(f"SwitchableGDN has widths {self.channels}, got {x.shape[1]} channels") from None
+    def forward(self, x: torch.Tensor, index: int | None = None) -> torch.Tensor:
+        """``index``: the width's position; needed only where widths share a channel count."""
+        return self.gdns[_width_index(self, x, index)](x)
 
 
 class SlimGDNPlus(nn.Module):
@@ -133,7 +152,7 @@ class SlimGDNPlus(nn.Module):
 
     def __init__(self, channels, inverse: bool = False, beta_min: float = 1e-6, gamma_init: float = 0.1):
         super().__init__()
-        self.channels, self.index = _channel_index(channels)
+        self.channels, self.index = _channel_index(channels, shared=True)
         self.inverse = bool(inverse)
         self.beta_min = float(beta_min)
         full, n = self.channels[0], len(self.channels)
@@ -147,18 +166,16 @@ class SlimGDNPlus(nn.Module):
         self.beta_scale = nn.Parameter(self.scalar_reparam.init(torch.ones(n)))
         self.beta_bias = nn.Parameter(self.scalar_reparam.init(torch.zeros(n)))
 
-    def effective_params(self, c: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if c not in self.index:
-            raise ValueError(f"SlimGDNPlus has widths {self.channels}, got {c} channels")
-        i = self.index[c]
+    def effective_params(self, c: int, index: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        i = _width_index(self, torch.empty(0, c), index)
         nn_ = self.scalar_reparam
         beta = nn_(self.beta_scale)[i] * self.beta_reparam(self.beta)[:c] + nn_(self.beta_bias)[i]
         beta = beta + (torch.clamp(beta, min=self.beta_min) - beta).detach()
         gamma = nn_(self.gamma_scale)[i] * self.gamma_reparam(self.gamma)[:c, :c] + nn_(self.gamma_bias)[i]
         return beta, gamma
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        beta, gamma = self.effective_params(x.shape[1])
+    def forward(self, x: torch.Tensor, index: int | None = None) -> torch.Tensor:
+        beta, gamma = self.effective_params(x.shape[1], index)
         norm = torch.sqrt(F.conv2d(x * x, gamma[:, :, None, None], beta))
         return x * norm if self.inverse else x / norm
 
@@ -174,16 +191,25 @@ def make_gdn(kind: str, channels, inverse: bool = False) -> nn.Module:
 
 # -- containers ----------------------------------------------------------------------------------
 class SlimSequential(nn.ModuleList):
-    """Runs its modules in order; ``plan`` gives ``c_out`` for each slim convolution in turn."""
+    """Runs its modules in order; ``plan`` gives ``c_out`` for each slim convolution in turn.
 
-    def forward(self, x: torch.Tensor, plan) -> torch.Tensor:
+    ``index`` (the width's position) goes to the width-specific normalizations, which need it
+    where widths share a channel count.
+    """
+
+    def forward(self, x: torch.Tensor, plan, index: int | None = None) -> torch.Tensor:
         plan = list(plan)
         n_conv = sum(isinstance(m, SLIM_CONVS) for m in self)
         if len(plan) != n_conv:
             raise ValueError(f"plan has {len(plan)} entries for {n_conv} convolutions")
         it = iter(plan)
         for m in self:
-            x = m(x, next(it)) if isinstance(m, SLIM_CONVS) else m(x)
+            if isinstance(m, SLIM_CONVS):
+                x = m(x, next(it))
+            elif isinstance(m, (SwitchableGDN, SlimGDNPlus)):
+                x = m(x, index)
+            else:
+                x = m(x)
         return x
 
 

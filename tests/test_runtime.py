@@ -55,6 +55,9 @@ FACTORIES = {
     "fasinet-h-k7": lambda: FasiNetH(N1=96, N2=96, K=7, final_gdn=False),
     "slim-fasinet-l": lambda: SlimFasiNetL(widths=(192, 96)),
     "slim-fasinet-h": lambda: SlimFasiNetH(widths=(192, 96), gdn="slim+"),
+    # slim-fasinet-h-mse's shape: FasiNet-H version 3 with full hidden channels at every width
+    "slim-fasinet-h-full": lambda: SlimFasiNetH(N1=96, N2=96, K=7, final_gdn=False, slim_hidden=False,
+                                                widths=(192, 96)),
     "slimcae": lambda: SlimCAE(C=96, widths=(96, 48)),
 }
 
@@ -98,7 +101,8 @@ def _levels(x: np.ndarray) -> np.ndarray:
 
 
 CASES = [("fasinet-l", None), ("fasinet-h", None), ("fasinet-h-k7", None), ("slim-fasinet-l", 192), ("slim-fasinet-l", 96),
-         ("slim-fasinet-h", 96), ("slimcae", 96), ("slimcae", 48)]
+         ("slim-fasinet-h", 96), ("slim-fasinet-h-full", 192), ("slim-fasinet-h-full", 96), ("slimcae", 96),
+         ("slimcae", 48)]
 
 
 def test_available():

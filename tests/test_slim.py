@@ -75,6 +75,27 @@ def test_gdn_kinds():
         plus(torch.randn(1, 5, 2, 2))
 
 
+def test_gdns_shared_by_widths_need_the_width_index():
+    # a layer that does not slim (slim_hidden=False) has one GDN per width, all the same size
+    torch.manual_seed(0)
+    x = torch.randn(1, 6, 5, 5)
+    for layer in (SwitchableGDN((6, 6, 6)), SlimGDNPlus((6, 6, 6))):
+        with torch.no_grad():
+            for p in layer.parameters():
+                p.add_(0.2 * torch.rand_like(p))
+        with pytest.raises(ValueError, match="width index"):
+            layer(x)
+        with pytest.raises(ValueError):
+            layer(x, 3)
+        with pytest.raises(ValueError):
+            layer(torch.randn(1, 4, 5, 5), 0)
+        outs = [layer(x, i) for i in range(3)]
+        assert not torch.equal(outs[0], outs[1])
+    assert torch.equal(SwitchableGDN((6, 6, 6)).gdns[2](x), SwitchableGDN((6, 6, 6))(x, 2))
+    with pytest.raises(ValueError):
+        SwitchableGDN((4, 6))  # widest first
+
+
 # -- nested sub-networks -----------------------------------------------------------------------------
 @pytest.mark.parametrize("gdn", ["switchable", "slim+"])
 def test_slimcae_width48_is_the_sliced_network(gdn):
@@ -359,3 +380,51 @@ def test_slim_fasinet_l_warm_starts_from_fasinet_l_weights(tmp_path):
     assert torch.equal(small.g_a[0].weight, src.g_a[0].weight[:48])
     with pytest.raises(ValueError):
         load_for_training(path, "slimcae")
+
+
+H3 = {"N1": 96, "N2": 96, "M": 192, "S": 32, "K": 7, "final_gdn": False}  # fasinet-h-mse version 3
+
+
+def test_slim_fasinet_h_warm_starts_from_fasinet_h_weights(tmp_path):
+    from slimfast.weights import load_for_training, load_model, save_model
+
+    torch.manual_seed(4)
+    src = FasiNetH(**H3).eval()
+    with torch.no_grad():  # not the identity IQR / flat entropy models of a fresh model
+        for p in src.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    src.update()
+    path = tmp_path / "h.safetensors"
+    save_model(src, path, half=False)
+    cfg = dict(H3, slim_hidden=False, widths=[192, 96, 48])
+    m = load_for_training(path, "slim-fasinet-h", cfg).eval()
+    assert m.config == dict(cfg, gdn="switchable", distribution="logistic")
+    x = torch.rand(1, 3, 128, 128)
+    with torch.no_grad():
+        ref, out = src(x), m(x, width=192)
+        assert torch.equal(out["x_hat"], ref["x_hat"])
+        assert all(torch.equal(out["likelihoods"][k], ref["likelihoods"][k]) for k in "yz")
+        # every width keeps the full hidden transforms and takes the leading latent channels
+        y = m.analysis(x, 96)
+        assert y.shape[1] == 96 and torch.equal(y, src.g_a(x)[:, :96])
+        assert m.g_s[1].gdns[2].beta.shape == (32,)
+    m.update()
+    save_model(m, tmp_path / "slim.safetensors", half=False)
+    back = load_model(tmp_path / "slim.safetensors")
+    assert back.config == m.config and back.slim_hidden is False
+    # kernels and final GDN must match: the paper's FasiNet-H does not fit
+    with pytest.raises(ValueError):
+        load_for_training(path, "slim-fasinet-h", {"widths": [192, 96]})
+    with pytest.raises(ValueError):
+        load_for_training(path, "slim-fasinet-l")
+
+
+def test_slim_fasinet_h_full_hidden_costs():
+    h = build("slim-fasinet-h", dict(H3, slim_hidden=False))
+    assert h.num_parameters(192) == sum(p.numel() for p in FasiNetH(**H3).parameters())
+    enc = [h.macs_per_pixel(w, "encode") for w in h.widths]
+    dec = [h.macs_per_pixel(w, "decode") for w in h.widths]
+    assert enc == sorted(enc, reverse=True) and dec == sorted(dec, reverse=True)
+    assert dec[-1] < 0.5 * dec[0]  # the decoder still gets much cheaper
+    assert build("slim-fasinet-h").config == {"N1": 48, "N2": 96, "M": 192, "S": 32, "widths": [192, 144, 96, 72, 48],
+                                               "gdn": "switchable", "distribution": "logistic"}

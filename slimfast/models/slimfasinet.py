@@ -107,11 +107,21 @@ class SlimFasiNetH(SlimHyperMixin, SlimCAE):
         g_a: conv 9x9/4 3->n1, GDN, conv 9x1/(4,1) n1->n2, GDN, conv 1x9/(1,4) n2->w, GDN
         h_a: conv 7x1/(4,1) w->w, ReLU, conv 1x7/(1,4) w->2w, ReLU, conv 2x2 2w->w
         h_s: two branches: tconv 7x1 x(4,1) w->w/2, ReLU, tconv 1x7 x(1,4) w/2->w, ReLU, conv 1x1 w->w
-        IQR: as SlimFasiNetL;  g_s: tconv 5x5 x4 w->s, IGDN, tconv 5x5 x4 s->3
+        IQR: as SlimFasiNetL;  g_s: tconv KxK x4 w->s, IGDN, tconv KxK x4 s->3
         n1, n2, s = w * (N1, N2, S) / M  (48, 96, 32 at M = 192)
 
     At full width it is FasiNet-H (about 2.2 M parameters). Entropy parameters for coding come
     from the integer-exact hyper-synthesis, bit-exact across machines.
+
+    ``K`` and ``final_gdn`` are :class:`~slimfast.models.fasinet.FasiNetH`'s options (fasinet-h-mse
+    version 3 uses ``K = 7``, ``final_gdn = False``, ``N1 = N2 = 96``). ``slim_hidden = False``
+    keeps the hidden channels of g_a and g_s (n1, n2, s) at their full counts at every width and
+    slims only the latent, the IQR and the hyperprior: a departure from SlimCAE, which slims every
+    layer. Why: the narrow sub-networks of slim-fasinet-l are limited by their transforms
+    (``benchmarks/ceiling.py``), and 32 synthesis channels at width 192 would be 8 at width 48.
+    The hidden GDNs stay switchable, one per width, so each width still shapes its own latent.
+    Decoding still gets cheaper as the width narrows (g_s's first layer, the IQR, the hyperprior
+    and the entropy coding all scale with w); encoding much less so.
     """
 
     architecture = "slim-fasinet-h"
@@ -120,19 +130,21 @@ class SlimFasiNetH(SlimHyperMixin, SlimCAE):
     decode_parts = ("h_s_scale", "h_s_mean", "iqr", "g_s")
 
     def __init__(self, N1: int = 48, N2: int = 96, M: int = 192, S: int = 32, widths=DEFAULT_WIDTHS,
-                 gdn: str = "switchable", distribution: str = "logistic"):
+                 gdn: str = "switchable", distribution: str = "logistic", K: int = 5, final_gdn: bool = True,
+                 slim_hidden: bool = True):
         CompressionModel.__init__(self)
-        self.N1, self.N2, self.M, self.S = int(N1), int(N2), int(M), int(S)
+        self.N1, self.N2, self.M, self.S, self.K = int(N1), int(N2), int(M), int(S), int(K)
         self.C = self.latent_channels = self.M
         self.widths = check_widths(widths, self.M)
         self.gdn = gdn
         self.distribution = distribution
+        self.final_gdn, self.slim_hidden = bool(final_gdn), bool(slim_hidden)
         self.means = True
         N1, N2, M, S, W = self.N1, self.N2, self.M, self.S, self.widths
         self.g_a = SlimSequential([
-            SlimConv2d(3, N1, 9, stride=4), make_gdn(gdn, [scaled(w, M, N1) for w in W]),
-            SlimConv2d(N1, N2, (9, 1), stride=(4, 1)), make_gdn(gdn, [scaled(w, M, N2) for w in W]),
-            SlimConv2d(N2, M, (1, 9), stride=(1, 4)), make_gdn(gdn, W),
+            SlimConv2d(3, N1, 9, stride=4), make_gdn(gdn, [self.hidden(w, N1) for w in W]),
+            SlimConv2d(N1, N2, (9, 1), stride=(4, 1)), make_gdn(gdn, [self.hidden(w, N2) for w in W]),
+            SlimConv2d(N2, M, (1, 9), stride=(1, 4)), *([make_gdn(gdn, W)] if self.final_gdn else []),
         ])
         self.h_a = SlimSequential([
             SlimConv2d(M, M, (7, 1), stride=(4, 1)), nn.ReLU(inplace=True),
@@ -152,19 +164,61 @@ class SlimFasiNetH(SlimHyperMixin, SlimCAE):
         self.h_s_mean = branch()
         self.iqr = SlimIQR(M)
         self.g_s = SlimSequential([
-            SlimConvTranspose2d(M, S, 5, stride=4), make_gdn(gdn, [scaled(w, M, S) for w in W], inverse=True),
-            SlimConvTranspose2d(S, 3, 5, stride=4),
+            SlimConvTranspose2d(M, S, self.K, stride=4), make_gdn(gdn, [self.hidden(w, S) for w in W], inverse=True),
+            SlimConvTranspose2d(S, 3, self.K, stride=4),
         ])
         self.z_entropy = nn.ModuleList(EntropyBottleneck(w) for w in W)
         self.conditional = ConditionalEntropyModel(distribution)
 
     @property
     def config(self) -> dict:
-        return {"N1": self.N1, "N2": self.N2, "M": self.M, "S": self.S, "widths": list(self.widths),
-                "gdn": self.gdn, "distribution": self.distribution}
+        config = {"N1": self.N1, "N2": self.N2, "M": self.M, "S": self.S, "widths": list(self.widths),
+                  "gdn": self.gdn, "distribution": self.distribution}
+        if (self.K, self.final_gdn, self.slim_hidden) != (5, True, True):  # older files keep their config
+            config.update(K=self.K, final_gdn=self.final_gdn, slim_hidden=self.slim_hidden)
+        return config
+
+    def hidden(self, c: int, channels: int) -> int:
+        """Hidden channels of g_a / g_s at latent width ``c`` (``channels`` at full width)."""
+        return scaled(c, self.M, channels) if self.slim_hidden else channels
+
+    # slim key -> FasiNet-H key (FasiNet-H nests its ISD, hyper-transforms and ISU branches).
+    _FROM_FASINET_H = ((r"^g_a\.1\.gdns\.\d+\.", "g_a.1."), (r"^g_a\.2\.", "g_a.2.0."),
+                       (r"^g_a\.3\.gdns\.\d+\.", "g_a.2.1."), (r"^g_a\.4\.", "g_a.2.2."),
+                       (r"^g_a\.5\.gdns\.\d+\.", "g_a.3."),
+                       (r"^h_a\.0\.", "h_a.0.0."), (r"^h_a\.2\.", "h_a.0.2."), (r"^h_a\.5\.", "h_a.3."),
+                       (r"^(h_s_\w+)\.0\.", r"\1.isu.0."), (r"^(h_s_\w+)\.2\.", r"\1.isu.2."),
+                       (r"^(h_s_\w+)\.4\.", r"\1.out."),
+                       (r"^g_s\.1\.gdns\.\d+\.", "g_s.1."), (r"^z_entropy\.\d+\.", "entropy_bottleneck."))
+
+    def load_unslimmed(self, state: dict[str, torch.Tensor], architecture: str) -> None:
+        """Warm start every width from trained FasiNet-H weights of the same K and final_gdn.
+
+        Each tensor takes the leading block of its FasiNet-H counterpart (kernels must match), so
+        the widest sub-network starts as that FasiNet-H and every width's GDN as its GDN. Frozen
+        tables and the integer hyper-synthesis are not copied: ``update()`` rebuilds them.
+        """
+        if architecture != "fasinet-h":
+            raise ValueError(f"slim-fasinet-h warm-starts from fasinet-h weights, not {architecture}")
+        for key, target in self.state_dict().items():
+            name = key.rsplit(".", 1)[-1]
+            if name in ("freqs", "lengths", "offsets", "_medians") or name.startswith("int_"):
+                continue
+            src = key
+            for pattern, repl in self._FROM_FASINET_H:
+                src = re.sub(pattern, repl, src)
+            if src not in state:
+                raise ValueError(f"fasinet-h weights lack {src} (for {key}); K and final_gdn must match")
+            value = state[src]
+            if (value.dim() != target.dim() or any(a > b for a, b in zip(target.shape, value.shape))
+                    or (target.dim() == 4 and target.shape[2:] != value.shape[2:])):
+                raise ValueError(f"{src} has shape {tuple(value.shape)}, cannot fill {key} {tuple(target.shape)}")
+            with torch.no_grad():
+                target.copy_(value[tuple(slice(0, n) for n in target.shape)].to(target.dtype))
 
     def analysis(self, x: torch.Tensor, c: int) -> torch.Tensor:
-        return self.g_a(x, (scaled(c, self.M, self.N1), scaled(c, self.M, self.N2), c))
+        plan = (self.hidden(c, self.N1), self.hidden(c, self.N2), c)
+        return self.g_a(x, plan, self.widths.index(c))
 
     def hyper_analysis(self, y: torch.Tensor, c: int) -> torch.Tensor:
         return self.h_a(torch.abs(y), (c, 2 * c, c))
@@ -173,7 +227,7 @@ class SlimFasiNetH(SlimHyperMixin, SlimCAE):
         return (c // 2, c, c)
 
     def synthesis(self, y_hat: torch.Tensor, c: int) -> torch.Tensor:
-        return self.g_s(self.iqr(y_hat), (scaled(c, self.M, self.S), None))
+        return self.g_s(self.iqr(y_hat), (self.hidden(c, self.S), None), self.widths.index(c))
 
     def forward(self, x: torch.Tensor, width: int | None = None) -> dict:
         return self._hyper_forward(x, width)

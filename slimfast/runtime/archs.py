@@ -201,12 +201,20 @@ class SlimFasiNetH(_Slim):
     def __init__(self, config, state):
         super().__init__(config, state)
         self.N1, self.N2, self.S = (int(config.get(k, d)) for k, d in (("N1", 48), ("N2", 96), ("S", 32)))
+        self.final_gdn = bool(config.get("final_gdn", True))
+        self.slim_hidden = bool(config.get("slim_hidden", True))
+
+    def tconv_for(self, c):
+        return FasiNetH.tconv_for(self, c)  # sub-pixel for K = 7, as FasiNet-H
+
+    def hidden(self, c, channels):
+        return _scaled(c, self.M, channels) if self.slim_hidden else channels
 
     def analysis(self, c):
-        n1, n2 = _scaled(c, self.M, self.N1), _scaled(c, self.M, self.N2)
+        n1, n2 = self.hidden(c, self.N1), self.hidden(c, self.N2)
         return [self.conv("g_a.0.", n1, stride=(4, 4)), self.slim_gdn("g_a.1.", n1, c),
                 self.conv("g_a.2.", n2, n1, stride=S4H), self.slim_gdn("g_a.3.", n2, c),
-                self.conv("g_a.4.", c, n2, stride=S4W), self.slim_gdn("g_a.5.", c, c)]
+                self.conv("g_a.4.", c, n2, stride=S4W)] + ([self.slim_gdn("g_a.5.", c, c)] if self.final_gdn else [])
 
     def hyper_analysis(self, c):
         return [("abs",), self.conv("h_a.0.", c, c, stride=S4H), ("relu",), self.conv("h_a.2.", 2 * c, c, stride=S4W),
@@ -217,7 +225,7 @@ class SlimFasiNetH(_Slim):
         return self.int_branch("h_s_scale.", plan, strides), self.int_branch("h_s_mean.", plan, strides)
 
     def synthesis(self, c):
-        s = _scaled(c, self.M, self.S)
+        s = self.hidden(c, self.S)
         return [self.iqr("iqr.", c), self.tconv("g_s.0.", c, s), self.slim_gdn("g_s.1.", s, c, inverse=True),
                 self.tconv("g_s.2.", s)]
 

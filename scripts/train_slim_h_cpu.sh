@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# slim-fasinet-h-mse version 1: a slimmable FasiNet-H warm-started from fasinet-h-mse-q4 version 3.
+#
+# Why this shape: slim-fasinet-l-mse (every layer slimmed, SlimCAE's rule) stays at -10.7% BD-rate
+# against JPEG, because its narrow sub-networks are limited by their transforms
+# (benchmarks/ceiling.py): at width 48 its synthesis has 24 channels, and FasiNet-H's 32-channel
+# synthesis would have 8. So this model slims only what sets the rate and the decoder's cost, the
+# latent (w of 192 channels), the IQR and the hyperprior, and keeps g_a's and g_s's hidden channels
+# full at every width (slim_hidden = false), each width with its own hidden GDNs. Every width starts
+# as fasinet-h-mse-q4 version 3 truncated to its leading w latent channels
+# (SlimFasiNetH.load_unslimmed). Lambdas: slim-fasinet-l-mse version 3's ladder.
+#
+# Usage: bash scripts/train_slim_h_cpu.sh [train|release]   (re-running train resumes)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WHICH=${1:-train}
+SLIMH_MIN=${SLIMH_MIN:-105}
+THREADS=${THREADS:-1}
+LAMBDAS="0.05 0.02 0.008 0.0035 0.0015"   # widths 192 144 96 72 48
+CONFIG='{"N1": 96, "N2": 96, "M": 192, "S": 32, "K": 7, "final_gdn": false, "slim_hidden": false}'
+mkdir -p runs
+
+train() {
+  python -m slimfast.train --arch slim-fasinet-h --model-config "$CONFIG" \
+    --init slimfast/weights/fasinet-h-mse-q4.safetensors --lambdas $LAMBDAS \
+    --lr 5e-4 --lr-drop-at 0.75 --minutes "$SLIMH_MIN" --out runs/slim-h1 --threads "$THREADS" --no-progress \
+    >> runs/slim-h1.log 2>&1
+}
+
+release() {
+  python -m slimfast.release runs/slim-h1/final.safetensors --name slim-fasinet-h-mse \
+    --family slim-fasinet-h-mse --version 1 --storage int8 \
+    --card-extra '{"warm_start": "fasinet-h-mse-q4 version 3 (slimfast/weights), every width truncated to its leading latent channels", "lambdas_from": "slim-fasinet-l-mse version 3 (scripts/train_slim_v3_cpu.sh)"}'
+  python -m slimfast.release --calibrate-int8 slim-fasinet-h-mse --float-last
+}
+
+"$WHICH"
