@@ -20,6 +20,31 @@ from .base import CompressionModel
 from .slimcae import DEFAULT_WIDTHS, SlimCAE, SlimHyperMixin
 
 
+def _load_leading_blocks(model: nn.Module, state: dict[str, torch.Tensor], renames, source: str,
+                         hint: str = "") -> None:
+    """Fill every tensor of ``model`` with the leading block of its counterpart in ``state``.
+
+    ``renames`` maps a slim key to the source architecture's key (regex, replacement). Kernel
+    sizes must match exactly; frozen coding tables and integer copies are skipped, since
+    ``update()`` rebuilds them.
+    """
+    for key, target in model.state_dict().items():
+        name = key.rsplit(".", 1)[-1]
+        if name in ("freqs", "lengths", "offsets", "_medians") or name.startswith("int_"):
+            continue
+        src = key
+        for pattern, repl in renames:
+            src = re.sub(pattern, repl, src)
+        if src not in state:
+            raise ValueError(f"{source} weights lack {src} (for {key}){hint}")
+        value = state[src]
+        if (value.dim() != target.dim() or any(a > b for a, b in zip(target.shape, value.shape))
+                or (target.dim() == 4 and target.shape[2:] != value.shape[2:])):
+            raise ValueError(f"{src} has shape {tuple(value.shape)}, cannot fill {key} {tuple(target.shape)}")
+        with torch.no_grad():
+            target.copy_(value[tuple(slice(0, n) for n in target.shape)].to(target.dtype))
+
+
 class SlimFasiNetL(SlimCAE):
     r"""Slimmable FasiNet-L (factorized prior).
 
@@ -76,20 +101,7 @@ class SlimFasiNetL(SlimCAE):
         """
         if architecture != "fasinet-l":
             raise ValueError(f"slim-fasinet-l warm-starts from fasinet-l weights, not {architecture}")
-        own = self.state_dict()
-        for key, target in own.items():
-            if key.rsplit(".", 1)[-1] in ("freqs", "lengths", "offsets"):
-                continue
-            src = key
-            for pattern, repl in self._FROM_FASINET:
-                src = re.sub(pattern, repl, src)
-            if src not in state:
-                raise ValueError(f"fasinet-l weights lack {src} (for {key})")
-            value = state[src]
-            if value.dim() != target.dim() or any(a > b for a, b in zip(target.shape, value.shape)):
-                raise ValueError(f"{src} has shape {tuple(value.shape)}, cannot fill {key} {tuple(target.shape)}")
-            with torch.no_grad():
-                target.copy_(value[tuple(slice(0, n) for n in target.shape)].to(target.dtype))
+        _load_leading_blocks(self, state, self._FROM_FASINET, "fasinet-l")
 
     def analysis(self, x: torch.Tensor, c: int) -> torch.Tensor:
         n = scaled(c, self.M, self.N)
@@ -200,21 +212,7 @@ class SlimFasiNetH(SlimHyperMixin, SlimCAE):
         """
         if architecture != "fasinet-h":
             raise ValueError(f"slim-fasinet-h warm-starts from fasinet-h weights, not {architecture}")
-        for key, target in self.state_dict().items():
-            name = key.rsplit(".", 1)[-1]
-            if name in ("freqs", "lengths", "offsets", "_medians") or name.startswith("int_"):
-                continue
-            src = key
-            for pattern, repl in self._FROM_FASINET_H:
-                src = re.sub(pattern, repl, src)
-            if src not in state:
-                raise ValueError(f"fasinet-h weights lack {src} (for {key}); K and final_gdn must match")
-            value = state[src]
-            if (value.dim() != target.dim() or any(a > b for a, b in zip(target.shape, value.shape))
-                    or (target.dim() == 4 and target.shape[2:] != value.shape[2:])):
-                raise ValueError(f"{src} has shape {tuple(value.shape)}, cannot fill {key} {tuple(target.shape)}")
-            with torch.no_grad():
-                target.copy_(value[tuple(slice(0, n) for n in target.shape)].to(target.dtype))
+        _load_leading_blocks(self, state, self._FROM_FASINET_H, "fasinet-h", "; K and final_gdn must match")
 
     def analysis(self, x: torch.Tensor, c: int) -> torch.Tensor:
         plan = (self.hidden(c, self.N1), self.hidden(c, self.N2), c)
