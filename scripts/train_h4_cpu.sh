@@ -13,10 +13,7 @@
 # shipped fasinet-l-mse weights at the neighbouring lambda (plus IQR). The hyperprior and the
 # synthesis start fresh, hence lr 1e-3, dropping to 1e-4 at 70%.
 #
-# q10 (lambda 0.1) extends the ladder towards 1.5 bpp; it warm-starts from the shipped q8 version 3
-# at lr 5e-4, since the whole network is already trained (train_q10 / release_q10).
-#
-# Usage: bash scripts/train_h4_cpu.sh [train|release|train_q10|release_q10]   (re-running resumes)
+# Usage: bash scripts/train_h4_cpu.sh [train|release]   (re-running resumes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHICH=${1:-train}
@@ -36,18 +33,6 @@ train() {
   one q4 0.013 fasinet-l-mse-q4 &
   one q8 0.05 fasinet-l-mse-q6 &
   wait
-}
-
-train_q10() {
-  python -m slimfast.train $COMMON --model-config "$CONFIG" --init "$W/fasinet-h-mse-q8.safetensors" --lambda 0.1 \
-    --lr 5e-4 --minutes "$H4_MIN" --out runs/h4-q10 >> runs/h4-q10.log 2>&1
-}
-
-release_q10() {
-  python -m slimfast.release runs/h4-q10/final.safetensors --name fasinet-h-mse-q10 \
-    --family fasinet-h-mse --version 3 --storage int8 \
-    --card-extra '{"warm_start": "fasinet-h-mse-q8 version 3 (slimfast/weights)"}'
-  python -m slimfast.release --calibrate-int8 fasinet-h-mse-q10 --float-last
 }
 
 # Version 3 retires version 2 (slimfast/weights/retired.json). int8 storage, like the rest.
