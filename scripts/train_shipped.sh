@@ -81,7 +81,7 @@ family() {  # family ARCH: the middle lambda, then both forks in parallel
   done
   if [[ "$arch" == fasinet-h ]]; then
     train slim-fasinet-h-ladder "$FORK" --arch slim-fasinet-h --model-config "$SLIMH_CONFIG" \
-        --init "$RUNS/$tag-0.013/final.safetensors" --lambdas $SLIMH_LAMBDAS --lr 5e-4 \
+        --init "$RUNS/$tag-0.013/final.safetensors" --sort-channels --lambdas $SLIMH_LAMBDAS --lr 5e-4 \
         --batch-size "$BATCH" --patch-size "$PATCH" & pids+=($!)
   fi
   if [[ "$arch" == fasinet-l ]]; then

@@ -8,7 +8,10 @@
 # latent (w of 192 channels), the IQR and the hyperprior, and keeps g_a's and g_s's hidden channels
 # full at every width (slim_hidden = false), each width with its own hidden GDNs. Every width starts
 # as fasinet-h-mse-q4 version 3 truncated to its leading w latent channels
-# (SlimFasiNetH.load_unslimmed). Lambdas: slim-fasinet-l-mse version 3's ladder.
+# (SlimFasiNetH.load_unslimmed), after --sort-channels has put the channels that carry the most bits
+# first (SlimFasiNetH.sort_channels). Without that sort, width 48 starts at 13.0 dB on validation
+# crops (its first 48 channels carry 24% of y's bits); with it, at 26.0 dB (53%); width 96: 13.7
+# against 28.3 dB. Lambdas: slim-fasinet-l-mse version 3's ladder.
 #
 # Usage: bash scripts/train_slim_h_cpu.sh [train|release]   (re-running train resumes)
 set -euo pipefail
@@ -23,7 +26,7 @@ mkdir -p runs
 train() {
   python -m slimfast.train --arch slim-fasinet-h --model-config "$CONFIG" \
     --init slimfast/weights/fasinet-h-mse-q4.safetensors --lambdas $LAMBDAS \
-    --lr 5e-4 --lr-drop-at 0.75 --minutes "$SLIMH_MIN" --out runs/slim-h1 --threads "$THREADS" --no-progress \
+    --sort-channels --lr 5e-4 --lr-drop-at 0.75 --minutes "$SLIMH_MIN" --out runs/slim-h1 --threads "$THREADS" --no-progress \
     >> runs/slim-h1.log 2>&1
 }
 

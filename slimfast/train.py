@@ -78,6 +78,7 @@ class TrainConfig:
     init: str | None = None        # warm start from weights (safetensors)
     bf16: bool = False
     channels_last: bool = False
+    sort_channels: bool = False    # slim-fasinet-h warm starts: front each width's best channels
     deterministic: bool = False
     progress: bool = True
     plot: bool = True
@@ -109,6 +110,27 @@ def load_rgb(path: Path) -> torch.Tensor:
 
     with Image.open(path) as im:
         return torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.uint8).copy()).permute(2, 0, 1)
+
+
+def _sort_channels(model, files: list[Path], side: int, count: int = 16) -> None:
+    """``model.sort_channels`` on centre crops of the first ``count`` training images (no RNG)."""
+    if not hasattr(model, "sort_channels"):
+        raise SystemExit(f"error: --sort-channels: {model.architecture} has no channel order to sort")
+    images = [load_rgb(f) for f in files[:count]]
+    side = min([max(side, 256)] + [min(im.shape[1:]) for im in images]) // 64 * 64  # one batch: one size
+    if not images or side < 64:
+        raise SystemExit("error: --sort-channels: needs training images of at least 64x64")
+    crops = []
+    for im in images:
+        top, left = (im.shape[1] - side) // 2, (im.shape[2] - side) // 2
+        crops.append(im[:, top:top + side, left:left + side])
+    try:
+        share = model.sort_channels(torch.stack(crops).float() / 255)
+    except ValueError as e:
+        raise SystemExit(f"error: --sort-channels: {e}") from None
+    print(f"sorted channels on {len(crops)} training crops: the narrowest width holds "
+          f"{100 * share['narrow_share_before']:.0f}% -> {100 * share['narrow_share_after']:.0f}% of y's bits",
+          file=sys.stderr)
 
 
 class PatchSampler:
@@ -702,6 +724,8 @@ def _train(cfg: TrainConfig, dd: Dist) -> Path:
             raise SystemExit(f"error: --init {cfg.init}: {e}") from None
     else:
         model = build(cfg.architecture or "fasinet-l", cfg.model_config)
+    if cfg.sort_channels and not has_checkpoint(run):
+        _sort_channels(model, train_files, cfg.patch_size)
     if cfg.lmbdas and not model.widths:
         raise SystemExit(f"error: --lambdas needs a slimmable model; {model.architecture} has one width (use --lambda)")
     if cfg.lmbdas and len(cfg.lmbdas) != len(model.widths):
@@ -1008,6 +1032,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", type=int, default=d.threads, help="torch threads (0: torch's default)")
     g.add_argument("--bf16", action="store_true", help="bfloat16 autocast (entropy models stay float32)")
     g.add_argument("--channels-last", action="store_true")
+    g.add_argument("--sort-channels", action="store_true",
+                   help="slim-fasinet-h from fasinet-h weights: reorder the latent and hyperprior channels "
+                        "so each width's leading block holds the most bits (measured on training crops)")
     g.add_argument("--deterministic", action="store_true", help="deterministic CUDA kernels (bit-exact resume)")
     g = p.add_argument_group("logging and checkpoints")
     g.add_argument("--log-every", type=int, default=d.log_every, help="CSV train row every N steps (means)")

@@ -428,3 +428,60 @@ def test_slim_fasinet_h_full_hidden_costs():
     assert dec[-1] < 0.5 * dec[0]  # the decoder still gets much cheaper
     assert build("slim-fasinet-h").config == {"N1": 48, "N2": 96, "M": 192, "S": 32, "widths": [192, 144, 96, 72, 48],
                                                "gdn": "switchable", "distribution": "logistic"}
+
+
+def test_sort_channels_keeps_the_full_width_function_and_fronts_the_rate(tmp_path):
+    from slimfast.weights import load_for_training, save_model
+
+    torch.manual_seed(5)
+    src = FasiNetH(**H3).eval()
+    with torch.no_grad():
+        for p in src.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    src.update()
+    path = tmp_path / "h.safetensors"
+    save_model(src, path, half=False)
+    m = load_for_training(path, "slim-fasinet-h", dict(H3, slim_hidden=False, widths=[192, 96, 48])).eval()
+    x = _image(128, seed=2)
+    with torch.no_grad():
+        ref = m(x, width=192)
+    share = m.sort_channels(x)
+    assert share["narrow_share_after"] > share["narrow_share_before"]
+    with torch.no_grad():
+        out = m(x, width=192)
+        assert torch.allclose(out["x_hat"], ref["x_hat"], atol=1e-5)
+        for k in "yz":  # the same likelihoods, permuted
+            a, b = out["likelihoods"][k], ref["likelihoods"][k]
+            assert torch.allclose(a.sum(dim=1), b.sum(dim=1), rtol=1e-4)
+            assert torch.allclose(a.log2().sum(), b.log2().sum(), rtol=1e-5)
+        y_bits = (-torch.log2(out["likelihoods"]["y"])).sum(dim=(0, 2, 3))
+        assert torch.all(y_bits[:-1] >= y_bits[1:] - 1e-3 * y_bits.max())  # sorted by rate
+        # the narrow widths' entropy models are the full one's leading block
+        assert torch.equal(m.z_entropy[2].quantiles, m.z_entropy[0].quantiles[:48])
+        x48 = m(x, width=48)["x_hat"]
+    assert x48.shape == x.shape
+    with pytest.raises(ValueError):
+        build("slim-fasinet-h").sort_channels(x)
+
+
+
+def test_train_sort_channels_flag(tmp_path, capsys):
+    from slimfast.train import TrainConfig, train
+    from slimfast.weights import save_model
+
+    torch.manual_seed(6)
+    src = FasiNetH(N1=16, N2=16, M=32, S=8, K=7, final_gdn=False).eval()
+    src.update()
+    save_model(src, tmp_path / "h.safetensors", half=False)
+    frac = _write_images(tmp_path / "data", side=96)
+    common = dict(data=[str(tmp_path / "data")], lmbdas=[0.02, 0.01], steps=1, batch_size=2, patch_size=64,
+                  threads=1, val_every=0, val_fraction=frac, progress=False, sort_channels=True,
+                  init=str(tmp_path / "h.safetensors"))
+    cfg = TrainConfig(architecture="slim-fasinet-h", out=str(tmp_path / "run"), **common,
+                      model_config={"N1": 16, "N2": 16, "M": 32, "S": 8, "K": 7, "final_gdn": False,
+                                    "slim_hidden": False, "widths": [32, 16]})
+    assert (train(cfg) / "final.safetensors").exists()
+    assert "sorted channels on" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="no channel order"):
+        train(TrainConfig(architecture="slim-fasinet-l", out=str(tmp_path / "run2"),
+                          model_config={"N": 8, "M": 16, "widths": [16, 8]}, **dict(common, init=None)))

@@ -214,6 +214,94 @@ class SlimFasiNetH(SlimHyperMixin, SlimCAE):
             raise ValueError(f"slim-fasinet-h warm-starts from fasinet-h weights, not {architecture}")
         _load_leading_blocks(self, state, self._FROM_FASINET_H, "fasinet-h", "; K and final_gdn must match")
 
+    @torch.no_grad()
+    def sort_channels(self, x: torch.Tensor) -> dict[str, float]:
+        """Reorder every slimmed channel axis so that each width's leading block is its best one.
+
+        A warm start from FasiNet-H hands width ``w`` the *first* ``w`` latent channels, but a
+        trained FasiNet-H spreads its rate over all 192 in no order (fasinet-h-mse-q1 version 3 on
+        training crops: its first 48 channels carry 21% of the bits of y, its top 48 carry 72%).
+        This permutes, at full width, the latent y (by its bits on ``x``), z (by its bits) and the
+        hidden channels of h_a, both h_s branches and the IQR (by RMS activation times the norm
+        of the weights that read them). The full-width model computes the same function before
+        and after (up to float summation order); the narrower entropy models of z are re-taken
+        from the full one's leading block, as :meth:`load_unslimmed` does. Needs
+        ``slim_hidden = False`` and ``final_gdn = False`` (g_a and g_s then have no slimmed
+        hidden axis). Call ``update()`` before coding. Returns the share of y's bits in the
+        narrowest width's channels, before and after.
+        """
+        if self.slim_hidden or self.final_gdn:
+            raise ValueError("sort_channels needs slim_hidden=False and final_gdn=False")
+        M = self.M
+        relu = torch.relu
+        was_training = self.training
+        self.eval()
+        y = self.analysis(x, M)
+        h1 = relu(self.h_a[0](torch.abs(y), M))
+        h2 = relu(self.h_a[2](h1, 2 * M))
+        z = self.h_a[5](self.h_a[4](h2), M)
+        z_hat, z_lik = self.z_entropy[0](z)
+        h, w = y.shape[2:]
+        acts = {}
+        for name in ("h_s_scale", "h_s_mean"):
+            br = getattr(self, name)
+            b1 = relu(br[0](z_hat, M // 2))
+            b2 = relu(br[2](b1, M))
+            acts[name] = (b1, b2, br[4](b2, M)[..., :h, :w])
+        y_hat, y_lik = self.conditional(y, acts["h_s_scale"][2], acts["h_s_mean"][2])
+        i1 = relu(self.iqr.conv1(y_hat, M // 4))
+        i2 = relu(self.iqr.conv2(i1, M // 2))
+        self.train(was_training)
+
+        def bits(lik):
+            return (-torch.log2(lik)).sum(dim=(0, 2, 3))
+
+        def hidden(act, weight, in_dim):  # RMS activation x norm of the weights reading the channel
+            dims = tuple(d for d in range(weight.dim()) if d != in_dim)
+            return act.pow(2).mean(dim=(0, 2, 3)).sqrt() * weight.pow(2).sum(dim=dims).sqrt()
+
+        def order(score):
+            return torch.argsort(score, descending=True, stable=True)
+
+        y_bits = bits(y_lik)
+        narrow = min(self.widths)
+        before = float(y_bits[:narrow].sum() / y_bits.sum())
+        py, pz = order(y_bits), order(bits(z_lik))
+        p1 = order(hidden(h1, self.h_a[2].weight, 1))
+        p2 = order(hidden(h2, self.h_a[5].weight, 1))
+        pi1 = order(hidden(i1, self.iqr.conv2.weight, 1))
+        pi2 = order(hidden(i2, self.iqr.conv3.weight, 1))
+
+        def perm(t, p, dim):
+            t.copy_(t.index_select(dim, p))
+
+        def out(conv, p):  # a convolution's output channels (dim 0; dim 1 for a transposed one)
+            perm(conv.weight, p, 1 if isinstance(conv, SlimConvTranspose2d) else 0)
+            perm(conv.bias, p, 0)
+
+        def inp(conv, p):
+            perm(conv.weight, p, 0 if isinstance(conv, SlimConvTranspose2d) else 1)
+
+        out(self.g_a[4], py), inp(self.h_a[0], py), inp(self.iqr.conv1, py), out(self.iqr.conv3, py)
+        inp(self.g_s[0], py)
+        out(self.h_a[0], p1), inp(self.h_a[2], p1)
+        out(self.h_a[2], p2), inp(self.h_a[5], p2)
+        out(self.h_a[5], pz)
+        out(self.iqr.conv1, pi1), inp(self.iqr.conv2, pi1)
+        out(self.iqr.conv2, pi2), inp(self.iqr.conv3, pi2)
+        for name in ("h_s_scale", "h_s_mean"):
+            br, (b1, b2, _) = getattr(self, name), acts[name]
+            ps1, ps2 = order(hidden(b1, br[2].weight, 0)), order(hidden(b2, br[4].weight, 1))
+            inp(br[0], pz), out(br[0], ps1), inp(br[2], ps1), out(br[2], ps2), inp(br[4], ps2), out(br[4], py)
+        full = dict(self.z_entropy[0].named_parameters())
+        for name, t in full.items():
+            perm(t.data, pz, 0)
+        for eb in self.z_entropy[1:]:
+            for name, t in eb.named_parameters():
+                t.data.copy_(full[name].data[:t.shape[0]])
+        return {"narrow_share_before": before,
+                "narrow_share_after": float(y_bits[py][:narrow].sum() / y_bits.sum())}
+
     def analysis(self, x: torch.Tensor, c: int) -> torch.Tensor:
         plan = (self.hidden(c, self.N1), self.hidden(c, self.N2), c)
         return self.g_a(x, plan, self.widths.index(c))
