@@ -88,6 +88,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-int8", dest="int8", action="store_false",
                    help="skip the int8-synthesis points (by default every model whose card is calibrated for "
                         "`slimfast decompress --int8` is also timed that way)")
+    p.add_argument("--no-tried", dest="tried", action="store_false",
+                   help="skip timing what was tried for speed (the default model under each setting of TRIED)")
     p.add_argument("--cold-repeats", type=int, default=3, help="fresh-process decompress runs (default 3; 0 to skip)")
     p.add_argument("--timeout", type=float, default=600, help="seconds allowed per model subprocess (default 600)")
     p.add_argument("--out", default="out/bench", help="output folder (default: out/bench)")
@@ -246,6 +248,7 @@ def run_worker(job: dict, timeout: float) -> dict:
     # The integer hyper-synthesis GEMMs are small: one BLAS thread is fastest (measured).
     env.update(OMP_NUM_THREADS=t, MKL_NUM_THREADS=t, SLIMFAST_THREADS=t, OPENBLAS_NUM_THREADS="1",
                SLIMFAST_SYNTHESIS=job.get("synthesis", "fp32"))
+    env.update(job.get("env") or {})
     cmd = [sys.executable, "-m", "slimfast.bench", "--worker", json.dumps(job)]
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
@@ -295,6 +298,42 @@ class _Baselines:
             self._times[key] = {"quality": quality, "bpp": metrics.bpp(len(data), h, w),
                                 "psnr": metrics.psnr(img, out), "enc_ms": e, "dec_ms": d}
         return self._times[key]
+
+
+# What was tried for speed, each timed on the default model in this run ("What was tried" in the
+# output): the shipped settings first, then one change at a time. (label, environment, job fields)
+TRIED = [
+    ("shipped: ONNX Runtime, NCHWc layout, the architecture's transposed-convolution form", {}, {}),
+    ("PyTorch eager (the reference path)", {"SLIMFAST_BACKEND": "torch"}, {}),
+    ("ONNX Runtime without the NCHWc layout (optimization level 'extended')", {"SLIMFAST_ORT_OPT": "extended"}, {}),
+    ("stride-4 transposed convolutions as ConvTranspose", {"SLIMFAST_ORT_TCONV": "convtranspose"}, {}),
+    ("stride-4 transposed convolutions as sub-pixel Conv + DepthToSpace", {"SLIMFAST_ORT_TCONV": "subpixel"}, {}),
+    ("idle ONNX Runtime workers spinning", {"SLIMFAST_ORT_SPIN": "1"}, {}),
+    ("ONNX Runtime memory arena on", {"SLIMFAST_ORT_ARENA": "1"}, {}),
+    ("1 thread instead of the run's thread count", {}, {"threads": 1}),
+    ("int8 synthesis (`slimfast decompress --int8`)", {}, {"synthesis": "int8"}),
+]
+
+
+def tried(info, image: Path, base: "_Baselines", args, log) -> dict:
+    """Times :data:`TRIED` on ``info`` (its default operating point), one fresh process each."""
+    rows = []
+    for label, env, fields in TRIED:
+        if fields.get("synthesis") == "int8" and not info.card.get("int8_synthesis"):
+            continue
+        log(f"bench: tried: {label}")
+        job = {"model": info.name, "width": info.default_width, "image": str(image), "mp": None,
+               "repeats": args.repeats, "threads": args.threads, "synthesis": "fp32", "env": env, **fields}
+        r = run_worker(job, args.timeout)
+        r["variant"] = label
+        if r.get("error") is None:
+            r["baselines"] = {}
+            for n in ("webp", "heic"):
+                if n in base.codecs:
+                    bt = base.time(n, base.match(n, r["bpp"])["quality"])
+                    r["baselines"][n] = {**bt, "ratio": _ratios(r, bt)}
+        rows.append(r)
+    return {"model": info.name, "width": info.default_width, "rows": rows}
 
 
 def _ratios(m: dict, b: dict) -> dict:
@@ -353,6 +392,10 @@ def bench(args) -> dict:
                         bt = base.time(n, base.match(n, r["bpp"])["quality"])
                         r["baselines"][n] = {**bt, "ratio": _ratios(r, bt)}
             points.extend(rows)
+    tried_res = None
+    if getattr(args, "tried", True) and infos:
+        default = next((i for i in infos if i.default), infos[0])
+        tried_res = tried(default, image, base, args, log)
     sizes_mp = [m for m in args.sizes or [] if m is not None]  # "none" skips the sweep
     sizes = []
     for info in size_models(infos, getattr(args, "size_models", None)):
@@ -389,6 +432,7 @@ def bench(args) -> dict:
                       for n, b in base.codecs.items()},
         "skipped": base.skipped,
         "models": points,
+        "tried": tried_res,
         "sizes": sizes,
     }
 
@@ -502,6 +546,36 @@ def _f(v, spec=".1f"):
     return "-" if v is None else format(v, spec)
 
 
+def _tried_md(res: dict) -> list[str]:
+    t = res.get("tried")
+    if not t or not t.get("rows"):
+        return []
+    ok = [r for r in t["rows"] if r.get("error") is None]
+    ref = ok[0] if ok and ok[0]["variant"] == TRIED[0][0] else None
+    L = ["", "## What was tried", "",
+         f"The default model ({t['model']}" + (f", width {t['width']}" if t.get("width") else "")
+         + ") under each setting, one change at a time from the shipped one, each in a fresh process in this run "
+         f"(median of {res['settings']['repeats']} after a warm-up). WebP and HEIC at the quality closest in bpp.", "",
+         "| setting | encode ms | decode ms | PSNR | decode vs shipped | enc+dec vs WebP | decode vs HEIC |",
+         "|---|---|---|---|---|---|---|"]
+    for r in t["rows"]:
+        if r.get("error"):
+            L.append(f"| {r['variant']} | failed: {r['error']} ||||||")
+            continue
+        b = r.get("baselines", {})
+        webp = f"{b['webp']['ratio']['total']:.2f}" if "webp" in b else "-"
+        heic = f"{b['heic']['ratio']['dec']:.2f}" if "heic" in b else "-"
+        vs = f"{r['dec_ms'] / ref['dec_ms']:.2f}" if ref else "-"
+        L.append(f"| {r['variant']} | {r['enc_ms']:.1f} | {r['dec_ms']:.1f} | {r['psnr']:.2f} | {vs} | {webp} | {heic} |")
+    flags = set(res.get("environment", {}).get("cpu_flags") or [])
+    bf16 = "avx512_bf16" in flags or "amx_bf16" in flags
+    L += ["", "Not timed here: bf16 synthesis " + ("(this CPU has AVX-512 BF16 or AMX; not implemented yet)" if bf16 else
+          "(this CPU has neither AVX-512 BF16 nor AMX, so bf16 would be emulated)")
+          + "; OpenVINO (not a dependency); a fused GDN kernel (ONNX Runtime runs GDN as a 1x1 convolution of x², "
+          "a square root and a division)."]
+    return L
+
+
 def bench_md(res: dict) -> str:
     im, st = res["image"], res["settings"]
     L = ["# Benchmark", "",
@@ -540,6 +614,7 @@ def bench_md(res: dict) -> str:
         L.append(f"| {label} | {r['width'] if r['width'] is not None else '-'} | {cx} | {r['bpp']:.3f} | "
                  f"{r['psnr']:.2f} | {r['enc_ms']:.1f} | {r['dec_ms']:.1f} | {r['enc_mps']:.2f} | "
                  f"{r['dec_mps']:.2f} | {r['peak_rss_mb']:.0f} | {r['delta_rss_mb']:.0f} | " + " | ".join(cells) + " |")
+    L += _tried_md(res)
     if res["sizes"]:
         L += ["", "## Size sweep (default operating point)", "",
               f"Mirror-tiled copies of the image; median of {st['size_repeats']} runs.", "",

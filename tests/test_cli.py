@@ -248,3 +248,42 @@ def test_bench_size_sweep_argument():
     for bad in ("-1", "0", "big"):
         with pytest.raises(SystemExit):
             p.parse_args(["--sizes", bad])
+
+
+def test_bench_tried_settings_run_and_render(monkeypatch):
+    """Each setting of bench.TRIED is a real change: its worker runs and codes the same file."""
+    from slimfast import bench, zoo
+
+    info = zoo.get()  # the default model
+    image = bench.resolve_image(None)
+    jobs = {label: {"model": info.name, "width": info.default_width, "image": str(image), "mp": None,
+                    "repeats": 1, "threads": 1, "synthesis": "fp32", "env": env, **fields}
+            for label, env, fields in bench.TRIED if not fields.get("synthesis")}
+    shipped = bench.run_worker(jobs[bench.TRIED[0][0]], 300)
+    other = bench.run_worker(jobs["stride-4 transposed convolutions as ConvTranspose"], 300)
+    torch_ = bench.run_worker(jobs["PyTorch eager (the reference path)"], 300)
+    for r in (shipped, other, torch_):
+        assert r.get("error") is None, r
+    assert shipped["backend"] == other["backend"] == "ort" and torch_["backend"] == "torch"
+    assert other["bytes"] == shipped["bytes"] and abs(other["psnr"] - shipped["psnr"]) < 0.01
+    rows = [dict(shipped, variant=bench.TRIED[0][0], baselines={}),
+            dict(torch_, variant="PyTorch eager (the reference path)", baselines={}),
+            {"variant": "broken", "error": "boom"}]
+    md = "\n".join(bench._tried_md({"tried": {"model": info.name, "width": None, "rows": rows},
+                                    "settings": {"repeats": 1}, "environment": {"cpu_flags": ["avx2"]}}))
+    assert "## What was tried" in md and "| broken | failed: boom" in md
+    assert f"{torch_['dec_ms'] / shipped['dec_ms']:.2f}" in md and "neither AVX-512 BF16 nor AMX" in md
+
+
+def test_runtime_settings_from_the_environment(monkeypatch):
+    from slimfast import runtime, zoo
+
+    path = next(i for i in zoo.list_models() if i.architecture == "fasinet-h").path
+    monkeypatch.setenv("SLIMFAST_ORT_TCONV", "convtranspose")
+    monkeypatch.setenv("SLIMFAST_ORT_OPT", "extended")
+    m = runtime.load_model(path)
+    assert m.tconv_for() == "convtranspose" and m.optimization == "extended" and not m.spinning
+    assert runtime.load_model(path, tconv="subpixel").tconv_for() == "subpixel"  # an argument wins
+    monkeypatch.setenv("SLIMFAST_ORT_TCONV", "fast")
+    with pytest.raises(ValueError):
+        runtime.load_model(path)

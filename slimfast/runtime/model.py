@@ -100,16 +100,24 @@ class RuntimeModel:
     default, takes the architecture's faster form (sub-pixel for FasiNet-L's 7x7 kernels,
     ConvTranspose for FasiNet-H's 5x5, whose phases are sparse).
     ``optimization``: ORT graph optimization level, one of ``disable``, ``basic``,
-    ``extended``, ``all`` (``all`` adds ORT's blocked NCHWc layout: 10-15% faster).
+    ``extended``, ``all`` (``all``, the default, adds ORT's blocked NCHWc layout: 10-15% faster).
     ``spinning``: let idle ORT worker threads spin; off by default, since spinning workers
     took the speed-up of a second thread away on a 2-core machine.
+    Left unset, ``tconv``, ``optimization`` and ``spinning`` follow ``SLIMFAST_ORT_TCONV``,
+    ``SLIMFAST_ORT_OPT`` and ``SLIMFAST_ORT_SPIN=1`` (what ``slimfast bench`` compares).
     ``int8_ranges``: run the synthesis with int8 convolutions (:mod:`slimfast.runtime.quantize`)
     using these stored activation ranges, ``{str(width): {tensor: [min, max]}}`` (a model card's
     ``int8_synthesis.ranges``); ``None`` keeps it float32. Symbols decode identically either way.
     """
 
     def __init__(self, path: str | Path, threads: int | None = None, tconv: str | None = None,
-                 optimization: str = "all", spinning: bool = False, int8_ranges: dict | None = None):
+                 optimization: str | None = None, spinning: bool | None = None, int8_ranges: dict | None = None):
+        tconv = tconv or os.environ.get("SLIMFAST_ORT_TCONV") or None
+        if tconv not in (None, "convtranspose", "subpixel"):
+            raise ValueError(f"tconv must be 'convtranspose' or 'subpixel', not {tconv!r}")
+        optimization = optimization or os.environ.get("SLIMFAST_ORT_OPT") or "all"
+        if spinning is None:
+            spinning = os.environ.get("SLIMFAST_ORT_SPIN", "0") == "1"
         meta, state, digest = weights.load_with_digest(path)
         arch = meta["architecture"]
         if arch not in ARCHS:
