@@ -30,10 +30,13 @@ train() {
     >> runs/slim-h1.log 2>&1
 }
 
+# slim-fasinet-h-mse takes slimcae-mse's place in the weights budget (25 MiB): slimcae-mse version 1
+# is discontinued (last bundled in slimfast 0.6.0; retired.json says where to get it).
 release() {
+  python -m slimfast.release --retire slimcae-mse@1 --discontinue --whole-family
   python -m slimfast.release runs/slim-h1/final.safetensors --name slim-fasinet-h-mse \
     --family slim-fasinet-h-mse --version 1 --storage int8 \
-    --card-extra '{"warm_start": "fasinet-h-mse-q4 version 3 (slimfast/weights), every width truncated to its leading latent channels", "lambdas_from": "slim-fasinet-l-mse version 3 (scripts/train_slim_v3_cpu.sh)"}'
+    --card-extra '{"warm_start": "fasinet-h-mse-q4 version 3 (slimfast/weights), every width truncated to its leading latent channels", "lambdas_from": "slim-fasinet-l-mse version 3 (scripts/train_slim_v3_cpu.sh)", "channel_order": "sorted by bits before training (slimfast train --sort-channels)"}'
   python -m slimfast.release --calibrate-int8 slim-fasinet-h-mse --float-last
 }
 

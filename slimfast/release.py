@@ -438,6 +438,8 @@ def _main(argv) -> int:
         p = argparse.ArgumentParser(prog="python -m slimfast.release --retire",
                                     description="Take a superseded model version out of the bundle (the zoo's retirement rule).")
         p.add_argument("--retire", dest="spec", required=True, metavar="NAME@VERSION")
+        p.add_argument("--whole-family", action="store_true",
+                       help="with --discontinue: allow the family's last model to go (the family leaves the bundle)")
         p.add_argument("--discontinue", action="store_true",
                        help="retire a model's current version, so that the model leaves the bundle (not the "
                             "default model, nor the last of its family)")
@@ -457,8 +459,9 @@ def _main(argv) -> int:
                 raise SlimfastError(f"{name} is the default model; make another the default first")
             family = [c for c in (json.loads(f.read_text()) for f in a.out_dir.glob("*.json")
                                   if f.name != zoo.RETIRED_FILE) if c.get("family") == card.get("family")]
-            if len({c.get("name") for c in family}) < 2:
-                raise SlimfastError(f"{name} is the last model of family {card.get('family')!r}")
+            if len({c.get("name") for c in family}) < 2 and not a.whole_family:
+                raise SlimfastError(f"{name} is the last model of family {card.get('family')!r} "
+                                    "(add --whole-family to take the family out of the bundle)")
         entry = retire(name, version, a.out_dir, discontinued=a.discontinue)
         print(f"retired {name} version {entry['version']} (last bundled in slimfast {entry['last_release']}"
               + (f", git {entry['last_commit'][:12]})" if entry.get("last_commit") else ")"))
