@@ -54,6 +54,7 @@ class TrainConfig:
     out: str = "runs/fasinet-l"
     lmbda: float = 0.013            # MSE on the 0..255 scale: loss = lmbda * 255^2 * MSE + bpp
     lmbdas: list[float] | None = None  # slimmable models: one per width (widest first)
+    width_loss: str = "sum"        # slimmable joint loss: sum_i L_i (SlimCAE) | log: sum_i log L_i
     metric: str = "mse"            # mse | ms-ssim (loss = lmbda * (1 - MS-SSIM) + bpp)
     steps: int = 20000
     minutes: float = 0.0           # > 0: stop after this much wall time instead
@@ -554,15 +555,22 @@ class RDObjective(nn.Module):
     """One training forward: the rate-distortion loss of every trained width.
 
     A module so that DistributedDataParallel sees one forward per backward even when a
-    slimmable model trains all its widths jointly (``sum_i lambda_i * D_i + R_i``). The loss
-    itself is computed in float32 outside autocast.
+    slimmable model trains all its widths jointly: ``width_loss="sum"`` minimizes
+    ``sum_i L_i`` with ``L_i = lambda_i * D_i + R_i`` (SlimCAE's joint loss), ``"log"`` minimizes
+    ``sum_i log L_i``. Under the sum, the widest width's loss (several times the narrowest's) steers
+    the shared weights; the log weighs each width's gradient by ``1 / L_i``, so every width's
+    relative improvement counts the same. The loss itself is computed in float32 outside autocast.
     """
 
-    def __init__(self, model, lmbda: float, lmbdas: list[float] | None, metric: str, bf16: bool):
+    def __init__(self, model, lmbda: float, lmbdas: list[float] | None, metric: str, bf16: bool,
+                 width_loss: str = "sum"):
         super().__init__()
+        if width_loss not in ("sum", "log"):
+            raise SystemExit(f"error: --width-loss must be sum or log, not {width_loss!r}")
         self.model = model
         self.metric = metric
         self.bf16 = bf16
+        self.width_loss = width_loss
         if model.widths and lmbdas:
             if len(lmbdas) != len(model.widths):
                 raise SystemExit(f"error: {len(lmbdas)} lambdas for the {len(model.widths)} widths {model.widths}")
@@ -577,7 +585,7 @@ class RDObjective(nn.Module):
         for i, ((w, lm), out) in enumerate(zip(self.terms, outs)):
             out = {"x_hat": out["x_hat"].float(), "likelihoods": {k: v.float() for k, v in out["likelihoods"].items()}}
             l, s = rd_loss(out, x, lm, self.metric)
-            loss = loss + l
+            loss = loss + (torch.log(l) if self.width_loss == "log" and len(self.terms) > 1 else l)
             if i == 0:  # the widest width's figures also go unsuffixed
                 stats.update(s)
             if w is not None:
@@ -773,7 +781,7 @@ def _train(cfg: TrainConfig, dd: Dist) -> Path:
     del images
     val_images = [load_rgb(f).to(device) for f in val_files[:cfg.val_images]] if dd.main else []
 
-    objective = RDObjective(model, cfg.lmbda, cfg.lmbdas, cfg.metric, cfg.bf16)
+    objective = RDObjective(model, cfg.lmbda, cfg.lmbdas, cfg.metric, cfg.bf16, cfg.width_loss)
     step_fn = objective
     if dd.world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
@@ -1007,6 +1015,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mse: loss = lambda * 255^2 * MSE + bpp; ms-ssim: lambda * (1 - MS-SSIM) + bpp")
     g.add_argument("--lambdas", dest="lmbdas", type=float, nargs="+", default=None,
                    help="slimmable models: one lambda per width, widest first (joint training)")
+    g.add_argument("--width-loss", choices=["sum", "log"], default=d.width_loss,
+                   help="slimmable joint loss over the widths' L_i = lambda_i*D_i + R_i: sum (SlimCAE's, "
+                        "the widest width dominates) or log (sum of log L_i: each width's relative "
+                        "improvement counts the same)")
     g.add_argument("--metric", choices=["mse", "ms-ssim"], default=d.metric)
     g = p.add_argument_group("budget")
     g.add_argument("--steps", type=int, default=d.steps, help="total steps (sets the lr schedule)")

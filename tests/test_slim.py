@@ -359,6 +359,40 @@ def test_train_loop_runs_all_widths(tmp_path):
     assert (run / "final.safetensors").exists()
 
 
+
+@pytest.mark.parametrize("width_loss", ["sum", "log"])
+def test_joint_loss_over_the_widths(width_loss):
+    from slimfast.train import RDObjective
+
+    torch.manual_seed(0)
+    model = build("slim-fasinet-l", {"N": 8, "M": 16, "widths": [16, 8]}).train()
+    lmbdas = [0.02, 0.005]
+    objective = RDObjective(model, 0.0, lmbdas, "mse", bf16=False, width_loss=width_loss)
+    x = _image(32)
+    torch.manual_seed(1)  # the same quantization noise for the loss and for each width's own terms
+    loss, stats = objective(x)
+    torch.manual_seed(1)
+    per_width = []
+    for w, lm in zip(model.widths, lmbdas):
+        out = model(x, width=w)
+        per_width.append(lm * F.mse_loss(out["x_hat"], x) * 255 ** 2
+                         + sum(-torch.log2(p).sum() for p in out["likelihoods"].values()) / (32 * 32))
+        assert float(per_width[-1].detach()) == pytest.approx(lm * stats[f"dist@{w}"] + stats[f"bpp@{w}"], rel=1e-5)
+    expected = sum(torch.log(t) for t in per_width) if width_loss == "log" else sum(per_width)
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+    # the log weighs each width's gradient by 1 / L_i: the narrow (cheaper) width gains weight
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_width_loss_is_checked():
+    from slimfast.train import RDObjective, build_parser
+
+    with pytest.raises(SystemExit):
+        RDObjective(build("slim-fasinet-l", {"N": 8, "M": 16, "widths": [16, 8]}), 0.0, [0.02, 0.01], "mse", False, "mean")
+    assert build_parser().parse_args(["--out", "r", "--width-loss", "log"]).width_loss == "log"
+    assert build_parser().parse_args(["--out", "r"]).width_loss == "sum"
+
 def test_slim_fasinet_l_warm_starts_from_fasinet_l_weights(tmp_path):
     from slimfast.models.fasinet import FasiNetL as _FasiNetL
     from slimfast.weights import load_for_training, save_model
