@@ -88,8 +88,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-int8", dest="int8", action="store_false",
                    help="skip the int8-synthesis points (by default every model whose card is calibrated for "
                         "`slimfast decompress --int8` is also timed that way)")
+    p.add_argument("--no-bf16", dest="bf16", action="store_false",
+                   help="skip the bf16 points (by default, where OpenVINO is installed and the CPU computes bf16 "
+                        "natively, every model is also timed with --bf16 on compress and decompress)")
     p.add_argument("--no-tried", dest="tried", action="store_false",
                    help="skip timing what was tried for speed (the default model under each setting of TRIED)")
+    p.add_argument("--tried-rounds", type=int, default=3,
+                   help="rounds over the TRIED settings, each setting once per round in a fresh process, "
+                        "median over rounds (default 3: process-to-process drift hits every setting alike)")
     p.add_argument("--cold-repeats", type=int, default=3, help="fresh-process decompress runs (default 3; 0 to skip)")
     p.add_argument("--timeout", type=float, default=600, help="seconds allowed per model subprocess (default 600)")
     p.add_argument("--out", default="out/bench", help="output folder (default: out/bench)")
@@ -246,8 +252,10 @@ def run_worker(job: dict, timeout: float) -> dict:
     env = _python_env()
     t = str(job["threads"])
     # The integer hyper-synthesis GEMMs are small: one BLAS thread is fastest (measured).
+    # "bf16" points run bf16 both ways (analysis and synthesis); a job's env may say otherwise
     env.update(OMP_NUM_THREADS=t, MKL_NUM_THREADS=t, SLIMFAST_THREADS=t, OPENBLAS_NUM_THREADS="1",
-               SLIMFAST_SYNTHESIS=job.get("synthesis", "fp32"))
+               SLIMFAST_SYNTHESIS=job.get("synthesis", "fp32"),
+               SLIMFAST_ANALYSIS="bf16" if job.get("synthesis") == "bf16" else "fp32")
     env.update(job.get("env") or {})
     cmd = [sys.executable, "-m", "slimfast.bench", "--worker", json.dumps(job)]
     try:
@@ -312,19 +320,45 @@ TRIED = [
     ("ONNX Runtime memory arena on", {"SLIMFAST_ORT_ARENA": "1"}, {}),
     ("1 thread instead of the run's thread count", {}, {"threads": 1}),
     ("int8 synthesis (`slimfast decompress --int8`)", {}, {"synthesis": "int8"}),
+    ("bf16 synthesis on OpenVINO (`slimfast decompress --bf16`)", {"SLIMFAST_ANALYSIS": "fp32"}, {"synthesis": "bf16"}),
+    ("bf16 analysis and synthesis on OpenVINO (`--bf16` both ways)", {}, {"synthesis": "bf16"}),
+    ("the float transforms on OpenVINO in fp32 (the engine without the precision)", {"SLIMFAST_OV_PRECISION": "f32"},
+     {"synthesis": "bf16"}),
 ]
 
 
+def bf16_available() -> bool:
+    """Whether bf16 synthesis runs here: OpenVINO installed and native bf16 in the CPU."""
+    from .runtime import ov_backend
+
+    return ov_backend.available() and ov_backend.native_bf16()
+
+
 def tried(info, image: Path, base: "_Baselines", args, log) -> dict:
-    """Times :data:`TRIED` on ``info`` (its default operating point), one fresh process each."""
-    rows = []
+    """Times :data:`TRIED` on ``info`` (its default operating point), one fresh process each, in
+    ``args.tried_rounds`` rounds over all settings; a setting's times are its medians over rounds."""
+    variants = []
     for label, env, fields in TRIED:
         if fields.get("synthesis") == "int8" and not info.card.get("int8_synthesis"):
             continue
-        log(f"bench: tried: {label}")
-        job = {"model": info.name, "width": info.default_width, "image": str(image), "mp": None,
-               "repeats": args.repeats, "threads": args.threads, "synthesis": "fp32", "env": env, **fields}
-        r = run_worker(job, args.timeout)
+        if fields.get("synthesis") == "bf16" and not bf16_available():
+            continue
+        variants.append((label, env, fields))
+    rounds = max(1, int(getattr(args, "tried_rounds", 1)))
+    runs: dict[str, list[dict]] = {label: [] for label, _, _ in variants}
+    for k in range(rounds):
+        for label, env, fields in variants:
+            log(f"bench: tried (round {k + 1}/{rounds}): {label}")
+            job = {"model": info.name, "width": info.default_width, "image": str(image), "mp": None,
+                   "repeats": args.repeats, "threads": args.threads, "synthesis": "fp32", "env": env, **fields}
+            runs[label].append(run_worker(job, args.timeout))
+    rows = []
+    for label, _, _ in variants:
+        ok = [r for r in runs[label] if r.get("error") is None]
+        r = dict(ok[0] if ok else runs[label][0])
+        if ok:
+            r.update(enc_ms=float(np.median([x["enc_ms"] for x in ok])), dec_ms=float(np.median([x["dec_ms"] for x in ok])),
+                     round_enc_ms=[x["enc_ms"] for x in ok], round_dec_ms=[x["dec_ms"] for x in ok])
         r["variant"] = label
         if r.get("error") is None:
             r["baselines"] = {}
@@ -333,7 +367,8 @@ def tried(info, image: Path, base: "_Baselines", args, log) -> dict:
                     bt = base.time(n, base.match(n, r["bpp"])["quality"])
                     r["baselines"][n] = {**bt, "ratio": _ratios(r, bt)}
         rows.append(r)
-    return {"model": info.name, "width": info.default_width, "rows": rows}
+    return {"model": info.name, "width": info.default_width, "rounds": rounds, "rows": rows,
+            "bf16": bf16_available()}
 
 
 def _ratios(m: dict, b: dict) -> dict:
@@ -361,10 +396,12 @@ def bench(args) -> dict:
         precisions = ["fp32"]
         if getattr(args, "int8", True) and info.card.get("int8_synthesis") and backend(info.architecture) == "ort":
             precisions.append("int8")
+        if getattr(args, "bf16", True) and backend(info.architecture) == "ort" and bf16_available():
+            precisions.append("bf16")
         widths = operating_points(info)
         in_turn = len(widths) > 1 and width_repeats is not None
         for synthesis in precisions:
-            tag = " (int8 synthesis)" if synthesis == "int8" else ""
+            tag = {"int8": " (int8 synthesis)", "bf16": " (bf16)"}.get(synthesis, "")
             rows = []
             for w in widths:
                 log(f"bench: {info.name}" + (f" width {w}" if w is not None else "") + tag)
@@ -555,7 +592,9 @@ def _tried_md(res: dict) -> list[str]:
     L = ["", "## What was tried", "",
          f"The default model ({t['model']}" + (f", width {t['width']}" if t.get("width") else "")
          + ") under each setting, one change at a time from the shipped one, each in a fresh process in this run "
-         f"(median of {res['settings']['repeats']} after a warm-up). WebP and HEIC at the quality closest in bpp.", "",
+         f"(median of {res['settings']['repeats']} after a warm-up), the settings in turn"
+         + (f" for {t['rounds']} rounds, each time the median over rounds" if t.get("rounds", 1) > 1 else "")
+         + ". WebP and HEIC at the quality closest in bpp.", "",
          "| setting | encode ms | decode ms | PSNR | decode vs shipped | enc+dec vs WebP | decode vs HEIC |",
          "|---|---|---|---|---|---|---|"]
     for r in t["rows"]:
@@ -567,12 +606,16 @@ def _tried_md(res: dict) -> list[str]:
         heic = f"{b['heic']['ratio']['dec']:.2f}" if "heic" in b else "-"
         vs = f"{r['dec_ms'] / ref['dec_ms']:.2f}" if ref else "-"
         L.append(f"| {r['variant']} | {r['enc_ms']:.1f} | {r['dec_ms']:.1f} | {r['psnr']:.2f} | {vs} | {webp} | {heic} |")
-    flags = set(res.get("environment", {}).get("cpu_flags") or [])
-    bf16 = "avx512_bf16" in flags or "amx_bf16" in flags
-    L += ["", "Not timed here: bf16 synthesis " + ("(this CPU has AVX-512 BF16 or AMX; not implemented yet)" if bf16 else
-          "(this CPU has neither AVX-512 BF16 nor AMX, so bf16 would be emulated)")
-          + "; OpenVINO (not a dependency); a fused GDN kernel (ONNX Runtime runs GDN as a 1x1 convolution of x², "
-          "a square root and a division)."]
+    missing = []
+    if not t.get("bf16"):
+        flags = set(res.get("environment", {}).get("cpu_flags") or [])
+        native = "avx512_bf16" in flags or "amx_bf16" in flags
+        missing.append("bf16 and OpenVINO (" + ("OpenVINO is not installed here: pip install "
+                       "'slimfast[openvino]'" if native else "this CPU has neither AVX-512 BF16 nor AMX") + ")")
+    missing.append("a fused GDN kernel (ONNX Runtime runs GDN as a 1x1 convolution of x², a square root and "
+                   "a division)")
+    missing.append("int8 analysis")
+    L += ["", "Not timed here: " + "; ".join(missing) + "."]
     return L
 
 
@@ -586,7 +629,9 @@ def bench_md(res: dict) -> str:
          + ". Baselines: "
          "same run, library default threading, quality closest in bpp to each model point. "
          "Ratios are model time / baseline time (below 1 = model faster). Rows marked *int8 synthesis* "
-         "decode with `slimfast decompress --int8` (same file, same symbols; the card's calibration).", ""]
+         "decode with `slimfast decompress --int8` (same file, same symbols; the card's calibration), rows marked "
+         "*bf16* run both the analysis and the synthesis in bf16 (`--bf16` on compress and decompress; OpenVINO, "
+         "native bf16).", ""]
     if res["skipped"]:
         L += ["Skipped baselines: " + "; ".join(f"{k} ({v})" for k, v in res["skipped"].items()), ""]
     L += ["## Baselines", "", "| codec | quality | bpp | PSNR | encode ms | decode ms |", "|---|---|---|---|---|---|"]
@@ -610,7 +655,7 @@ def bench_md(res: dict) -> str:
                                             f"{b['ratio']['total']:.2f} (q{b['quality']:g})")
         cx = (f"{r['params'] / 1e6:.2f}M | {r['kmac_encode']:.1f} / {r['kmac_decode']:.1f}" if r.get("params")
               else "- | -")
-        label = r["model"] + (" int8 synthesis" if r.get("synthesis") == "int8" else "")
+        label = r["model"] + {"int8": " int8 synthesis", "bf16": " bf16"}.get(r.get("synthesis", "fp32"), "")
         L.append(f"| {label} | {r['width'] if r['width'] is not None else '-'} | {cx} | {r['bpp']:.3f} | "
                  f"{r['psnr']:.2f} | {r['enc_ms']:.1f} | {r['dec_ms']:.1f} | {r['enc_mps']:.2f} | "
                  f"{r['dec_mps']:.2f} | {r['peak_rss_mb']:.0f} | {r['delta_rss_mb']:.0f} | " + " | ".join(cells) + " |")

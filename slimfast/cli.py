@@ -99,6 +99,8 @@ def _same_file(a: str, b: Path) -> bool:
 def _set_synthesis(args) -> None:
     if getattr(args, "int8", False):
         os.environ["SLIMFAST_SYNTHESIS"] = "int8"
+    elif getattr(args, "bf16", False):
+        os.environ["SLIMFAST_SYNTHESIS"] = "bf16"
 
 
 def _set_threads(n: int | None) -> None:
@@ -121,6 +123,8 @@ def cmd_compress(args) -> int:
     from .imageio import open_image
 
     _set_threads(args.threads)
+    if args.bf16:
+        os.environ["SLIMFAST_ANALYSIS"] = "bf16"
     inputs, out = args.inputs[:-1], args.inputs[-1]
     if not inputs:
         raise SlimfastError("give an input and an output (use - for stdin/stdout)")
@@ -302,6 +306,8 @@ def cmd_demo(args) -> int:
 
     _set_threads(args.threads)
     _set_synthesis(args)
+    if args.bf16:  # the demo codes both ways: bf16 analysis too
+        os.environ["SLIMFAST_ANALYSIS"] = "bf16"
     path = args.image or str(Path(__file__).parent / "data" / "kodim23.png")
     img = open_image(path)
     codec = load(args.model)
@@ -330,7 +336,8 @@ def cmd_demo(args) -> int:
     point = codec.resolve(args.quality, None)  # the operating point the file was made with
     info = model_info(point.model)
     where = f", width {point.width}" if point.width else ""
-    synth = ", int8 synthesis" if getattr(args, "int8", False) else ""
+    synth = (", int8 synthesis" if getattr(args, "int8", False) else
+             ", bf16 analysis and synthesis (OpenVINO)" if getattr(args, "bf16", False) else "")
     print(f"model    {point.model}{where} (v{info.version}), {backend(info.architecture)} backend{synth}")
     print(f"size     {len(data)} bytes" + (f" -> {out}" if out else ""))
     print(f"bpp      {len(data) * 8 / (w * h):.4f}")
@@ -362,11 +369,17 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--threads", type=int, default=None, metavar="N",
                         help="CPU threads for the networks (default: all cores)")
 
-    def int8_option(sp):
-        sp.add_argument("--int8", action="store_true",
-                        help="decode with int8 synthesis: faster, at the small PSNR cost the model card records "
-                             "(int8_synthesis); the decoded symbols are the same. `slimfast models --json` shows which "
-                             "models are calibrated for it (int8_synthesis: null where not) and at what cost")
+    def int8_option(sp, bf16_both: bool = False):
+        g = sp.add_mutually_exclusive_group()
+        g.add_argument("--int8", action="store_true",
+                       help="decode with int8 synthesis: faster, at the small PSNR cost the model card records "
+                            "(int8_synthesis); the decoded symbols are the same. `slimfast models --json` shows which "
+                            "models are calibrated for it (int8_synthesis: null where not) and at what cost")
+        g.add_argument("--bf16", action="store_true",
+                       help=("encode and decode with bf16 analysis and synthesis" if bf16_both else
+                             "decode with bf16 synthesis") + " on OpenVINO (pip install 'slimfast[openvino]'; a CPU "
+                            "with AVX-512 BF16 or AMX): faster, at the small cost RESULTS.md measures ('bf16')"
+                            + ("" if bf16_both else "; the decoded symbols are the same"))
 
     c = sub.add_parser("compress", help="image(s) -> .sfi", usage="slimfast compress [options] IN [IN ...] OUT",
                        epilog=(
@@ -384,6 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--target-bpp", type=float, default=None, metavar="X", help="largest file of at most X bits per pixel")
     c.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
     c.add_argument("--quiet", action="store_true", help="print nothing on success")
+    c.add_argument("--bf16", action="store_true",
+                   help="run the analysis in bf16 on OpenVINO (pip install 'slimfast[openvino]'; a CPU with AVX-512 "
+                        "BF16 or AMX): faster encoding, a slightly different file at the bpp/PSNR change RESULTS.md "
+                        "measures ('bf16'); every decoder reads it")
     common_threads(c)
     c.set_defaults(func=cmd_compress)
 
@@ -418,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("-o", "--output", default=None, metavar="FILE.sfi", help="also keep the compressed file")
     dm.add_argument("-f", "--force", action="store_true")
     common_threads(dm)
-    int8_option(dm)
+    int8_option(dm, bf16_both=True)
     dm.set_defaults(func=cmd_demo)
 
     for name, helptext in (("train", "train a model (see slimfast train --help)"),

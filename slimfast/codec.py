@@ -41,17 +41,55 @@ def backend(architecture: str | None = None) -> str:
     return "ort"
 
 
+SYNTHESIS_PRECISIONS = ("fp32", "int8", "bf16")
+
+
 def synthesis_precision() -> str:
-    """``"fp32"`` or ``"int8"``: ``SLIMFAST_SYNTHESIS`` (``slimfast decompress --int8``), fp32 by default.
+    """``"fp32"``, ``"int8"`` or ``"bf16"``: ``SLIMFAST_SYNTHESIS`` (``slimfast decompress --int8``
+    or ``--bf16``), fp32 by default.
 
     int8 runs the decoder's synthesis with int8 convolutions and the activation ranges stored in
     the model card (``slimfast.runtime.quantize``): faster, at a PSNR cost the card records.
-    The decoded symbols are the same either way; only the pixels change.
+    bf16 runs it in bfloat16 on OpenVINO (``slimfast.runtime.ov_backend``), where the CPU computes
+    bf16 natively: faster, at a PSNR cost RESULTS.md measures ("bf16 synthesis").
+    The decoded symbols are the same in every case; only the pixels change.
     """
     name = os.environ.get("SLIMFAST_SYNTHESIS", "").strip().lower() or "fp32"
-    if name not in ("fp32", "int8"):
-        raise SlimfastError(f"SLIMFAST_SYNTHESIS must be 'fp32' or 'int8', not {name!r}")
+    if name not in SYNTHESIS_PRECISIONS:
+        raise SlimfastError(f"SLIMFAST_SYNTHESIS must be 'fp32', 'int8' or 'bf16', not {name!r}")
     return name
+
+
+def analysis_precision() -> str:
+    """``"fp32"`` or ``"bf16"``: ``SLIMFAST_ANALYSIS`` (``slimfast compress --bf16``), fp32 by default.
+
+    bf16 runs the encoder's analysis (g_a, and h_a for a hyperprior model) in bfloat16 on
+    OpenVINO: faster, and the latents it rounds differ slightly from fp32's, so the file does
+    too (RESULTS.md, "bf16", measures the bpp and PSNR change). Any decoder reads the file: what
+    it decodes is the symbols written, whatever computed them.
+    """
+    name = os.environ.get("SLIMFAST_ANALYSIS", "").strip().lower() or "fp32"
+    if name not in ("fp32", "bf16"):
+        raise SlimfastError(f"SLIMFAST_ANALYSIS must be 'fp32' or 'bf16', not {name!r}")
+    return name
+
+
+def _check_bf16(info: zoo.ModelInfo, backend_name: str, part: str) -> bool:
+    """Whether ``part`` (``"synthesis"`` or ``"analysis"``) runs in bf16, after checking that it can here."""
+    if (synthesis_precision() if part == "synthesis" else analysis_precision()) != "bf16":
+        return False
+    if backend_name != "ort":
+        raise SlimfastError(f"bf16 {part} runs on the ONNX Runtime backend's graphs only, and {info.name} "
+                            "runs with torch here (SLIMFAST_BACKEND=torch, an architecture the runtime does "
+                            "not cover, or onnxruntime missing)")
+    from .runtime import ov_backend
+
+    if not ov_backend.available():
+        raise SlimfastError(f"bf16 {part} needs OpenVINO: pip install 'slimfast[openvino]'")
+    if not ov_backend.native_bf16():
+        raise SlimfastError(f"bf16 {part} needs a CPU that computes bf16 natively (AVX-512 BF16 or AMX); "
+                            "this one does not (run without --bf16)")
+    return True
 
 
 def _int8_ranges(info: zoo.ModelInfo, backend_name: str) -> str | None:
@@ -71,7 +109,8 @@ def _int8_ranges(info: zoo.ModelInfo, backend_name: str) -> str | None:
 
 
 @lru_cache(maxsize=16)
-def _load_weights(path: str, sha256: str, backend: str = "torch", int8_ranges: str | None = None):
+def _load_weights(path: str, sha256: str, backend: str = "torch", int8_ranges: str | None = None,
+                  bf16: bool = False, bf16_analysis: bool = False):
     if sha256 and hashlib.sha256(open(path, "rb").read()).hexdigest() != sha256:
         raise SlimfastError(f"weights file {path} does not match its model card (sha256); reinstall slimfast")
     if backend == "ort":
@@ -79,7 +118,8 @@ def _load_weights(path: str, sha256: str, backend: str = "torch", int8_ranges: s
 
         from .runtime import load_model as load_runtime
 
-        return load_runtime(path, int8_ranges=json.loads(int8_ranges) if int8_ranges else None)
+        return load_runtime(path, int8_ranges=json.loads(int8_ranges) if int8_ranges else None, bf16_synthesis=bf16,
+                            bf16_analysis=bf16_analysis)
     from .errors import require_torch
 
     require_torch(f"the torch backend (weights {os.path.basename(path)})")
@@ -89,11 +129,14 @@ def _load_weights(path: str, sha256: str, backend: str = "torch", int8_ranges: s
 
 
 def _model_for(info: zoo.ModelInfo, for_decoding: bool = False):
-    """The loaded model of ``info``; with ``for_decoding``, its synthesis at the chosen precision."""
+    """The loaded model of ``info``: for encoding, its analysis at the chosen precision; with
+    ``for_decoding``, its synthesis at the chosen precision."""
     b = backend(info.architecture)
     ranges = _int8_ranges(info, b) if for_decoding else None
+    bf16 = _check_bf16(info, b, "synthesis") if for_decoding else False
+    bf16_analysis = False if for_decoding else _check_bf16(info, b, "analysis")
     with _lock:
-        return _load_weights(str(info.path), info.sha256, b, ranges)
+        return _load_weights(str(info.path), info.sha256, b, ranges, bf16, bf16_analysis)
 
 
 def _inference(model):
@@ -199,6 +242,11 @@ class Codec:
         if w > container.MAX_SIDE or h > container.MAX_SIDE or w * h > container.MAX_PIXELS:
             raise SlimfastError(f"image {w}x{h} exceeds the format's limits ({container.MAX_SIDE} per side)")
         x = _to_input(pad_image(img.rgb, model.pad_multiple), model)
+        if getattr(model, "bf16_analysis", False):  # built here, so that its errors are one line
+            try:
+                model.session("encoder", point.width)
+            except Exception as exc:
+                raise SlimfastError(f"bf16 analysis unavailable for {info.name} v{info.version}: {exc}") from None
         with _inference(model):
             lat = model.compress(x, width=point.width)
         alpha = zlib.compress(img.alpha.tobytes(), 9) if img.alpha is not None else None
@@ -251,11 +299,12 @@ def decompress(data: bytes, candidates: list[zoo.ModelInfo] | None = None):
         model.check_width(hdr.width)
     except ValueError as exc:
         raise SlimfastError(f"corrupt .sfi header: {exc}") from None
-    if getattr(model, "int8_ranges", None):  # build it here, so that its errors are not "corrupt file"
+    if getattr(model, "synthesis_precision", "fp32") != "fp32":  # built here, so its errors are not "corrupt file"
         try:
             model.session("decoder", hdr.width)
         except Exception as exc:
-            raise SlimfastError(f"int8 synthesis unavailable for {info.name} v{info.version}: {exc}") from None
+            raise SlimfastError(f"{model.synthesis_precision} synthesis unavailable for {info.name} "
+                                f"v{info.version}: {exc}") from None
     if len(hdr.streams) != model.num_strings:
         raise SlimfastError(f"corrupt .sfi file: {info.name} files have {model.num_strings} streams")
     w, h = hdr.image_size

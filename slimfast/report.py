@@ -252,6 +252,41 @@ def int8_codec_section(be: dict | None) -> list[str]:
     return L + [""]
 
 
+def bf16_unavailable() -> str:
+    """Why bf16 synthesis cannot run here, or ``""``."""
+    from .runtime import ov_backend
+
+    if not ov_backend.available():
+        return "OpenVINO is not installed (pip install 'slimfast[openvino]')"
+    if not ov_backend.native_bf16():
+        return "this CPU does not compute bf16 natively (AVX-512 BF16 or AMX)"
+    return ""
+
+
+def bf16_section(bf16: dict | None, be: dict | None) -> list[str]:
+    """Each operating point's Kodak bpp and PSNR with fp32 and bf16, and the bench's times."""
+    if not bf16 or not bf16.get("rows"):
+        return [f"Not measured: {bf16_unavailable() or 'no Kodak evaluation in this run'}.", ""]
+    times = {(r["model"], r.get("width"), r.get("synthesis", "fp32")): r
+             for r in (be or {}).get("models", []) if not r.get("error")}
+    L = ["| model | width | fp32 bpp / PSNR | bf16 synthesis: PSNR change | largest pixel difference | "
+         "bf16 both ways: bpp change | PSNR change | encode ms fp32 / bf16 | decode ms fp32 / bf16 | "
+         "enc+dec vs WebP (bf16) | dec vs HEIC (bf16) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for p in bf16["rows"]:
+        w = p.get("width")
+        fp, bf = times.get((p["model"], w, "fp32")), times.get((p["model"], w, "bf16"))
+        base = (bf or {}).get("baselines") or {}
+        enc = f"{fp['enc_ms']:.1f} / {bf['enc_ms']:.1f}" if fp and bf else "-"
+        dec = f"{fp['dec_ms']:.1f} / {bf['dec_ms']:.1f}" if fp and bf else "-"
+        L.append(f"| {p['model']} | {w or '-'} | {p['bpp_fp32']:.3f} / {p['psnr_fp32']:.2f} | "
+                 f"{p['psnr_bf16_synthesis'] - p['psnr_fp32']:+.3f} dB | {p['max_abs_diff']} | "
+                 f"{100 * (p['bpp_bf16'] / p['bpp_fp32'] - 1):+.2f}% | {p['psnr_bf16'] - p['psnr_fp32']:+.3f} dB | "
+                 f"{enc} | {dec} | "
+                 + (f"{base['webp']['ratio']['total']:.2f} | " if "webp" in base else "- | ")
+                 + (f"{base['heic']['ratio']['dec']:.2f} |" if "heic" in base else "- |"))
+    return L + [""]
+
+
 # The issues' targets, checked against this run (issue 4: RD; issue 6: speed).
 RD_TARGETS = {"fasinet-l": -30.0, "fasinet-h": -40.0, "slimmable": -38.0}
 
@@ -309,7 +344,7 @@ def targets_section(ev: dict | None, be: dict | None) -> list[str]:
     L += slim_targets(ev, rows)
     if len(L) == 2:
         return ["Not measured."]
-    return L + ["", "Float synthesis; the int8 rows of the Speed section are opt-in and not counted here.", ""]
+    return L + ["", "Float synthesis; the int8 and bf16 rows of the Speed section are opt-in and not counted here.", ""]
 
 
 def _strictly_rising(values: list[float]) -> bool:
@@ -396,7 +431,7 @@ def ceiling_section(results_dir: Path) -> list[str]:
 
 # -- RESULTS.md ---------------------------------------------------------------------------------
 def results_md(ev: dict | None, be: dict | None, runs: dict, docs: Path, root: Path, eval_note: str = "",
-               slim: dict | None = None) -> str:
+               slim: dict | None = None, bf16: dict | None = None) -> str:
     from .bench import bench_md
     from .evaluate import fmt, summary_md
 
@@ -454,6 +489,14 @@ def results_md(ev: dict | None, be: dict | None, runs: dict, docs: Path, root: P
           "with the transposed convolutions as sub-pixel convolutions, now the float form of FasiNet-L; `dynamic` is ORT's ConvInteger, `qdq` static "
           "per-channel QLinearConv with min/max ranges; speed-ups and PSNR changes against `codec`):", ""]
     L += int8_section(ROOT / "benchmarks" / "results")
+    L += ["", "## bf16 (opt-in: `slimfast compress --bf16`, `slimfast decompress --bf16`)", "",
+          "The float transforms run in bfloat16 by OpenVINO (`pip install 'slimfast[openvino]'`), on CPUs that "
+          "compute bf16 natively (AVX-512 BF16 or AMX); ONNX Runtime has no bf16 convolutions on the CPU. "
+          "Entropy coding and FasiNet-H's integer hyper-synthesis are untouched. bf16 synthesis: the fp32 "
+          "file decoded both ways (the same symbols, so only pixels change). bf16 both ways: the file made "
+          "with the bf16 analysis, decoded with the bf16 synthesis. Kodak means; times: the Speed section's "
+          "run (its bf16 rows are bf16 both ways).", ""]
+    L += bf16_section(bf16, be)
     L += ["", "## Learning curves (Kodak quality per training hour)", ""]
     L += learning_section(ROOT / "benchmarks" / "results", docs, rel)
     L += ["", "## Training curves", ""] + training_section(runs, docs, rel)
@@ -501,6 +544,19 @@ def main(argv: list[str] | None = None) -> int:
         else:
             eval_note = f"Kodak not found at `{args.kodak}`: evaluation skipped."
             print(eval_note, file=sys.stderr)
+    bf16_file = eval_dir / "bf16.json"
+    if not (args.skip_eval or args.from_json) and not eval_note:
+        bf16_note = bf16_unavailable()
+        if bf16_note:
+            bf16_file.unlink(missing_ok=True)
+            print(f"bf16 not measured: {bf16_note}", file=sys.stderr)
+        else:
+            images = [(f.name, evaluate.load_image(f)) for f in evaluate.list_images(args.kodak, args.limit)]
+            infos = evaluate.select_models(None)
+            bar = evaluate._bar(len(images) * sum(len(evaluate.operating_points(i)) for i in infos), True)
+            rows = evaluate.bf16_cost(infos, images, bar)
+            bar.close()
+            evaluate.write_json({"images": len(images), "rows": rows}, bf16_file)
     if not (args.skip_bench or args.from_json):
         bp = argparse.ArgumentParser()
         bench.add_arguments(bp)
@@ -516,7 +572,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = read_training_logs(ROOT / "runs")
     root = Path(args.results).resolve().parent
     slim = read_slim_comparisons(ROOT / "benchmarks" / "results")
-    Path(args.results).write_text(results_md(ev, be, runs, docs.resolve(), root, eval_note, slim))
+    bf16 = json.loads(bf16_file.read_text()) if bf16_file.exists() and not eval_note else None
+    Path(args.results).write_text(results_md(ev, be, runs, docs.resolve(), root, eval_note, slim, bf16))
     print(f"wrote {args.results}")
     return 0
 

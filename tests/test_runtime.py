@@ -362,7 +362,7 @@ def test_int8_synthesis_through_the_card(tmp_path, monkeypatch, small_rgb):
     bp = argparse.ArgumentParser()
     bench.add_arguments(bp)
     args = bp.parse_args(["--image", str(tmp_path / "small.png"), "--models", "int8test", "--baselines", "none",
-                          "--sizes", "--cold-repeats", "0", "--repeats", "1", "--threads", "1",
+                          "--sizes", "--cold-repeats", "0", "--repeats", "1", "--threads", "1", "--no-bf16",
                           "--out", str(tmp_path / "bench"), "--no-progress"])
     assert bench.run(args) == 0
     rows = json.loads((tmp_path / "bench" / "bench.json").read_text())["models"]

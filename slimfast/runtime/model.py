@@ -107,11 +107,18 @@ class RuntimeModel:
     ``SLIMFAST_ORT_OPT`` and ``SLIMFAST_ORT_SPIN=1`` (what ``slimfast bench`` compares).
     ``int8_ranges``: run the synthesis with int8 convolutions (:mod:`slimfast.runtime.quantize`)
     using these stored activation ranges, ``{str(width): {tensor: [min, max]}}`` (a model card's
-    ``int8_synthesis.ranges``); ``None`` keeps it float32. Symbols decode identically either way.
+    ``int8_synthesis.ranges``); ``None`` keeps it float32. ``bf16_synthesis``: run the synthesis
+    in bfloat16 on OpenVINO (:mod:`slimfast.runtime.ov_backend`; needs the ``openvino`` package
+    and a CPU with native bf16). Symbols decode identically in every case. ``bf16_analysis``: run
+    the analysis (g_a, h_a) in bfloat16 on OpenVINO the same way; the latents it rounds, hence
+    the file, differ slightly from fp32's.
     """
 
     def __init__(self, path: str | Path, threads: int | None = None, tconv: str | None = None,
-                 optimization: str | None = None, spinning: bool | None = None, int8_ranges: dict | None = None):
+                 optimization: str | None = None, spinning: bool | None = None, int8_ranges: dict | None = None,
+                 bf16_synthesis: bool = False, bf16_analysis: bool = False):
+        if int8_ranges and bf16_synthesis:
+            raise ValueError("int8 and bf16 synthesis exclude each other")
         tconv = tconv or os.environ.get("SLIMFAST_ORT_TCONV") or None
         if tconv not in (None, "convtranspose", "subpixel"):
             raise ValueError(f"tconv must be 'convtranspose' or 'subpixel', not {tconv!r}")
@@ -141,7 +148,10 @@ class RuntimeModel:
         self.optimization = optimization
         self.spinning = bool(spinning)
         self.int8_ranges = int8_ranges
-        self.synthesis_precision = "int8" if int8_ranges else "fp32"
+        self.bf16_synthesis = bool(bf16_synthesis)
+        self.bf16_analysis = bool(bf16_analysis)
+        self.analysis_precision = "bf16" if bf16_analysis else "fp32"
+        self.synthesis_precision = "int8" if int8_ranges else "bf16" if bf16_synthesis else "fp32"
         self._sessions: dict = {}
         self._phases: dict[int, int] = {}
         self._weights_digest = digest  # of the bytes loaded: the graph cache key
@@ -210,6 +220,9 @@ class RuntimeModel:
         c = self.check_width(width)
         key = (part, c)
         sess = self._sessions.get(key)
+        if sess is None and ((self.bf16_synthesis and part in ("decoder", "decoder_phases"))
+                             or (self.bf16_analysis and part in ("encoder", "analysis", "hyper_analysis"))):
+            sess = self._sessions[key] = self._openvino_session(part, c)
         if sess is None:
             import onnxruntime as ort
 
@@ -262,6 +275,10 @@ class RuntimeModel:
                 with contextlib.suppress(OSError):
                     os.utime(path)  # least-recently-used order for pruning
                 return sess
+        return ort.InferenceSession(self._build_graph(part, c, path), so, providers=["CPUExecutionProvider"])
+
+    def _build_graph(self, part: str, c: int, path: Path | None) -> bytes:
+        """The serialized graph of ``part``, stored in the graph cache at ``path`` when one is given."""
         data = self._graph(part, c).SerializeToString()
         if path is not None:
             try:
@@ -272,7 +289,27 @@ class RuntimeModel:
                 _prune(path.parent)
             except OSError:
                 pass
-        return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+        return data
+
+    def _openvino_session(self, part: str, c: int):
+        """The float graph of ``part`` (the graph cache's, or a fresh build) compiled by OpenVINO."""
+        from .ov_backend import OpenVINOSession
+
+        names = {"encoder": ["y", "z"] if self.hyper else ["y"], "analysis": ["y"], "hyper_analysis": ["z"],
+                 "decoder": ["x_hat"], "decoder_phases": ["x_phases"]}[part]
+        path = self._cache_file(part, c)
+        if path is not None and path.is_file():
+            try:
+                sess = OpenVINOSession(path.read_bytes(), names, self.threads)
+            except (OSError, RuntimeError):  # a truncated or foreign file: rebuild it
+                sess = None
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
+            if sess is not None:
+                with contextlib.suppress(OSError):
+                    os.utime(path)
+                return sess
+        return OpenVINOSession(self._build_graph(part, c, path), names, self.threads)
 
     def _graph(self, part: str, c: int):
         if part != "decoder" or not self.int8_ranges:

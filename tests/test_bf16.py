@@ -1,0 +1,194 @@
+"""bf16 synthesis on OpenVINO (slimfast.runtime.ov_backend, `slimfast decompress --bf16`).
+
+The symbols are decoded before the synthesis, so a file's symbols never depend on its precision;
+the pixels of a bf16 decode differ from fp32's by bf16 rounding only: on the shipped default model
+and the bundled photo, at most BF16_MAX_COST_DB of PSNR and BF16_MAX_LEVELS of any 8-bit pixel.
+A bf16 decode repeats exactly in one process (same machine, threads and precision).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from slimfast.errors import SlimfastError
+from slimfast.runtime import ov_backend
+
+from .conftest import SAMPLE
+from .test_cli import assert_clean_error, run_cli
+
+# Measured on the bundled photo (kodim23) at every shipped operating point: -0.005 to -0.075 dB,
+# at most 2 to 3 levels (evaluate.bf16_cost; RESULTS.md "bf16" has Kodak's).
+BF16_MAX_COST_DB = 0.15
+BF16_MAX_LEVELS = 4  # of 255
+
+needs_openvino = pytest.mark.skipif(not ov_backend.available(), reason="OpenVINO is not installed")
+needs_native_bf16 = pytest.mark.skipif(not (ov_backend.available() and ov_backend.native_bf16()),
+                                       reason="no OpenVINO, or no native bf16 in this CPU")
+
+
+def _sample() -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(SAMPLE).convert("RGB"))[:256, :384].copy()
+
+
+@needs_openvino
+def test_openvino_session_runs_the_onnx_runtime_graph(monkeypatch):
+    """The same decoder graph on OpenVINO in f32 computes what ONNX Runtime computes, at any size."""
+    from slimfast import runtime, zoo
+
+    m = runtime.load_model(zoo.get().path, threads=1)
+    c = m.default_width
+    sess = ov_backend.OpenVINOSession(m.onnx_model("decoder", c).SerializeToString(), ["x_hat"], threads=1,
+                                      precision_hint="f32")
+    rng = np.random.default_rng(0)
+    for shape in ((1, c, 4, 6), (1, c, 3, 5)):  # one compiled graph, dynamic spatial sizes
+        y = np.round(rng.normal(0, 2, size=shape)).astype(np.float32)
+        want = m.session("decoder", c).run(None, {"y_hat": y})[0]
+        got = sess.run(None, {"y_hat": y})[0]
+        assert got.shape == want.shape == (1, 3, shape[2] * 16, shape[3] * 16)
+        assert np.abs(got - want).max() < 1e-3
+    with pytest.raises(ValueError, match="precision"):
+        ov_backend.OpenVINOSession(b"", ["x_hat"], precision_hint="fp8")
+    monkeypatch.setenv("SLIMFAST_OV_PRECISION", "int4")
+    with pytest.raises(ValueError, match="SLIMFAST_OV_PRECISION"):
+        ov_backend.precision()
+
+
+@needs_native_bf16
+def test_bf16_decode_keeps_the_symbols_and_costs_little(monkeypatch):
+    import slimfast
+    from slimfast import codec, metrics, zoo
+
+    monkeypatch.delenv("SLIMFAST_MODEL_PATH", raising=False)
+    monkeypatch.setenv("SLIMFAST_BACKEND", "ort")
+    img = _sample()
+    data = slimfast.load(zoo.get().name).compress(img)
+    monkeypatch.setenv("SLIMFAST_SYNTHESIS", "fp32")
+    fp32 = np.asarray(codec.decompress(data).convert("RGB")).astype(int)
+    monkeypatch.setenv("SLIMFAST_SYNTHESIS", "bf16")
+    model = codec._model_for(zoo.get(), for_decoding=True)
+    assert model.synthesis_precision == "bf16"
+    bf16 = np.asarray(codec.decompress(data).convert("RGB")).astype(int)
+    assert np.array_equal(bf16, np.asarray(codec.decompress(data).convert("RGB")))  # repeatable
+    assert 0 < np.abs(bf16 - fp32).max() <= BF16_MAX_LEVELS  # really bf16, and close
+    assert metrics.psnr(img, fp32.astype(np.uint8)) - metrics.psnr(img, bf16.astype(np.uint8)) < BF16_MAX_COST_DB
+    # the entropy decoder sees the same symbols whichever precision synthesizes
+    from slimfast import container
+
+    hdr = container.unpack(data)
+    m = model.pad_multiple
+    shape = (-(-hdr.image_size[1] // m), -(-hdr.image_size[0] // m))
+    monkeypatch.setenv("SLIMFAST_SYNTHESIS", "fp32")
+    plain = codec._model_for(zoo.get(), for_decoding=True)
+    assert plain is not model and plain.synthesis_precision == "fp32"
+    sa, sb = model.decode_symbols(hdr.streams, shape, hdr.width), plain.decode_symbols(hdr.streams, shape, hdr.width)
+    assert sa.keys() == sb.keys() and all(np.array_equal(sa[k], sb[k]) for k in sa)
+
+
+@needs_native_bf16
+def test_bf16_cost_measures_both_sides():
+    from slimfast import evaluate, zoo
+
+    (r,) = evaluate.bf16_cost([zoo.get()], [("sample", _sample())])
+    assert r["model"] == zoo.get().name and r["images"] == 1
+    assert abs(r["psnr_bf16_synthesis"] - r["psnr_fp32"]) < BF16_MAX_COST_DB
+    assert 0 < r["max_abs_diff"] <= BF16_MAX_LEVELS
+    # the bf16 analysis writes a file of about the same size and quality
+    assert abs(r["bpp_bf16"] / r["bpp_fp32"] - 1) < 0.02 and abs(r["psnr_bf16"] - r["psnr_fp32"]) < BF16_MAX_COST_DB
+
+
+@needs_native_bf16
+def test_bf16_analysis_files_decode_anywhere(monkeypatch):
+    """A file from the bf16 analysis holds ordinary symbols: the fp32 ONNX Runtime path and the
+    torch reference decode it to the same symbols and nearly the same pixels."""
+    import slimfast
+    from slimfast import codec, zoo
+
+    monkeypatch.delenv("SLIMFAST_MODEL_PATH", raising=False)
+    monkeypatch.setenv("SLIMFAST_ANALYSIS", "bf16")
+    img = _sample()
+    data = slimfast.load(zoo.get().name).compress(img)
+    monkeypatch.setenv("SLIMFAST_ANALYSIS", "fp32")
+    assert data != slimfast.load(zoo.get().name).compress(img)  # really the bf16 analysis
+    decoded = {}
+    for b in ("ort", "torch"):
+        monkeypatch.setenv("SLIMFAST_BACKEND", b)
+        decoded[b] = np.asarray(codec.decompress(data).convert("RGB")).astype(int)
+    assert np.abs(decoded["ort"] - decoded["torch"]).max() <= 2
+
+
+def test_bf16_errors_are_one_line(tmp_path, monkeypatch, capsys):
+    """Missing OpenVINO, a CPU without bf16, the torch backend, and --int8 with --bf16."""
+    import slimfast
+    from slimfast import codec, zoo
+
+    monkeypatch.delenv("SLIMFAST_MODEL_PATH", raising=False)
+    data = slimfast.load(zoo.get().name).compress(_sample()[:64, :64])
+    monkeypatch.setenv("SLIMFAST_SYNTHESIS", "bf16")
+    monkeypatch.setattr(ov_backend, "available", lambda: False)
+    with pytest.raises(SlimfastError, match=r"needs OpenVINO: pip install 'slimfast\[openvino\]'"):
+        codec.decompress(data)
+    monkeypatch.setenv("SLIMFAST_ANALYSIS", "bf16")
+    with pytest.raises(SlimfastError, match=r"bf16 analysis needs OpenVINO"):
+        slimfast.load(zoo.get().name).compress(_sample()[:64, :64])
+    monkeypatch.setenv("SLIMFAST_ANALYSIS", "bf8")
+    with pytest.raises(SlimfastError, match="SLIMFAST_ANALYSIS must be"):
+        slimfast.load(zoo.get().name).compress(_sample()[:64, :64])
+    monkeypatch.setenv("SLIMFAST_ANALYSIS", "fp32")
+    monkeypatch.setattr(ov_backend, "available", lambda: True)
+    monkeypatch.setattr(ov_backend, "native_bf16", lambda: False)
+    with pytest.raises(SlimfastError, match="computes bf16 natively"):
+        codec.decompress(data)
+    monkeypatch.setenv("SLIMFAST_BACKEND", "torch")
+    with pytest.raises(SlimfastError, match="ONNX Runtime backend"):
+        codec.decompress(data)
+
+    sfi = tmp_path / "a.sfi"
+    sfi.write_bytes(data)
+    rc, _, err = run_cli("decompress", sfi, tmp_path / "a.png", "--int8", "--bf16")
+    assert rc == 2 and "not allowed with" in err and not (tmp_path / "a.png").exists()
+    # the CLI, in this process so that OpenVINO can be made to look absent
+    from slimfast.cli import main
+
+    monkeypatch.delenv("SLIMFAST_BACKEND", raising=False)
+    monkeypatch.delenv("SLIMFAST_SYNTHESIS", raising=False)
+    monkeypatch.setattr(ov_backend, "available", lambda: False)
+    capsys.readouterr()
+    rc = main(["decompress", str(sfi), str(tmp_path / "a.png"), "--bf16"])
+    assert_clean_error(rc, capsys.readouterr().err, "needs OpenVINO")
+    assert not (tmp_path / "a.png").exists()
+
+
+def test_bench_times_tried_settings_in_rounds(monkeypatch):
+    """Each TRIED setting runs once per round, interleaved; its times are medians over rounds."""
+    import argparse
+
+    from slimfast import bench, zoo
+
+    calls = []
+
+    def fake_worker(job, timeout):
+        calls.append(job)
+        k = len(calls)
+        return {"model": job["model"], "width": job["width"], "enc_ms": float(k), "dec_ms": float(100 - k),
+                "bpp": 0.3, "psnr": 30.0, "error": None}
+
+    monkeypatch.setattr(bench, "run_worker", fake_worker)
+    monkeypatch.setattr(bench, "bf16_available", lambda: False)
+
+    class NoBaselines:
+        codecs = {}
+
+    args = argparse.Namespace(repeats=1, threads=1, timeout=10, tried_rounds=3)
+    res = bench.tried(zoo.get(), bench.resolve_image(None), NoBaselines(), args, lambda s: None)
+    labels = [r["variant"] for r in res["rows"]]
+    assert not any("bf16" in label or "OpenVINO" in label for label in labels)
+    n = len(labels)
+    assert len(calls) == 3 * n and res["rounds"] == 3
+    first = res["rows"][0]  # calls 1, 1 + n, 1 + 2n
+    assert first["round_enc_ms"] == [1.0, 1.0 + n, 1.0 + 2 * n] and first["enc_ms"] == 1.0 + n
+    assert first["dec_ms"] == 99.0 - n
+    md = "\n".join(bench._tried_md({"tried": res, "settings": {"repeats": 1},
+                                    "environment": {"cpu_flags": ["avx512_bf16"]}}))
+    assert "for 3 rounds" in md and "bf16 and OpenVINO (OpenVINO is not installed here" in md
