@@ -51,7 +51,7 @@ def synthesis_precision() -> str:
     int8 runs the decoder's synthesis with int8 convolutions and the activation ranges stored in
     the model card (``slimfast.runtime.quantize``): faster, at a PSNR cost the card records.
     bf16 runs it in bfloat16 on OpenVINO (``slimfast.runtime.ov_backend``), where the CPU computes
-    bf16 natively: faster, at a PSNR cost RESULTS.md measures ("bf16 synthesis").
+    bf16 natively: faster, at a PSNR cost RESULTS.md measures ("bf16").
     The decoded symbols are the same in every case; only the pixels change.
     """
     name = os.environ.get("SLIMFAST_SYNTHESIS", "").strip().lower() or "fp32"
@@ -301,7 +301,7 @@ def decompress(data: bytes, candidates: list[zoo.ModelInfo] | None = None):
         raise SlimfastError(f"corrupt .sfi header: {exc}") from None
     if getattr(model, "synthesis_precision", "fp32") != "fp32":  # built here, so its errors are not "corrupt file"
         try:
-            model.session("decoder", hdr.width)
+            model.prepare_synthesis(hdr.width)
         except Exception as exc:
             raise SlimfastError(f"{model.synthesis_precision} synthesis unavailable for {info.name} "
                                 f"v{info.version}: {exc}") from None

@@ -431,6 +431,12 @@ class RuntimeModel:
         return tiling.tiled(lambda t: sess.run(None, {"y_hat": np.ascontiguousarray(t)})[0], y_hat,
                             up=up, tile=tiling.SYNTHESIS_TILE, halo=tiling.SYNTHESIS_HALO)
 
+    def prepare_synthesis(self, width: int | None = None) -> None:
+        """Build the synthesis graph :meth:`decompress_rgb8` runs at ``width`` now (an int8 or bf16
+        one can fail to build: the caller reports that before decoding anything)."""
+        c = self.check_width(width)
+        self.session("decoder_phases" if self._output_phases(c) else "decoder", c)
+
     def decompress_rgb8(self, strings: list[bytes], shape: tuple[int, int], width: int | None = None) -> np.ndarray:
         """Reconstruction as ``[H, W, 3]`` uint8 (the padded size): the pixels of
         :meth:`decompress` x 255, rounded half to even.
