@@ -192,3 +192,4 @@ def test_bench_times_tried_settings_in_rounds(monkeypatch):
     md = "\n".join(bench._tried_md({"tried": res, "settings": {"repeats": 1},
                                     "environment": {"cpu_flags": ["avx512_bf16"]}}))
     assert "for 3 rounds" in md and "bf16 and OpenVINO (OpenVINO is not installed here" in md
+    assert f"| {99.0 - 2 * n:.1f}-{99.0:.1f} |" in md  # the first setting's decode range over the rounds
