@@ -481,3 +481,26 @@ def test_bytes_straight_from_the_phases_equal_the_float_path(models, monkeypatch
     rgb = rm.decompress_rgb8(lat.strings, lat.shape, width)
     assert rgb.dtype == np.uint8 and rgb.shape == (128, 192, 3)
     assert np.array_equal(rgb, to_rgb8(rm.decompress(lat.strings, lat.shape, width), 1))
+
+
+def test_hyper_synthesis_runs_once_per_call_and_every_call(monkeypatch, small_rgb):
+    """Entropy parameters are shared within one compress or decompress, never across calls: a
+    benchmark that codes one file repeatedly must pay for the hyper-synthesis every time."""
+    from slimfast import zoo
+    from slimfast.runtime import model as rmodel
+
+    m = runtime.load_model(next(i for i in zoo.list_models() if i.architecture == "fasinet-h").path, threads=1)
+    calls = []
+    real = rmodel.entropy_parameters
+    monkeypatch.setattr(rmodel, "entropy_parameters", lambda *a, **k: calls.append(1) or real(*a, **k))
+    x = np.zeros((1, 3, 64, 128), np.float32)
+    x[0, :, :40, :56] = small_rgb.transpose(2, 0, 1) / 255
+    lat = m.compress(x)
+    assert len(calls) == 1  # the encoder's two uses share one
+    m.compress(x)
+    assert len(calls) == 2
+    for n in (3, 4):
+        m.decompress_rgb8(lat.strings, lat.shape)
+        assert len(calls) == n
+    m.decompress(lat.strings, lat.shape)
+    assert len(calls) == 5

@@ -104,6 +104,7 @@ class CompressionModel(nn.Module):
         width = self.check_width(width)
         if x.shape[0] != 1 or x.shape[2] % self.pad_multiple or x.shape[3] % self.pad_multiple:
             raise ValueError("compress expects one image padded to a multiple of pad_multiple")
+        self._ep_cache = None  # see decompress
         symbols = self.encode_symbols(x, width)
         deepest = symbols[self.shape_key]
         return Latents(self.encode_strings(symbols, width), tuple(deepest.shape[2:]), width)
@@ -111,6 +112,10 @@ class CompressionModel(nn.Module):
     @torch.no_grad()
     def decompress(self, strings: list[bytes], shape: tuple[int, int], width: int | None = None) -> torch.Tensor:
         width = self.check_width(width)
+        # A hyperprior model remembers its last entropy parameters within one call (decoding needs
+        # them twice); across calls a repeated file would skip the hyper-synthesis, and timings of
+        # repeated decodes would leave out its cost.
+        self._ep_cache = None
         return self.synthesize(self.decode_symbols(strings, shape, width), width).clamp_(0, 1)
 
     shape_key: str = "y"
