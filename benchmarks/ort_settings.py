@@ -1,8 +1,8 @@
 """ONNX Runtime settings compared in one process, interleaved.
 
 `slimfast bench`'s "What was tried" times each setting in fresh processes, and fresh processes
-with identical settings differed by up to 34% there (RESULTS.md shows each setting's range over
-its rounds). This times every combination of graph optimization level (``all``: with ORT's NCHWc
+with identical settings differed by up to 34% in one run there (RESULTS.md shows each setting's
+range over its rounds). This times every combination of graph optimization level (``all``: with ORT's NCHWc
 layout; ``extended``: without), transposed-convolution form and memory arena on one model in one
 process: all sessions built first, then ``--rounds`` rounds that code the image once with each,
 in alternating order, so that a slow spell of the machine lands on every setting alike. Medians
@@ -17,7 +17,10 @@ import itertools
 import os
 import time
 
-import numpy as np
+# as slimfast bench's workers: the integer hyper-synthesis GEMMs are fastest on one BLAS thread
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
 
 
 def main() -> None:
