@@ -331,7 +331,7 @@ def bf16_available() -> bool:
     """Whether bf16 synthesis runs here: OpenVINO installed and native bf16 in the CPU."""
     from .runtime import ov_backend
 
-    return ov_backend.available() and ov_backend.native_bf16()
+    return not ov_backend.unavailable_reason()
 
 
 def tried(info, image: Path, base: "_Baselines", args, log) -> dict:

@@ -84,11 +84,9 @@ def _check_bf16(info: zoo.ModelInfo, backend_name: str, part: str) -> bool:
                             "not cover, or onnxruntime missing)")
     from .runtime import ov_backend
 
-    if not ov_backend.available():
-        raise SlimfastError(f"bf16 {part} needs OpenVINO: pip install 'slimfast[openvino]'")
-    if not ov_backend.native_bf16():
-        raise SlimfastError(f"bf16 {part} needs a CPU that computes bf16 natively (AVX-512 BF16 or AMX); "
-                            "this one does not (run without --bf16)")
+    reason = ov_backend.unavailable_reason()
+    if reason:
+        raise SlimfastError(f"bf16 {part} {reason}")
     return True
 
 
@@ -244,7 +242,7 @@ class Codec:
         x = _to_input(pad_image(img.rgb, model.pad_multiple), model)
         if getattr(model, "bf16_analysis", False):  # built here, so that its errors are one line
             try:
-                model.session("encoder", point.width)
+                model.prepare_analysis(x.shape, point.width)
             except Exception as exc:
                 raise SlimfastError(f"bf16 analysis unavailable for {info.name} v{info.version}: {exc}") from None
         with _inference(model):

@@ -253,14 +253,11 @@ def int8_codec_section(be: dict | None) -> list[str]:
 
 
 def bf16_unavailable() -> str:
-    """Why bf16 synthesis cannot run here, or ``""``."""
+    """Why bf16 cannot run here, or ``""``."""
     from .runtime import ov_backend
 
-    if not ov_backend.available():
-        return "OpenVINO is not installed (pip install 'slimfast[openvino]')"
-    if not ov_backend.native_bf16():
-        return "this CPU does not compute bf16 natively (AVX-512 BF16 or AMX)"
-    return ""
+    reason = ov_backend.unavailable_reason()
+    return f"bf16 {reason}" if reason else ""
 
 
 def bf16_section(bf16: dict | None, be: dict | None) -> list[str]:

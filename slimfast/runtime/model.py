@@ -364,7 +364,7 @@ class RuntimeModel:
         """Float latents: ``{"y"}`` (and ``{"z"}`` for a hyperprior model) of ``x`` ``[1, 3, H, W]``."""
         c = self.check_width(width)
         x = np.asarray(x, dtype=np.float32)
-        if max(x.shape[-2:]) <= tiling.ANALYSIS_TILE:  # one graph, one call
+        if self._analysis_parts(x.shape) == ["encoder"]:  # one graph, one call
             sess = self.session("encoder", c)
             outs = sess.run(None, {"x": np.ascontiguousarray(x)})
             return dict(zip((o.name for o in sess.get_outputs()), outs))
@@ -430,6 +430,19 @@ class RuntimeModel:
         sess = self.session(part, c)
         return tiling.tiled(lambda t: sess.run(None, {"y_hat": np.ascontiguousarray(t)})[0], y_hat,
                             up=up, tile=tiling.SYNTHESIS_TILE, halo=tiling.SYNTHESIS_HALO)
+
+    def _analysis_parts(self, shape: tuple[int, ...]) -> list[str]:
+        """The graphs :meth:`analyze` runs for an input of ``shape``: one, or tiles then h_a."""
+        if max(shape[-2:]) <= tiling.ANALYSIS_TILE:
+            return ["encoder"]
+        return ["analysis", "hyper_analysis"] if self.hyper else ["analysis"]
+
+    def prepare_analysis(self, shape: tuple[int, ...], width: int | None = None) -> None:
+        """Build the analysis graphs :meth:`compress` runs for an input of ``shape`` now (a bf16
+        one can fail to build: the caller reports that before coding anything)."""
+        c = self.check_width(width)
+        for part in self._analysis_parts(shape):
+            self.session(part, c)
 
     def prepare_synthesis(self, width: int | None = None) -> None:
         """Build the synthesis graph :meth:`decompress_rgb8` runs at ``width`` now (an int8 or bf16

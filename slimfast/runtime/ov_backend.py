@@ -53,6 +53,15 @@ def native_bf16() -> bool:
         return False
 
 
+def unavailable_reason() -> str:
+    """Why bf16 cannot run here (a phrase after "bf16 ..."), or ``""`` where it can."""
+    if not available():
+        return "needs OpenVINO: pip install 'slimfast[openvino]'"
+    if not native_bf16():
+        return "needs a CPU that computes bf16 natively (AVX-512 BF16 or AMX); this one does not"
+    return ""
+
+
 def precision() -> str:
     p = os.environ.get("SLIMFAST_OV_PRECISION", "").strip().lower() or "bf16"
     if p not in PRECISIONS:
