@@ -173,6 +173,16 @@ class IntegerCopyMixin:
             setattr(self, f"int_s{i}", torch.from_numpy(scale))
             setattr(self, f"int_b{i}", torch.from_numpy(np.rint(bias_q)))
 
+    def integer_layers(self) -> list[nn.Module]:
+        """The convolutions the integer copy mirrors, in ``int_*{i}`` order."""
+        raise NotImplementedError
+
+    def derivable_weights(self) -> list[str]:
+        """Names (relative to this module) of the float weights that :meth:`_load_from_state_dict`
+        can rebuild from the integer copy, so an int8 weights file need not store them twice."""
+        names = {id(m): n for n, m in self.named_modules()}
+        return [f"{names[id(layer)]}.weight" for layer in self.integer_layers()]
+
     def integer_params(self, i: int):
         """(int weights, scales, fixed-point biases) of layer ``i`` as numpy arrays."""
         return (getattr(self, f"int_w{i}").numpy(), getattr(self, f"int_s{i}").numpy(),
@@ -183,4 +193,15 @@ class IntegerCopyMixin:
         for name, _ in list(self.named_buffers(recurse=False)):
             if prefix + name in state_dict:
                 setattr(self, name, torch.empty_like(state_dict[prefix + name]))
+        # An int8 file stores these weights once, as the integer copy (12 bits, finer than the
+        # int8 it would otherwise take): the float path gets weight = int_w * scale. Children load
+        # after their parent, from this same dict, so adding the key here is enough.
+        for i, (layer, key) in enumerate(zip(self.integer_layers(), self.derivable_weights())):
+            w_key = f"{prefix}int_w{i}"
+            if prefix + key not in state_dict and w_key in state_dict and state_dict[w_key].numel():
+                out_axis = 1 if isinstance(layer, nn.ConvTranspose2d) else 0
+                scale = state_dict[f"{prefix}int_s{i}"].double()
+                shape = [1] * state_dict[w_key].dim()
+                shape[out_axis] = -1
+                state_dict[prefix + key] = (state_dict[w_key].double() * scale.reshape(shape)).float()
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

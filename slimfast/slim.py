@@ -274,6 +274,9 @@ class SlimHyperSynthesis(IntegerCopyMixin, SlimSequential):
                 self._int_layers.append(m)
         self._register_integer_buffers(len(self._int_layers))
 
+    def integer_layers(self):
+        return list(self._int_layers)
+
     def freeze_integer(self) -> None:
         self._freeze_layers(self._int_layers)
 

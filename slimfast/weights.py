@@ -4,7 +4,8 @@ A weights file holds the state dict plus string metadata: ``architecture``, ``co
 ``name`` and ``version``. Floating-point parameters may be stored as fp16, and large convolution
 weights as int8 with a scale per slice (:mod:`slimfast.storage`); integer tables and the
 integer hyper-synthesis keep their exact values (with int8 storage, the latter's 13-bit
-weights are bit-packed losslessly). Loading rebuilds the same float32 weights on
+weights are bit-packed losslessly, and the float copy of the same layers is not stored but
+rebuilt from them on loading). Loading rebuilds the same float32 weights on
 every machine. :func:`file_digest` is the SHA-256 that
 containers carry so a file is never decoded with other weights.
 """
@@ -41,8 +42,11 @@ def save_model(model: CompressionModel, path: str | Path, name: str = "", versio
     storage = storage or ("fp16" if half else "fp32")
     if storage not in STORAGES:
         raise ValueError(f"storage must be one of {STORAGES}, not {storage!r}")
+    derived = _derivable_weights(model) if storage == "int8" else set()
     state = {}
     for k, v in model.state_dict().items():
+        if k in derived:
+            continue
         v = v.detach().cpu().contiguous()
         if v.dtype == torch.float32 and not _is_exact(k, v):
             if storage == "int8" and packing.packable(v.numpy()):
@@ -64,6 +68,19 @@ def save_model(model: CompressionModel, path: str | Path, name: str = "", versio
     tmp = path.with_suffix(path.suffix + ".tmp")
     save_file(state, str(tmp), metadata=meta)
     tmp.replace(path)
+
+
+def _derivable_weights(model: CompressionModel) -> set[str]:
+    """Float weights an int8 file leaves out since loading rebuilds them from the frozen
+    integer copy of the same layers (the hyper-synthesis: about 0.6 MB of a FasiNet-H file).
+    Files saved before this (slimfast <= 0.7.1) still hold them; both load the same way."""
+    from .layers import IntegerCopyMixin
+
+    out = set()
+    for name, m in model.named_modules():
+        if isinstance(m, IntegerCopyMixin) and m.frozen:
+            out.update(f"{name}.{w}" if name else w for w in m.derivable_weights())
+    return out
 
 
 def read_metadata(path: str | Path) -> dict:
@@ -98,12 +115,24 @@ def load_for_training(path: str | Path, architecture: str | None = None,
                       config: dict | None = None) -> CompressionModel:
     """Weights to warm-start ``architecture`` from, in train mode.
 
-    Same architecture: the model as saved. Otherwise the target model must know how to take
-    the other's weights (``load_unslimmed``, e.g. slim-fasinet-l from fasinet-l).
+    Same architecture: the model as saved. A slimmable model whose widest width is a plain
+    architecture (``full_width_state``: fasinet-h from slim-fasinet-h) gives that width, with
+    its own config. Otherwise the target model must know how to take the other's weights
+    (``load_unslimmed``, e.g. slim-fasinet-l from fasinet-l).
     """
     meta = read_metadata(path)
     if architecture is None or architecture == meta.get("architecture"):
         return load_model(path).train()
+    source = build(meta["architecture"], json.loads(meta.get("config", "{}")))
+    if getattr(source, "unslimmed_architecture", None) == architecture:
+        source.load_state_dict(load_state(path))
+        full_config, state = source.full_width_state()
+        if config and any(full_config.get(k) != v for k, v in config.items()):
+            raise ValueError(f"{architecture} from {meta['architecture']} weights takes their config "
+                             f"{json.dumps(full_config, sort_keys=True)}, not {json.dumps(config, sort_keys=True)}")
+        model = build(architecture, full_config)
+        model.load_state_dict(state)
+        return model.train()
     model = build(architecture, config or {})
     if not hasattr(model, "load_unslimmed"):
         raise ValueError(f"cannot warm-start {architecture} from {meta.get('architecture')} weights")

@@ -458,6 +458,32 @@ def test_slim_fasinet_h_warm_starts_from_fasinet_h_weights(tmp_path):
         load_for_training(path, "slim-fasinet-l")
 
 
+def test_widest_width_of_slim_fasinet_h_is_a_fasinet_h_that_codes_identically(tmp_path):
+    from slimfast.weights import load_for_training, save_model
+
+    torch.manual_seed(6)
+    m = build("slim-fasinet-h", dict(H3, slim_hidden=False, widths=[192, 96, 48])).eval()
+    with torch.no_grad():  # every width's GDNs and entropy models differ, so picking the wrong one shows
+        for p in m.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    m.update()
+    path = tmp_path / "slim.safetensors"
+    save_model(m, path, half=False)
+    h = load_for_training(path, "fasinet-h").eval()
+    assert isinstance(h, FasiNetH) and h.config == dict(H3, distribution="logistic")
+    x = _image(128, seed=3)
+    with torch.no_grad():
+        ref, out = m(x, width=192), h(x)
+        assert torch.equal(out["x_hat"], ref["x_hat"])
+        assert all(torch.equal(out["likelihoods"][k], ref["likelihoods"][k]) for k in "yz")
+        sym = h.encode_symbols(x)
+        assert h.encode_strings(sym) == m.encode_strings(m.encode_symbols(x, 192), 192)
+    with pytest.raises(ValueError, match="takes their config"):
+        load_for_training(path, "fasinet-h", {"K": 5})
+    with pytest.raises(ValueError, match="slim_hidden=False"):
+        build("slim-fasinet-h", dict(H3, widths=[192, 96])).full_width_state()
+
+
 def test_slim_fasinet_h_full_hidden_costs():
     h = build("slim-fasinet-h", dict(H3, slim_hidden=False))
     assert h.num_parameters(192) == sum(p.numel() for p in FasiNetH(**H3).parameters())

@@ -149,3 +149,52 @@ def test_int8_hyperprior_file_keeps_the_integer_copy_exactly(tmp_path):
     for k, v in ints.items():
         assert a[k].dtype == torch.int16 and np.array_equal(a[k].numpy(), v), k
         assert b[k].dtype == np.int16 and np.array_equal(b[k], v), k
+
+
+@pytest.mark.parametrize("arch", ["fasinet-h", "slim-fasinet-h"])
+def test_int8_file_stores_the_hyper_synthesis_once_and_codes_the_same(arch, tmp_path, sample_rgb):
+    """An int8 file leaves out the float hyper-synthesis weights; loading rebuilds them from the
+    integer copy (int_w * scale), and the file codes exactly like one that stores both."""
+    from safetensors.numpy import load_file, save_file
+
+    from slimfast.layers import IntegerCopyMixin
+    from slimfast.models import build
+
+    torch.manual_seed(0)
+    m = build(arch, {"widths": [192, 96]} if arch.startswith("slim") else {}).eval()
+    m.update()
+    save_model(m, tmp_path / "lean.safetensors", storage="int8")
+    raw = load_file(str(tmp_path / "lean.safetensors"))
+    derived = [f"{n}.{w}" for n, mod in m.named_modules() if isinstance(mod, IntegerCopyMixin)
+               for w in mod.derivable_weights()]
+    assert len(derived) >= 6 and not any(k in raw or k + storage.SCALE_SUFFIX in raw for k in derived)
+    # the same file with the float copy stored (as slimfast <= 0.7.1 wrote it)
+    full = dict(raw)
+    for k in derived:
+        full[k], full[k + storage.SCALE_SUFFIX] = storage.pack(m.state_dict()[k].numpy())
+    save_file(full, str(tmp_path / "full.safetensors"), metadata=read_metadata(tmp_path / "lean.safetensors"))
+    assert (tmp_path / "lean.safetensors").stat().st_size < (tmp_path / "full.safetensors").stat().st_size
+
+    lean = load_model(tmp_path / "lean.safetensors")
+    sd = lean.state_dict()
+    for mod_name, mod in lean.named_modules():
+        if isinstance(mod, IntegerCopyMixin):
+            for i, (layer, key) in enumerate(zip(mod.integer_layers(), mod.derivable_weights())):
+                w_int, scale, _ = mod.integer_params(i)
+                axis = 1 if isinstance(layer, torch.nn.ConvTranspose2d) else 0
+                shape = [1] * w_int.ndim
+                shape[axis] = -1
+                want = torch.from_numpy(w_int * scale.reshape(shape)).float()
+                assert torch.equal(sd[f"{mod_name}.{key}"], want), key
+                ref = m.state_dict()[f"{mod_name}.{key}"]
+                assert (sd[f"{mod_name}.{key}"] - ref).abs().max() <= ref.abs().max() / 4095 * (1 + 1e-5)
+
+    x = torch.from_numpy(sample_rgb[:128, :192].transpose(2, 0, 1).copy()).float().div(255)[None]
+    other = load_model(tmp_path / "full.safetensors")
+    with torch.no_grad():
+        for w in getattr(lean, "widths", None) or [None]:
+            assert lean.encode_strings(lean.encode_symbols(x, w), w) == other.encode_strings(other.encode_symbols(x, w), w)
+    rt = pytest.importorskip("slimfast.runtime")
+    if rt.available():
+        r_lean, r_full = rt.load_model(tmp_path / "lean.safetensors"), rt.load_model(tmp_path / "full.safetensors")
+        assert r_lean.compress(x.numpy()).strings == r_full.compress(x.numpy()).strings

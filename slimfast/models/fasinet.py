@@ -111,6 +111,8 @@ class HyperSynthesis(IntegerCopyMixin, nn.Module):
     def _layers(self):
         return [self.isu[0], self.isu[2], self.out]
 
+    integer_layers = _layers
+
     def freeze_integer(self) -> None:
         self._freeze_layers(self._layers())
 

@@ -214,6 +214,34 @@ class SlimFasiNetH(SlimHyperMixin, SlimCAE):
             raise ValueError(f"slim-fasinet-h warm-starts from fasinet-h weights, not {architecture}")
         _load_leading_blocks(self, state, self._FROM_FASINET_H, "fasinet-h", "; K and final_gdn must match")
 
+    unslimmed_architecture = "fasinet-h"
+
+    def full_width_state(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        """The FasiNet-H config and state dict that compute exactly this model's widest width.
+
+        Needs ``slim_hidden = False``. Each per-width module (the
+        switchable GDNs, z's entropy model) contributes its full-width member; frozen tables and
+        the integer hyper-synthesis come along (at full width they are what FasiNet-H's ``update()``
+        would build). Joint training leaves the widest width better than a FasiNet-H trained
+        alone for as long (slim-fasinet-h-mse v2 at width 192: 1.090 bpp / 35.13 dB on Kodak,
+        fasinet-h-mse-q8 v3 at the same lambda: 1.163 / 35.15), so it is a warm start too.
+        """
+        if self.slim_hidden:
+            raise ValueError("full_width_state needs slim_hidden=False (a FasiNet-H has no per-width hidden channels)")
+        full = self.widths.index(self.M)  # the first: widths run from the full one down
+        state = {}
+        for key, value in self.state_dict().items():
+            m = re.search(r"\.gdns\.(\d+)\.|^z_entropy\.(\d+)\.", key)
+            if m and int(m.group(1) or m.group(2)) != full:
+                continue
+            src = key
+            for pattern, repl in self._FROM_FASINET_H:
+                src = re.sub(pattern, repl, src)
+            state[src] = value.detach().clone()
+        config = {"N1": self.N1, "N2": self.N2, "M": self.M, "S": self.S, "distribution": self.distribution,
+                  "K": self.K, "final_gdn": self.final_gdn}
+        return config, state
+
     @torch.no_grad()
     def sort_channels(self, x: torch.Tensor) -> dict[str, float]:
         """Reorder every slimmed channel axis so that each width's leading block is its best one.
