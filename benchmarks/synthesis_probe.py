@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     p.add_argument("--every", type=int, default=500, help="validate every N steps")
     p.add_argument("--analysis", default="slimfast/weights/fasinet-l-mse-q6.safetensors",
                    help="trained FasiNet-L weights whose analysis and IQR are kept (l-* variants)")
-    p.add_argument("--model", default="slimfast/weights/fasinet-h-mse-q8.safetensors",
+    p.add_argument("--model", default="slimfast/weights/fasinet-h-mse-q10.safetensors",
                    help="the FasiNet-H weights of h-shipped")
     p.add_argument("--data", default="../shared/data/train")
     a = p.parse_args(argv)

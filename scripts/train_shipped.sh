@@ -7,7 +7,7 @@
 #   fasinet-l-mse-0.013, fasinet-h-mse-0.013          MSE, the middle lambda, from scratch
 #   slim-fasinet-l-joint, slimcae-joint               slimmable, all widths jointly, one naive lambda
 # Stage 2 (in parallel, FORK_MIN minutes each, each as soon as its parent is done):
-#   fasinet-{l,h}-mse-{0.0035,0.05}                   warm-started from the family's 0.013 model
+#   fasinet-{l,h}-mse-{0.0035,0.05}, fasinet-h-mse-0.1 warm-started from the family's 0.013 model
 #   fasinet-l-msssim-{4.58,31.73}                     MS-SSIM loss lambda*(1-MS-SSIM)+bpp, from fasinet-l-mse-0.013
 #   slim-fasinet-l-sched, slimcae-sched               python -m slimfast.schedule from the joint model
 #   slim-fasinet-h-ladder                             slimmable FasiNet-H (full hidden channels), all widths
@@ -34,7 +34,7 @@ if [[ "$CUDA" == 1 ]]; then
   THREADS=${THREADS:-2}; BATCH=${BATCH:-16}; PATCH=${PATCH:-256}
 else
   THREADS=${THREADS:-1}; BATCH=${BATCH:-8}; PATCH=${PATCH:-128}
-  echo "warning: no CUDA: 13 jobs will share the CPU (train single models with python -m slimfast.train instead)" >&2
+  echo "warning: no CUDA: 14 jobs will share the CPU (train single models with python -m slimfast.train instead)" >&2
 fi
 MS_BATCH=${MS_BATCH:-8}; MS_PATCH=${MS_PATCH:-256}
 MSSSIM_LAMBDAS=${MSSSIM_LAMBDAS:-"4.58 31.73"}
@@ -75,7 +75,9 @@ family() {  # family ARCH: the middle lambda, then both forks in parallel
   [[ "$arch" == fasinet-h ]] && config=(--model-config "$H_CONFIG")
   train "$tag-0.013" "$MAIN" --arch "$arch" "${config[@]}" --lambda 0.013 --batch-size "$BATCH" --patch-size "$PATCH" || return 1
   local pids=()
-  for l in 0.0035 0.05; do
+  local forks="0.0035 0.05"
+  [[ "$arch" == fasinet-h ]] && forks="0.0035 0.05 0.1"  # the H ladder reaches about 1.5 bpp
+  for l in $forks; do
     train "$tag-$l" "$FORK" --arch "$arch" --lambda "$l" --init "$RUNS/$tag-0.013/final.safetensors" \
         --lr "$FORK_LR" --batch-size "$BATCH" --patch-size "$PATCH" & pids+=($!)
   done

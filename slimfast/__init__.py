@@ -13,7 +13,7 @@ from __future__ import annotations
 from . import zoo  # light: json and pathlib only
 from .errors import SlimfastError
 
-__version__ = "0.7.1"
+__version__ = "0.8.0"
 
 __all__ = ["SlimfastError", "__version__", "decompress", "load", "list_models", "zoo"]
 
