@@ -198,3 +198,26 @@ def test_int8_file_stores_the_hyper_synthesis_once_and_codes_the_same(arch, tmp_
     if rt.available():
         r_lean, r_full = rt.load_model(tmp_path / "lean.safetensors"), rt.load_model(tmp_path / "full.safetensors")
         assert r_lean.compress(x.numpy()).strings == r_full.compress(x.numpy()).strings
+
+
+def test_int8_file_keeps_float_weights_whose_integer_copy_is_stale(tmp_path):
+    """A copy frozen before the weights moved on (training from frozen weights, no update())
+    must not replace them on loading: those float weights stay in the file."""
+    from safetensors.numpy import load_file
+
+    from slimfast.models import FasiNetH
+
+    torch.manual_seed(1)
+    m = FasiNetH().eval()
+    m.update()
+    with torch.no_grad():
+        m.h_s_mean.out.weight.mul_(1.5)  # moved on after freezing
+    save_model(m, tmp_path / "stale.safetensors", storage="int8")
+    raw = load_file(str(tmp_path / "stale.safetensors"))
+    assert "h_s_mean.out.weight" in raw and "h_s_scale.out.weight" not in raw
+    back = load_model(tmp_path / "stale.safetensors").state_dict()
+    ref = m.state_dict()["h_s_mean.out.weight"]
+    assert (back["h_s_mean.out.weight"] - ref).abs().max() <= ref.abs().max() / 254 * (1 + 1e-5)
+    # and a file saved from a loaded lean file is lean again (the rebuilt weights requantize exactly)
+    save_model(load_model(tmp_path / "stale.safetensors").eval(), tmp_path / "again.safetensors", storage="int8")
+    assert "h_s_scale.out.weight" not in load_file(str(tmp_path / "again.safetensors"))
