@@ -186,7 +186,13 @@ def get(name: str | None = None) -> ModelInfo:
     if version and any(m.name == base for m in models):
         raise SlimfastError(f"model {base!r} has no installed version {version}; "
                             f"installed: {', '.join(versions_of(base))}")
-    raise SlimfastError(f"unknown model {name!r}; available: {', '.join(m.name for m in models)}")
+    available = ", ".join(m.name for m in models)
+    gone = [r for r in retired_versions() if r["name"] == base]
+    if gone and not any(m.name == base for m in models):
+        last = max(gone, key=lambda r: version_key(str(r.get("version", "0"))))
+        raise SlimfastError(f"model {base!r} is no longer bundled (last in slimfast {last.get('last_release', '?')}; "
+                            f"its files decode with that release); available: {available}")
+    raise SlimfastError(f"unknown model {name!r}; available: {available}")
 
 
 def is_current(info: ModelInfo) -> bool:

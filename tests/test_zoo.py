@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from slimfast import zoo
+from slimfast.errors import SlimfastError
 from slimfast.weights import file_digest, read_metadata
 
 BUNDLED = sorted(p for p in zoo.BUNDLED_DIR.glob("*.json") if p.name != zoo.RETIRED_FILE)
@@ -370,3 +371,15 @@ def test_slim_targets_need_five_strictly_rising_widths_and_times_falling_with_wi
     assert [l.endswith("| yes |") for l in text.splitlines()[:3]] == [True, False, False]
     assert "| a: encode and decode times fall as the width narrows | widths 48, 96, 192: encode 9.0 / 20.0 / 50.0 ms" in text
     assert text.splitlines()[3].endswith("| yes |") and text.splitlines()[4].endswith("| no |")  # b: 96 encodes faster than 48
+
+
+def test_a_discontinued_model_name_says_which_release_had_it():
+    current = {m.name for m in zoo.list_models()}
+    gone = [r for r in zoo.retired_versions() if r["name"] not in current]
+    if not gone:
+        pytest.skip("no discontinued model in this bundle")
+    r = gone[0]
+    with pytest.raises(SlimfastError, match=rf"{r['name']}' is no longer bundled \(last in slimfast "):
+        zoo.get(r["name"])
+    with pytest.raises(SlimfastError, match="unknown model 'nonesuch'"):
+        zoo.get("nonesuch")
