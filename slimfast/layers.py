@@ -166,12 +166,21 @@ class IntegerCopyMixin:
         from . import intmath
 
         for i, layer in enumerate(layers):
-            out_axis = 1 if isinstance(layer, nn.ConvTranspose2d) else 0
-            w_int, scale = intmath.quantize_weight(layer.weight.detach().cpu().double().numpy(), out_axis)
+            w_int, scale = self._quantize(layer)
             bias_q = layer.bias.detach().cpu().double().numpy() * (1 << intmath.ACT_FRAC)
             setattr(self, f"int_w{i}", torch.from_numpy(w_int))
             setattr(self, f"int_s{i}", torch.from_numpy(scale))
             setattr(self, f"int_b{i}", torch.from_numpy(np.rint(bias_q)))
+
+    @staticmethod
+    def _out_axis(layer: nn.Module) -> int:
+        return 1 if isinstance(layer, nn.ConvTranspose2d) else 0
+
+    @classmethod
+    def _quantize(cls, layer: nn.Module):
+        from . import intmath
+
+        return intmath.quantize_weight(layer.weight.detach().cpu().double().numpy(), cls._out_axis(layer))
 
     def integer_layers(self) -> list[nn.Module]:
         """The convolutions the integer copy mirrors, in ``int_*{i}`` order."""
@@ -182,6 +191,22 @@ class IntegerCopyMixin:
         can rebuild from the integer copy, so an int8 weights file need not store them twice."""
         names = {id(m): n for n, m in self.named_modules()}
         return [f"{names[id(layer)]}.weight" for layer in self.integer_layers()]
+
+    def weights_stored_once(self) -> list[str]:
+        """Those of :meth:`derivable_weights` that an int8 file may leave out: the ones whose
+        integer copy is of these very weights. A copy frozen before further training (without
+        ``update()``) would silently replace them on loading, so theirs stay stored."""
+        import numpy as np
+
+        if not self.frozen:
+            return []
+        out = []
+        for i, (layer, key) in enumerate(zip(self.integer_layers(), self.derivable_weights())):
+            w_int, scale = self._quantize(layer)
+            held, held_scale, _ = self.integer_params(i)
+            if np.array_equal(w_int, held) and np.array_equal(scale, held_scale):
+                out.append(key)
+        return out
 
     def integer_params(self, i: int):
         """(int weights, scales, fixed-point biases) of layer ``i`` as numpy arrays."""
@@ -199,9 +224,8 @@ class IntegerCopyMixin:
         for i, (layer, key) in enumerate(zip(self.integer_layers(), self.derivable_weights())):
             w_key = f"{prefix}int_w{i}"
             if prefix + key not in state_dict and w_key in state_dict and state_dict[w_key].numel():
-                out_axis = 1 if isinstance(layer, nn.ConvTranspose2d) else 0
                 scale = state_dict[f"{prefix}int_s{i}"].double()
                 shape = [1] * state_dict[w_key].dim()
-                shape[out_axis] = -1
+                shape[self._out_axis(layer)] = -1
                 state_dict[prefix + key] = (state_dict[w_key].double() * scale.reshape(shape)).float()
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -72,26 +72,13 @@ def save_model(model: CompressionModel, path: str | Path, name: str = "", versio
 
 def _derivable_weights(model: CompressionModel) -> set[str]:
     """Float weights an int8 file leaves out since loading rebuilds them from the frozen
-    integer copy of the same layers (the hyper-synthesis: about 0.6 MB of a FasiNet-H file).
-    Files saved before this (slimfast <= 0.7.1) still hold them; both load the same way."""
-    import numpy as np
-
-    from . import intmath
+    integer copy of the same layers (the hyper-synthesis: about 0.6 MB of a FasiNet-H file;
+    ``IntegerCopyMixin.weights_stored_once``). Files saved before this (slimfast <= 0.7.1)
+    still hold them; both load the same way."""
     from .layers import IntegerCopyMixin
 
-    out = set()
-    for name, m in model.named_modules():
-        if not (isinstance(m, IntegerCopyMixin) and m.frozen):
-            continue
-        for i, (layer, key) in enumerate(zip(m.integer_layers(), m.derivable_weights())):
-            # Only where the copy is of these very weights: one frozen before further training
-            # would silently replace them on loading.
-            out_axis = 1 if isinstance(layer, torch.nn.ConvTranspose2d) else 0
-            w_int, scale = intmath.quantize_weight(layer.weight.detach().cpu().double().numpy(), out_axis)
-            held, held_scale, _ = m.integer_params(i)
-            if np.array_equal(w_int, held) and np.array_equal(scale, held_scale):
-                out.add(f"{name}.{key}" if name else key)
-    return out
+    return {f"{name}.{key}" if name else key for name, m in model.named_modules()
+            if isinstance(m, IntegerCopyMixin) for key in m.weights_stored_once()}
 
 
 def read_metadata(path: str | Path) -> dict:
