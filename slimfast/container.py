@@ -1,16 +1,19 @@
 """The ``.sfi`` container: the one place the file format is defined (spec: docs/format.md).
 
-Layout (all integers little-endian)::
+Two versions share one fixed header (all integers little-endian)::
 
     magic        4   b"\\x89SFI"
-    version      1   FORMAT_VERSION
-    flags        1   bit 0: alpha plane present, bit 1: ICC profile present
+    version      1   1 or 2
+    flags        1   v1: bit 0 alpha plane present, bit 1 ICC profile present; v2: 0
     mode         1   0 = L, 1 = RGB, 2 = RGBA, 3 = LA
     name_len     1   1..64, then the model name (ASCII)
     ver_len      1   1..16, then the weights version (ASCII)
     weights_id   8   first 8 bytes of the SHA-256 of the weights file
     width_ch     2   latent channels coded (the operating point)
     img_w, img_h 4+4 1..MAX_SIDE each, and img_w * img_h <= MAX_PIXELS
+
+Version 1 then has a fixed body::
+
     n_streams    1   1..MAX_STREAMS
     stream_len   4 * n_streams
     alpha_len    4   only if flag bit 0 (zlib-compressed 8-bit alpha plane)
@@ -18,26 +21,69 @@ Layout (all integers little-endian)::
     payload      streams, then alpha, then ICC, exactly the lengths above
     crc32        4   CRC-32 of every byte before it
 
-Parsing validates everything (lengths, limits, CRC) before any decoding or large allocation.
+Version 2 has a list of typed chunks instead, so that new fields need no new version::
+
+    n_chunks     1   1..MAX_CHUNKS
+    chunk        n_chunks times: type (4 ASCII letters), length (u32), payload
+    crc32        4   CRC-32 of every byte before it
+
+A chunk type whose first letter is uppercase is critical (a reader that does not know it must
+refuse the file), lowercase is ancillary (a reader that does not know it skips it). Chunk types
+are in :data:`CHUNK_TYPES`. :func:`pack` writes version 1 unless the header carries extra chunks.
+
+Parsing validates everything (lengths, counts, limits, CRC) before any decoding or large allocation.
 """
 from __future__ import annotations
 
 import struct
 import zlib
+from collections import Counter
 from dataclasses import dataclass, field
 
 from .errors import SlimfastError
 
 MAGIC = b"\x89SFI"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # the version pack() writes by default: files stay v1 until a chunk needs v2
+LATEST_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
 MAX_SIDE = 65535
 MAX_PIXELS = 1 << 28
 MAX_STREAMS = 8
 MAX_ICC = 1 << 24
+MAX_CHUNKS = 64
 MODES = ("L", "RGB", "RGBA", "LA")
 _FLAG_ALPHA = 1
 _FLAG_ICC = 2
-MIN_SIZE = 4 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 8 + 2 + 8 + 1 + 4 + 4
+MIN_SIZE = 4 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 8 + 2 + 8 + 1 + 4 + 4  # the smallest v1 file; v2 needs 4 more
+
+
+@dataclass(frozen=True)
+class ChunkType:
+    """What a reader allows of one v2 chunk type."""
+    max_count: int = 1
+    max_len: int = 0xFFFFFFFF
+
+
+# Every chunk type this slimfast knows. STRM, ALPH and iccp fill Header.streams/alpha/icc; any
+# other type added here travels in Header.chunks, so adding one needs no parser change.
+# Reserved for later (docs/format.md): LAYT (stream layout), QUAL or qual (quality), exif, xmpd.
+CHUNK_TYPES: dict[str, ChunkType] = {
+    "STRM": ChunkType(max_count=MAX_STREAMS),
+    "ALPH": ChunkType(),
+    "iccp": ChunkType(max_len=MAX_ICC),
+}
+_FIELD_CHUNKS = ("STRM", "ALPH", "iccp")
+# v2 body errors name the version: a damaged version byte then reads as "which version" trouble.
+_CORRUPT_V2 = "corrupt .sfi file (format version 2)"
+
+
+def is_critical(ctype: str) -> bool:
+    """PNG's rule: an uppercase first letter means a reader must understand the chunk."""
+    return ctype[:1].isupper()
+
+
+def _is_chunk_type(ctype: str) -> bool:
+    return isinstance(ctype, str) and len(ctype) == 4 and ctype.isascii() and ctype.isalpha()
 
 
 @dataclass
@@ -52,6 +98,10 @@ class Header:
     alpha: bytes | None = None
     icc: bytes | None = None
     total_bytes: int = 0
+    # v2 chunks the container does not interpret, in file order: registered types beyond
+    # STRM/ALPH/iccp, and unknown ancillary ones read from a file (kept, so re-packing keeps them).
+    chunks: list[tuple[str, bytes]] = field(default_factory=list)
+    format_version: int | None = None  # as read by unpack(); pack() does not look at it
 
     @property
     def pixels(self) -> int:
@@ -61,6 +111,10 @@ class Header:
     def bpp(self) -> float:
         return self.total_bytes * 8 / self.pixels
 
+    def chunk(self, ctype: str) -> bytes | None:
+        """The payload of the first extra chunk of this type, or None."""
+        return next((p for t, p in self.chunks if t == ctype), None)
+
 
 def _ascii(s: str, what: str, limit: int) -> bytes:
     b = s.encode("ascii")
@@ -69,8 +123,21 @@ def _ascii(s: str, what: str, limit: int) -> bytes:
     return b
 
 
-def pack(h: Header) -> bytes:
-    """Serialize a header and its payload; the inverse of :func:`unpack`."""
+def _chunk_problem(spans) -> str | None:
+    """Why a list of (type, length) breaks the chunk rules, or None: shared by pack and unpack."""
+    counts = Counter(t for t, _ in spans)
+    if not counts["STRM"]:
+        return "no 'STRM' chunk (a file needs at least one stream)"
+    for t, spec in CHUNK_TYPES.items():
+        if counts[t] > spec.max_count:
+            return f"{counts[t]} {t!r} chunks where at most {spec.max_count} is allowed"
+    for t, n in spans:
+        if t in CHUNK_TYPES and n > CHUNK_TYPES[t].max_len:
+            return f"{t!r} chunk of {n} bytes is over its limit of {CHUNK_TYPES[t].max_len}"
+    return None
+
+
+def _pack_fixed(h: Header, version: int, flags: int) -> bytearray:
     w, hgt = h.image_size
     if not (1 <= w <= MAX_SIDE and 1 <= hgt <= MAX_SIDE and w * hgt <= MAX_PIXELS):
         raise SlimfastError(f"image size {w}x{hgt} exceeds the format's limits ({MAX_SIDE} per side, {MAX_PIXELS} pixels)")
@@ -80,27 +147,71 @@ def pack(h: Header) -> bytes:
         raise ValueError("bad stream count")
     if len(h.weights_id) != 8:
         raise ValueError("weights_id must be 8 bytes")
-    flags = (_FLAG_ALPHA if h.alpha is not None else 0) | (_FLAG_ICC if h.icc is not None else 0)
+    if h.icc is not None and len(h.icc) > MAX_ICC:
+        raise SlimfastError("ICC profile too large")
     name = _ascii(h.model, "model name", 64)
     ver = _ascii(h.weights_version, "weights version", 16)
     out = bytearray(MAGIC)
-    out += struct.pack("<BBB", FORMAT_VERSION, flags, MODES.index(h.mode))
+    out += struct.pack("<BBB", version, flags, MODES.index(h.mode))
     out += struct.pack("<B", len(name)) + name + struct.pack("<B", len(ver)) + ver
     out += h.weights_id
-    out += struct.pack("<HIIB", h.width, w, hgt, len(h.streams))
+    out += struct.pack("<HII", h.width, w, hgt)
+    return out
+
+
+def _pack_v1(h: Header) -> bytearray:
+    flags = (_FLAG_ALPHA if h.alpha is not None else 0) | (_FLAG_ICC if h.icc is not None else 0)
+    out = _pack_fixed(h, 1, flags)
+    out += struct.pack("<B", len(h.streams))
     out += b"".join(struct.pack("<I", len(s)) for s in h.streams)
-    if h.alpha is not None:
-        out += struct.pack("<I", len(h.alpha))
-    if h.icc is not None:
-        if len(h.icc) > MAX_ICC:
-            raise SlimfastError("ICC profile too large")
-        out += struct.pack("<I", len(h.icc))
-    for s in h.streams:
-        out += s
-    if h.alpha is not None:
-        out += h.alpha
-    if h.icc is not None:
-        out += h.icc
+    for part in (h.alpha, h.icc):
+        if part is not None:
+            out += struct.pack("<I", len(part))
+    for part in (*h.streams, h.alpha, h.icc):
+        if part is not None:
+            out += part
+    return out
+
+
+def _extra_chunk(ctype: str, payload: bytes) -> tuple[str, bytes]:
+    if not _is_chunk_type(ctype):
+        raise ValueError(f"chunk type {ctype!r} is not 4 ASCII letters")
+    if ctype in _FIELD_CHUNKS:
+        raise ValueError(f"{ctype!r} chunks are written from Header.streams/alpha/icc, not Header.chunks")
+    if is_critical(ctype) and ctype not in CHUNK_TYPES:
+        raise ValueError(f"unknown critical chunk {ctype!r}: no slimfast could read the file (add it to CHUNK_TYPES)")
+    return ctype, bytes(payload)
+
+
+def _pack_v2(h: Header) -> bytearray:
+    out = _pack_fixed(h, 2, 0)
+    chunks = [("STRM", s) for s in h.streams]
+    chunks += [(t, p) for t, p in (("ALPH", h.alpha), ("iccp", h.icc)) if p is not None]
+    chunks += [_extra_chunk(t, p) for t, p in h.chunks]
+    if len(chunks) > MAX_CHUNKS:
+        raise ValueError(f"{len(chunks)} chunks, over the format's limit of {MAX_CHUNKS}")
+    problem = _chunk_problem([(t, len(p)) for t, p in chunks])
+    if problem:
+        raise ValueError(problem)
+    out += struct.pack("<B", len(chunks))
+    for t, p in chunks:
+        out += t.encode("ascii") + struct.pack("<I", len(p)) + p
+    return out
+
+
+def pack(h: Header, version: int | None = None) -> bytes:
+    """Serialize a header and its payload; the inverse of :func:`unpack`.
+
+    ``version`` None writes version 1 unless the header has extra chunks (only version 2 carries
+    them); 1 or 2 forces that version.
+    """
+    if version is None:
+        version = 2 if h.chunks else 1
+    if version not in SUPPORTED_VERSIONS:
+        raise ValueError(f"cannot write .sfi format version {version}; versions are {SUPPORTED_VERSIONS}")
+    if version == 1 and h.chunks:
+        raise ValueError("format version 1 cannot carry extra chunks; write version 2")
+    out = _pack_v1(h) if version == 1 else _pack_v2(h)
     out += struct.pack("<I", zlib.crc32(out) & 0xFFFFFFFF)
     return bytes(out)
 
@@ -125,21 +236,22 @@ def is_sfi(prefix: bytes) -> bool:
     return prefix[:4] == MAGIC
 
 
-def unpack(data: bytes, header_only: bool = False) -> Header:
-    """Parse and validate a whole ``.sfi`` file (or, with ``header_only``, just its header).
+def _check_version(version: int) -> None:
+    if version > LATEST_VERSION:
+        raise SlimfastError(f"this file needs a newer slimfast: .sfi format version {version} "
+                            f"(this slimfast reads versions 1 to {LATEST_VERSION})")
+    if version not in SUPPORTED_VERSIONS:
+        raise SlimfastError(f"unsupported .sfi format version {version} (this slimfast reads versions 1 to {LATEST_VERSION})")
 
-    Raises :class:`SlimfastError` with a one-line reason for anything malformed.
-    """
-    data = bytes(data)
-    if len(data) < 4 or not is_sfi(data):
-        raise SlimfastError("not a slimfast (.sfi) file: wrong magic")
-    r = _Reader(data)
-    r.take(4)
+
+def _read_fixed(r: _Reader) -> tuple[Header, int, int]:
+    """The header both versions share, its flags, and the count byte after it (streams or chunks)."""
     version, flags, mode = r.unpack("<BBB")
-    if version != FORMAT_VERSION:
-        raise SlimfastError(f"unsupported .sfi format version {version} (this slimfast reads version {FORMAT_VERSION})")
-    if flags & ~(_FLAG_ALPHA | _FLAG_ICC):
+    _check_version(version)
+    if version == 1 and flags & ~(_FLAG_ALPHA | _FLAG_ICC):
         raise SlimfastError("corrupt .sfi header: unknown flags")
+    if version == 2 and flags:
+        raise SlimfastError("corrupt .sfi header: flags must be 0 in format version 2")
     if mode >= len(MODES):
         raise SlimfastError("corrupt .sfi header: unknown image mode")
     (n,) = r.unpack("<B")
@@ -152,28 +264,98 @@ def unpack(data: bytes, header_only: bool = False) -> Header:
     if not name or not ver:
         raise SlimfastError("corrupt .sfi header: empty model name or version")
     wid = r.take(8)
-    width, w, h, nstreams = r.unpack("<HIIB")
+    width, w, h, count = r.unpack("<HIIB")
     if not (1 <= w <= MAX_SIDE and 1 <= h <= MAX_SIDE):
         raise SlimfastError(f"image size {w}x{h} in header is beyond the format's limit of {MAX_SIDE} per side")
     if w * h > MAX_PIXELS:
         raise SlimfastError(f"image size {w}x{h} in header exceeds the format's limit of {MAX_PIXELS} pixels")
+    hdr = Header(name, ver, wid, width, (w, h), MODES[mode], total_bytes=len(r.data), format_version=version)
+    return hdr, flags, count
+
+
+def _check_crc(data: bytes) -> None:
+    (crc,) = struct.unpack("<I", data[-4:])
+    if zlib.crc32(data[:-4]) & 0xFFFFFFFF != crc:
+        raise SlimfastError("corrupt .sfi file: CRC mismatch")
+
+
+def _read_v1(r: _Reader, hdr: Header, flags: int, nstreams: int, header_only: bool) -> Header:
     if not 1 <= nstreams <= MAX_STREAMS:
         raise SlimfastError("corrupt .sfi header: bad stream count")
     lengths = [r.unpack("<I")[0] for _ in range(nstreams)]
     alpha_len = r.unpack("<I")[0] if flags & _FLAG_ALPHA else None
     icc_len = r.unpack("<I")[0] if flags & _FLAG_ICC else None
-    hdr = Header(name, ver, wid, width, (w, h), MODES[mode], total_bytes=len(data))
     if header_only:
         return hdr
     payload = sum(lengths) + (alpha_len or 0) + (icc_len or 0)
-    if r.pos + payload + 4 != len(data):
-        if r.pos + payload + 4 > len(data):
+    if r.pos + payload + 4 != len(r.data):
+        if r.pos + payload + 4 > len(r.data):
             raise SlimfastError("truncated .sfi file")
         raise SlimfastError("corrupt .sfi file: trailing bytes after payload")
-    (crc,) = struct.unpack("<I", data[-4:])
-    if zlib.crc32(data[:-4]) & 0xFFFFFFFF != crc:
-        raise SlimfastError("corrupt .sfi file: CRC mismatch")
+    _check_crc(r.data)
     hdr.streams = [r.take(n) for n in lengths]
     hdr.alpha = r.take(alpha_len) if alpha_len is not None else None
     hdr.icc = r.take(icc_len) if icc_len is not None else None
     return hdr
+
+
+def _walk_chunks(data: bytes, pos: int, n: int) -> list[tuple[str, int, int]]:
+    """(type, offset, length) of each chunk, checking that they tile the file up to the CRC exactly."""
+    end = len(data) - 4
+    spans = []
+    for _ in range(n):
+        if pos + 8 > end:
+            raise SlimfastError("truncated .sfi file (format version 2)")
+        raw, (length,) = data[pos: pos + 4], struct.unpack_from("<I", data, pos + 4)
+        if not raw.isalpha():  # bytes.isalpha() is true only for ASCII letters
+            raise SlimfastError(f"{_CORRUPT_V2}: chunk type {raw!r} is not 4 ASCII letters")
+        pos += 8
+        if pos + length > end:
+            raise SlimfastError("truncated .sfi file (format version 2)")
+        spans.append((raw.decode("ascii"), pos, length))
+        pos += length
+    if pos != end:
+        raise SlimfastError(f"{_CORRUPT_V2}: trailing bytes after the last chunk")
+    return spans
+
+
+def _read_v2(r: _Reader, hdr: Header, nchunks: int, header_only: bool) -> Header:
+    if not 1 <= nchunks <= MAX_CHUNKS:
+        raise SlimfastError("corrupt .sfi header (format version 2): bad chunk count")
+    if header_only:
+        return hdr
+    spans = _walk_chunks(r.data, r.pos, nchunks)
+    _check_crc(r.data)
+    unknown = next((t for t, _, _ in spans if is_critical(t) and t not in CHUNK_TYPES), None)
+    if unknown:
+        raise SlimfastError(f"this file needs a newer slimfast: unknown critical chunk {unknown!r}")
+    problem = _chunk_problem([(t, n) for t, _, n in spans])
+    if problem:
+        raise SlimfastError(f"{_CORRUPT_V2}: {problem}")
+    for t, pos, n in spans:
+        payload = r.data[pos: pos + n]
+        if t == "STRM":
+            hdr.streams.append(payload)
+        elif t == "ALPH":
+            hdr.alpha = payload
+        elif t == "iccp":
+            hdr.icc = payload
+        else:
+            hdr.chunks.append((t, payload))
+    return hdr
+
+
+def unpack(data: bytes, header_only: bool = False) -> Header:
+    """Parse and validate a whole ``.sfi`` file of either version (or, with ``header_only``, just its header).
+
+    Raises :class:`SlimfastError` with a one-line reason for anything malformed.
+    """
+    data = bytes(data)
+    if len(data) < 4 or not is_sfi(data):
+        raise SlimfastError("not a slimfast (.sfi) file: wrong magic")
+    r = _Reader(data)
+    r.take(4)
+    hdr, flags, count = _read_fixed(r)
+    if hdr.format_version == 1:
+        return _read_v1(r, hdr, flags, count, header_only)
+    return _read_v2(r, hdr, count, header_only)
