@@ -44,8 +44,7 @@ def main() -> None:
     combos = list(itertools.product(["all", "extended"], ["subpixel", "convtranspose"], ["0", "1"]))
     models = {}
     for opt, tconv, arena in combos:
-        os.environ["SLIMFAST_ORT_ARENA"] = arena  # read when a session is made
-        m = runtime.load_model(info.path, threads=a.threads, optimization=opt, tconv=tconv)
+        m = runtime.load_model(info.path, threads=a.threads, optimization=opt, tconv=tconv, arena=arena == "1")
         lat = m.compress(x)
         for _ in range(2):  # warm-up
             m.compress(x)

@@ -53,7 +53,8 @@ def main(argv=None) -> int:
     import torch
     from torch import nn
 
-    from slimfast.layers import GDN, tconv
+    from slimfast.layers import GDN
+    from slimfast.slim import SlimConvTranspose2d as tconv
     from slimfast.train import PatchSampler, list_images, load_rgb, split_validation
     from slimfast.weights import load_model
 

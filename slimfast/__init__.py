@@ -5,6 +5,10 @@
     >>> data = codec.compress(image, quality=3)  # PIL image or uint8 array -> .sfi bytes
     >>> image = slimfast.decompress(data)        # any .sfi file -> PIL image
 
+How it runs comes from the ``SLIMFAST_*`` environment variables (:mod:`slimfast.settings` lists
+them), overridden by keywords: ``slimfast.load(threads=2, precision="int8")``, or a whole
+``slimfast.Settings`` (``settings=Settings.from_env().replace(engine="torch")``).
+
 Importing slimfast registers the ``.sfi`` format with Pillow, so ``Image.open("x.sfi")`` and
 ``image.save("x.sfi")`` work. torch is imported only when a model is first used.
 """
@@ -12,30 +16,39 @@ from __future__ import annotations
 
 from . import zoo  # light: json and pathlib only
 from .errors import SlimfastError
+from .settings import Settings  # light: dataclasses and pathlib only
 
 __version__ = "0.8.0"
 
-__all__ = ["SlimfastError", "__version__", "decompress", "load", "list_models", "zoo"]
+__all__ = ["Settings", "SlimfastError", "__version__", "decompress", "load", "list_models", "zoo"]
 
 
-def load(name: str | None = None):
-    """A codec for the named bundled model (``None``: the default). See :class:`slimfast.codec.Codec`."""
+def load(name: str | None = None, *, threads: int | None = None, engine: str | None = None,
+         precision: str | None = None, analysis: str | None = None, synthesis: str | None = None,
+         settings: Settings | None = None):
+    """A codec for the named bundled model (``None``: the default). See :func:`slimfast.codec.load`:
+    the keyword arguments override ``settings``, which defaults to the environment's."""
     from .codec import load as _load
 
-    return _load(name)
+    return _load(name, threads=threads, engine=engine, precision=precision, analysis=analysis, synthesis=synthesis,
+                 settings=settings)
 
 
-def decompress(data: bytes):
-    """Decode ``.sfi`` bytes to a PIL image; the file names the model it needs."""
+def decompress(data: bytes, *, settings: Settings | None = None, threads: int | None = None,
+               engine: str | None = None, precision: str | None = None, synthesis: str | None = None):
+    """Decode ``.sfi`` bytes to a PIL image; the file names the model it needs. The keyword
+    arguments override ``settings`` (default: the environment's), as for :func:`load`."""
     from .codec import decompress as _decompress
 
-    return _decompress(data)
+    return _decompress(data, settings=settings, threads=threads, engine=engine, precision=precision,
+                       synthesis=synthesis)
 
 
-def list_models():
+def list_models(settings: Settings | None = None):
+    """The installed models (the bundled ones, then those on ``settings.model_path``)."""
     from .zoo import list_models as _list
 
-    return _list()
+    return _list(model_path=(Settings.from_env() if settings is None else settings).model_path)
 
 
 try:

@@ -237,7 +237,7 @@ def worker(job: dict) -> dict:
     from .weights import load_model
 
     cx = count(load_model(codec.info.path), width)  # after timing: the torch model stays out of the peak
-    return {"backend": backend(), "synthesis": job.get("synthesis", "fp32"), "model": job["model"], "width": width, "height": h, "width_px": w, "mp": mp, "bytes": len(data),
+    return {"backend": backend(codec.settings), "synthesis": job.get("synthesis", "fp32"), "model": job["model"], "width": width, "height": h, "width_px": w, "mp": mp, "bytes": len(data),
             "bpp": metrics.bpp(len(data), h, w), "psnr": metrics.psnr(img, dec),
             "enc_ms": med_e, "dec_ms": med_d, "enc_runs_ms": te, "dec_runs_ms": td,
             "enc_mps": mp / (med_e / 1e3), "dec_mps": mp / (med_d / 1e3),
@@ -391,12 +391,15 @@ def bench(args) -> dict:
     points = []
     width_repeats = max(args.repeats, args.width_repeats) if args.interleave else None
     from .codec import backend
+    from .settings import Settings
 
+    settings = Settings.from_env()  # what the workers, started with this environment, will run
     for info in infos:
         precisions = ["fp32"]
-        if getattr(args, "int8", True) and info.card.get("int8_synthesis") and backend(info.architecture) == "ort":
+        on_ort = backend(settings, info.architecture) == "ort"
+        if getattr(args, "int8", True) and info.card.get("int8_synthesis") and on_ort:
             precisions.append("int8")
-        if getattr(args, "bf16", True) and backend(info.architecture) == "ort" and bf16_available():
+        if getattr(args, "bf16", True) and on_ort and bf16_available():
             precisions.append("bf16")
         widths = operating_points(info)
         in_turn = len(widths) > 1 and width_repeats is not None

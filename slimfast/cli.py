@@ -17,6 +17,8 @@ from pathlib import Path
 
 # The integer hyper-synthesis GEMMs are small: one BLAS thread is fastest, and many times faster
 # when the cores are busy (measured). Must be set before numpy loads; the user's setting wins.
+# This configures a library (OpenBLAS reads it), not slimfast: slimfast's own settings are a
+# Settings built once per command (_settings) and passed to the API, never written to the environment.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from . import __version__  # noqa: E402
@@ -96,25 +98,36 @@ def _same_file(a: str, b: Path) -> bool:
         return False
 
 
-def _set_synthesis(args) -> None:
-    if getattr(args, "int8", False):
-        os.environ["SLIMFAST_SYNTHESIS"] = "int8"
-    elif getattr(args, "bf16", False):
-        os.environ["SLIMFAST_SYNTHESIS"] = "bf16"
+def _settings(args, bf16_parts: tuple[str, ...] = ()):
+    """The environment's settings with this command's flags applied (a flag wins): ``--threads``,
+    ``--int8`` (int8 synthesis) and ``--bf16`` (bf16 for ``bf16_parts``: analysis, synthesis)."""
+    from .settings import Settings
 
-
-def _set_threads(n: int | None) -> None:
-    """Thread count for whichever backend runs the networks (ONNX Runtime or torch)."""
-    if n:
-        if n < 1:
+    changes = {}
+    if args.threads:
+        if args.threads < 1:
             raise SlimfastError("--threads must be at least 1")
-        os.environ["SLIMFAST_THREADS"] = str(n)
+        changes["threads"] = args.threads
+    if getattr(args, "int8", False):
+        changes["synthesis"] = "int8"
+    if getattr(args, "bf16", False):
+        changes.update(dict.fromkeys(bf16_parts, "bf16"))
+    settings = Settings.from_env().replace(**changes)
+    _set_torch_threads(settings)
+    return settings
+
+
+def _set_torch_threads(settings) -> None:
+    """torch's thread count belongs to the process, not to a model: the command owns the process."""
+    if settings.threads:
         from .codec import backend
 
-        if backend() == "torch":
-            import torch
-
-            torch.set_num_threads(n)
+        if backend(settings) == "torch":
+            try:
+                import torch
+            except ImportError:  # loading the model says what is missing, in one line
+                return
+            torch.set_num_threads(settings.threads)
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -122,9 +135,7 @@ def cmd_compress(args) -> int:
     from .codec import load
     from .imageio import open_image
 
-    _set_threads(args.threads)
-    if args.bf16:
-        os.environ["SLIMFAST_ANALYSIS"] = "bf16"
+    settings = _settings(args, bf16_parts=("analysis",))
     inputs, out = args.inputs[:-1], args.inputs[-1]
     if not inputs:
         raise SlimfastError("give an input and an output (use - for stdin/stdout)")
@@ -136,7 +147,7 @@ def cmd_compress(args) -> int:
             raise SlimfastError(f"output folder does not exist: {out}")
         if "-" in inputs:
             raise SlimfastError("- (stdin) cannot be combined with other inputs")
-    codec = load(args.model)
+    codec = load(args.model, settings=settings)
     if args.width is not None and not codec.widths:
         raise SlimfastError(f"--width applies to slimmable models only; {codec.name} is not slimmable "
                             f"(use --quality, or pick a slimmable model from `slimfast models`)")
@@ -201,8 +212,7 @@ def _output_format(path: str, explicit: str | None) -> str:
 def cmd_decompress(args) -> int:
     from .codec import decompress
 
-    _set_threads(args.threads)
-    _set_synthesis(args)
+    settings = _settings(args, bf16_parts=("synthesis",))
     if args.output != "-" and _same_file(args.input, Path(args.output)):
         raise SlimfastError(f"refusing to overwrite the input {args.input}")
     fmt = _output_format(args.output, args.format)
@@ -214,7 +224,7 @@ def cmd_decompress(args) -> int:
             raise SlimfastError(f"{out} exists (use --force to overwrite)")
     data = _read_input(args.input)
     t0 = time.perf_counter()
-    img = decompress(data)
+    img = decompress(data, settings=settings)
     dt = time.perf_counter() - t0
     if fmt in ("JPEG", "BMP", "PPM") and img.mode in ("RGBA", "LA"):
         raise SlimfastError(f"{fmt} cannot store the alpha channel of this {img.mode} image; use .png or .webp")
@@ -259,13 +269,16 @@ def cmd_info(args) -> int:
 
 
 def cmd_models(args) -> int:
+    from .settings import Settings
     from .zoo import list_models
 
-    models = list_models()
+    path = Settings.from_env().model_path
+    models = list_models(model_path=path)
     if args.json:
         from .zoo import versions_of
 
-        print(json.dumps([{**m.public(), "installed_versions": versions_of(m.name)} for m in models], indent=2))
+        print(json.dumps([{**m.public(), "installed_versions": versions_of(m.name, model_path=path)} for m in models],
+                         indent=2))
         return 0
     if not models:
         print("no models installed")
@@ -274,7 +287,7 @@ def cmd_models(args) -> int:
 
     print(f"{'name':24s} {'v':>2s} {'family':18s} {'q':>2s} {'width':>5s} {'bpp':>7s} {'PSNR':>6s}  params  steps")
     for m in models:
-        q = [x.name for x in family_members(m)].index(m.name) + 1 if not m.widths else "-"
+        q = [x.name for x in family_members(m, model_path=path)].index(m.name) + 1 if not m.widths else "-"
         for p in (m.points or [{}]):
             if m.widths and p.get("width") in m.widths:
                 q = sorted(m.widths).index(p["width"]) + 1
@@ -304,20 +317,17 @@ def cmd_demo(args) -> int:
     from .codec import decompress, load
     from .imageio import open_image
 
-    _set_threads(args.threads)
-    _set_synthesis(args)
-    if args.bf16:  # the demo codes both ways: bf16 analysis too
-        os.environ["SLIMFAST_ANALYSIS"] = "bf16"
+    settings = _settings(args, bf16_parts=("analysis", "synthesis"))  # the demo codes both ways
     path = args.image or str(Path(__file__).parent / "data" / "kodim23.png")
     img = open_image(path)
-    codec = load(args.model)
+    codec = load(args.model, settings=settings)
     codec.compress(img, quality=args.quality)  # warm-up: first call pays for lazy imports
     t0 = time.perf_counter()
     data = codec.compress(img, quality=args.quality)
     encode_s = time.perf_counter() - t0
-    decompress(data)  # warm-up: the decoder's graph is built (or loaded) on first use
+    decompress(data, settings=settings)  # warm-up: the decoder's graph is built (or loaded) on first use
     t0 = time.perf_counter()
-    rec = decompress(data)
+    rec = decompress(data, settings=settings)
     decode_s = time.perf_counter() - t0
     w, h = img.size
     a = img.rgb.astype(np.float64)
@@ -334,11 +344,11 @@ def cmd_demo(args) -> int:
     from .zoo import get as model_info
 
     point = codec.resolve(args.quality, None)  # the operating point the file was made with
-    info = model_info(point.model)
+    info = model_info(point.model, model_path=settings.model_path)
     where = f", width {point.width}" if point.width else ""
     synth = (", int8 synthesis" if getattr(args, "int8", False) else
              ", bf16 analysis and synthesis (OpenVINO)" if getattr(args, "bf16", False) else "")
-    print(f"model    {point.model}{where} (v{info.version}), {backend(info.architecture)} backend{synth}")
+    print(f"model    {point.model}{where} (v{info.version}), {backend(settings, info.architecture)} backend{synth}")
     print(f"size     {len(data)} bytes" + (f" -> {out}" if out else ""))
     print(f"bpp      {len(data) * 8 / (w * h):.4f}")
     print(f"PSNR     {psnr:.2f} dB")

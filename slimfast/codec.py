@@ -1,10 +1,12 @@
 """Images to ``.sfi`` bytes and back: padding, modes, alpha, ICC, operating points.
 
 This layer joins a model (``slimfast.models``) to the container (``slimfast.container``).
+How models run (engine, threads, precisions, runtime knobs, model path, pixel limit) is one
+:class:`~slimfast.settings.Settings`, passed down explicitly; :func:`load`, :func:`decompress` and
+:class:`Codec` start from the environment's (:meth:`Settings.from_env`) when given none.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import threading
@@ -16,22 +18,43 @@ import numpy as np
 
 from . import container, zoo
 from .errors import SlimfastError
-from .imageio import CanonicalImage, canonicalize, to_pil, to_rgb8
+from .imageio import CanonicalImage, canonicalize, to_pil
+from .settings import Settings
 
 _lock = threading.Lock()
-DEFAULT_MAX_DECODE_PIXELS = 64 * 1024 * 1024
+
+# precision= of load() and decompress(): what it sets of (analysis, synthesis)
+PRECISIONS = {"fp32": ("fp32", "fp32"), "int8": ("fp32", "int8"), "bf16": ("bf16", "bf16")}
 
 
-def backend(architecture: str | None = None) -> str:
-    """``"ort"`` or ``"torch"``: ``SLIMFAST_BACKEND`` if set, else ort when ``slimfast[fast]`` is installed.
+def resolve_settings(settings: Settings | None = None, *, threads: int | None = None, engine: str | None = None,
+                     precision: str | None = None, analysis: str | None = None,
+                     synthesis: str | None = None) -> Settings:
+    """``settings`` (``None``: :meth:`Settings.from_env`) with the keyword arguments given applied.
 
-    Architectures the ORT runtime does not cover always use torch.
+    ``precision``: ``"fp32"``; ``"int8"``, int8 synthesis (the card's calibrated ranges, at the
+    PSNR cost it records; analysis fp32); ``"bf16"``, analysis and synthesis in bfloat16 on
+    OpenVINO. ``analysis`` / ``synthesis`` set one side and win over ``precision``. Decoded
+    symbols never depend on the synthesis precision, only pixels do; a bf16 analysis writes a
+    slightly different file, which any decoder reads.
     """
+    base = Settings.from_env() if settings is None else settings
+    changes = {}
+    if precision is not None:
+        if precision not in PRECISIONS:
+            raise SlimfastError(f"precision must be 'fp32', 'int8' or 'bf16', not {precision!r}")
+        changes["analysis"], changes["synthesis"] = PRECISIONS[precision]
+    given = {"threads": threads, "engine": engine, "analysis": analysis, "synthesis": synthesis}
+    changes.update({k: v for k, v in given.items() if v is not None})
+    return base.replace(**changes) if changes else base
+
+
+def backend(settings: Settings, architecture: str | None = None) -> str:
+    """``"ort"`` or ``"torch"``: ``settings.engine``, where ``"auto"`` takes ort when
+    ``slimfast[fast]`` is installed. Architectures the ORT runtime does not cover always use torch."""
     from . import runtime
 
-    name = os.environ.get("SLIMFAST_BACKEND", "").strip().lower() or "auto"
-    if name not in ("auto", "ort", "torch"):
-        raise SlimfastError(f"SLIMFAST_BACKEND must be 'torch' or 'ort', not {name!r}")
+    name = settings.engine
     if name == "torch" or (architecture is not None and not runtime.supports(architecture)):
         return "torch"
     if not runtime.available():
@@ -41,42 +64,9 @@ def backend(architecture: str | None = None) -> str:
     return "ort"
 
 
-SYNTHESIS_PRECISIONS = ("fp32", "int8", "bf16")
-
-
-def synthesis_precision() -> str:
-    """``"fp32"``, ``"int8"`` or ``"bf16"``: ``SLIMFAST_SYNTHESIS`` (``slimfast decompress --int8``
-    or ``--bf16``), fp32 by default.
-
-    int8 runs the decoder's synthesis with int8 convolutions and the activation ranges stored in
-    the model card (``slimfast.runtime.quantize``): faster, at a PSNR cost the card records.
-    bf16 runs it in bfloat16 on OpenVINO (``slimfast.runtime.ov_backend``), where the CPU computes
-    bf16 natively: faster, at a PSNR cost RESULTS.md measures ("bf16").
-    The decoded symbols are the same in every case; only the pixels change.
-    """
-    name = os.environ.get("SLIMFAST_SYNTHESIS", "").strip().lower() or "fp32"
-    if name not in SYNTHESIS_PRECISIONS:
-        raise SlimfastError(f"SLIMFAST_SYNTHESIS must be 'fp32', 'int8' or 'bf16', not {name!r}")
-    return name
-
-
-def analysis_precision() -> str:
-    """``"fp32"`` or ``"bf16"``: ``SLIMFAST_ANALYSIS`` (``slimfast compress --bf16``), fp32 by default.
-
-    bf16 runs the encoder's analysis (g_a, and h_a for a hyperprior model) in bfloat16 on
-    OpenVINO: faster, and the latents it rounds differ slightly from fp32's, so the file does
-    too (RESULTS.md, "bf16", measures the bpp and PSNR change). Any decoder reads the file: what
-    it decodes is the symbols written, whatever computed them.
-    """
-    name = os.environ.get("SLIMFAST_ANALYSIS", "").strip().lower() or "fp32"
-    if name not in ("fp32", "bf16"):
-        raise SlimfastError(f"SLIMFAST_ANALYSIS must be 'fp32' or 'bf16', not {name!r}")
-    return name
-
-
-def _check_bf16(info: zoo.ModelInfo, backend_name: str, part: str) -> bool:
+def _check_bf16(info: zoo.ModelInfo, settings: Settings, backend_name: str, part: str) -> bool:
     """Whether ``part`` (``"synthesis"`` or ``"analysis"``) runs in bf16, after checking that it can here."""
-    if (synthesis_precision() if part == "synthesis" else analysis_precision()) != "bf16":
+    if getattr(settings, part) != "bf16":
         return False
     if backend_name != "ort":
         raise SlimfastError(f"bf16 {part} runs on the ONNX Runtime backend's graphs only, and {info.name} "
@@ -90,9 +80,9 @@ def _check_bf16(info: zoo.ModelInfo, backend_name: str, part: str) -> bool:
     return True
 
 
-def _int8_ranges(info: zoo.ModelInfo, backend_name: str) -> str | None:
+def _int8_ranges(info: zoo.ModelInfo, settings: Settings, backend_name: str) -> str | None:
     """The card's stored int8 ranges (as JSON, hashable for the cache) when int8 synthesis is on."""
-    if synthesis_precision() != "int8":
+    if settings.synthesis != "int8":
         return None
     if backend_name != "ort":
         raise SlimfastError(f"int8 synthesis runs on the ONNX Runtime backend only, and {info.name} decodes with "
@@ -106,9 +96,16 @@ def _int8_ranges(info: zoo.ModelInfo, backend_name: str) -> str | None:
     return json.dumps(cal["ranges"], sort_keys=True)
 
 
+def runtime_options(settings: Settings) -> dict:
+    """The :class:`~slimfast.runtime.model.RuntimeModel` keywords ``settings`` gives."""
+    return {"threads": settings.threads, "tconv": settings.ort_tconv, "optimization": settings.ort_optimization,
+            "spinning": settings.ort_spinning, "arena": settings.ort_arena, "cache_dir": settings.cache_dir,
+            "ov_precision": settings.ov_precision}
+
+
 @lru_cache(maxsize=16)
 def _load_weights(path: str, sha256: str, backend: str = "torch", int8_ranges: str | None = None,
-                  bf16: bool = False, bf16_analysis: bool = False):
+                  bf16: bool = False, bf16_analysis: bool = False, options: tuple = ()):
     if sha256 and hashlib.sha256(open(path, "rb").read()).hexdigest() != sha256:
         raise SlimfastError(f"weights file {path} does not match its model card (sha256); reinstall slimfast")
     if backend == "ort":
@@ -117,33 +114,26 @@ def _load_weights(path: str, sha256: str, backend: str = "torch", int8_ranges: s
         from .runtime import load_model as load_runtime
 
         return load_runtime(path, int8_ranges=json.loads(int8_ranges) if int8_ranges else None, bf16_synthesis=bf16,
-                            bf16_analysis=bf16_analysis)
+                            bf16_analysis=bf16_analysis, **dict(options))
     from .errors import require_torch
 
-    require_torch(f"the torch backend (weights {os.path.basename(path)})")
+    require_torch(f"the torch engine (weights {os.path.basename(path)})")
     from .weights import load_model
 
-    return load_model(path)
+    return load_model(path).coding_path(dict(options).get("threads", 0))
 
 
-def _model_for(info: zoo.ModelInfo, for_decoding: bool = False):
-    """The loaded model of ``info``: for encoding, its analysis at the chosen precision; with
-    ``for_decoding``, its synthesis at the chosen precision."""
-    b = backend(info.architecture)
-    ranges = _int8_ranges(info, b) if for_decoding else None
-    bf16 = _check_bf16(info, b, "synthesis") if for_decoding else False
-    bf16_analysis = False if for_decoding else _check_bf16(info, b, "analysis")
+def _model_for(info: zoo.ModelInfo, settings: Settings, for_decoding: bool = False):
+    """The loaded model of ``info``: for encoding, its analysis at ``settings.analysis``; with
+    ``for_decoding``, its synthesis at ``settings.synthesis``."""
+    b = backend(settings, info.architecture)
+    ranges = _int8_ranges(info, settings, b) if for_decoding else None
+    bf16 = _check_bf16(info, settings, b, "synthesis") if for_decoding else False
+    bf16_analysis = False if for_decoding else _check_bf16(info, settings, b, "analysis")
+    # Part of the weight cache's key: a model built with other threads or knobs is never shared.
+    options = tuple(runtime_options(settings).items()) if b == "ort" else (("threads", settings.threads),)
     with _lock:
-        return _load_weights(str(info.path), info.sha256, b, ranges, bf16, bf16_analysis)
-
-
-def _inference(model):
-    """torch's inference mode for a torch model, nothing for the ORT runtime."""
-    if type(model).__module__.startswith("slimfast.runtime"):
-        return contextlib.nullcontext()
-    import torch
-
-    return torch.inference_mode()
+        return _load_weights(str(info.path), info.sha256, b, ranges, bf16, bf16_analysis, options)
 
 
 def pad_image(rgb: np.ndarray, multiple: int) -> np.ndarray:
@@ -155,21 +145,12 @@ def pad_image(rgb: np.ndarray, multiple: int) -> np.ndarray:
     return rgb
 
 
-def _to_input(rgb: np.ndarray, model):
+def to_input(rgb: np.ndarray) -> np.ndarray:
     """``[1, 3, H, W]`` float32 in [0, 1], built in place: one float copy of a huge image, not three."""
     x = np.empty((1, 3, *rgb.shape[:2]), dtype=np.float32)
     x[0] = rgb.transpose(2, 0, 1)
     np.divide(x, np.float32(255), out=x)
-    if type(model).__module__.startswith("slimfast.runtime"):
-        return x
-    import torch
-
-    return torch.from_numpy(x)
-
-
-def _to_tensor(rgb: np.ndarray):
-    """The torch model input for an ``HxWx3`` uint8 image."""
-    return _to_input(rgb, None)
+    return x
 
 
 @dataclass
@@ -179,11 +160,15 @@ class OperatingPoint:
 
 
 class Codec:
-    """A loaded model ready to code images. Get one with :func:`slimfast.load`."""
+    """A loaded model ready to code images. Get one with :func:`slimfast.load`.
 
-    def __init__(self, info: zoo.ModelInfo):
+    ``settings``: how it runs (:class:`~slimfast.settings.Settings`; ``None``: the environment's).
+    """
+
+    def __init__(self, info: zoo.ModelInfo, settings: Settings | None = None):
         self.info = info
-        self.model = _model_for(info)
+        self.settings = Settings.from_env() if settings is None else settings
+        self.model = _model_for(info, self.settings)
 
     name = property(lambda self: self.info.name)
     widths = property(lambda self: self.info.widths)
@@ -197,9 +182,10 @@ class Codec:
         """This model's family, from the smallest files (quality 1) to the largest."""
         if self.widths:
             return [OperatingPoint(self.name, w) for w in sorted(self.widths)]
-        pinned = not zoo.is_current(self.info)
+        path = self.settings.model_path
+        pinned = not zoo.is_current(self.info, model_path=path)
         return [OperatingPoint(f"{m.name}@{m.version}" if pinned else m.name, None)
-                for m in zoo.family_members(self.info)]
+                for m in zoo.family_members(self.info, model_path=path)]
 
     def resolve(self, quality: int | None, width: int | None) -> OperatingPoint:
         if width is not None:
@@ -234,19 +220,19 @@ class Codec:
         return self._compress_point(img, point)
 
     def _compress_point(self, img: CanonicalImage, point: OperatingPoint) -> bytes:
-        info = self.info if point.model in (self.name, f"{self.name}@{self.info.version}") else zoo.get(point.model)
-        model = _model_for(info)
+        info = (self.info if point.model in (self.name, f"{self.name}@{self.info.version}")
+                else zoo.get(point.model, model_path=self.settings.model_path))
+        model = _model_for(info, self.settings)
         w, h = img.size
         if w > container.MAX_SIDE or h > container.MAX_SIDE or w * h > container.MAX_PIXELS:
             raise SlimfastError(f"image {w}x{h} exceeds the format's limits ({container.MAX_SIDE} per side)")
-        x = _to_input(pad_image(img.rgb, model.pad_multiple), model)
+        x = to_input(pad_image(img.rgb, model.pad_multiple))
         if getattr(model, "bf16_analysis", False):  # built here, so that its errors are one line
             try:
                 model.prepare_analysis(x.shape, point.width)
             except Exception as exc:
                 raise SlimfastError(f"bf16 analysis unavailable for {info.name} v{info.version}: {exc}") from None
-        with _inference(model):
-            lat = model.compress(x, width=point.width)
+        lat = model.compress(x, width=point.width)
         alpha = zlib.compress(img.alpha.tobytes(), 9) if img.alpha is not None else None
         hdr = container.Header(model=info.name, weights_version=info.version,
                                weights_id=bytes.fromhex(info.sha256[:16]) if info.sha256 else b"\0" * 8,
@@ -255,8 +241,8 @@ class Codec:
         return container.pack(hdr)
 
     def decompress(self, data: bytes):
-        """Like :func:`decompress`, also finding this codec's model if it is not installed."""
-        return decompress(data, candidates=[self.info])
+        """Like :func:`decompress` with this codec's settings, also finding its model if it is not installed."""
+        return decompress(data, candidates=[self.info], settings=self.settings)
 
     def _compress_to_fit(self, img: CanonicalImage, max_bytes, target_bpp) -> bytes:
         limit = max_bytes if max_bytes is not None else int(target_bpp * img.size[0] * img.size[1] / 8)
@@ -271,28 +257,55 @@ class Codec:
         return best  # nothing fits: the smallest operating point
 
 
-def max_decode_pixels() -> int:
-    """Pixels one decode may produce (memory grows with it); ``SLIMFAST_MAX_PIXELS`` overrides."""
-    try:
-        return int(os.environ.get("SLIMFAST_MAX_PIXELS", DEFAULT_MAX_DECODE_PIXELS))
-    except ValueError:
-        return DEFAULT_MAX_DECODE_PIXELS
-
-
-def decompress(data: bytes, candidates: list[zoo.ModelInfo] | None = None):
+def decompress(data: bytes, candidates: list[zoo.ModelInfo] | None = None, *, settings: Settings | None = None,
+               threads: int | None = None, engine: str | None = None, precision: str | None = None,
+               synthesis: str | None = None):
     """Decode ``.sfi`` bytes to a PIL image; the header names the model to use.
 
     ``candidates`` are models to try before the installed ones (used to measure a model that
-    is not installed yet).
+    is not installed yet). ``settings`` (``None``: the environment's) and the keyword arguments
+    say how it runs, as for :func:`load`.
     """
+    settings = resolve_settings(settings, threads=threads, engine=engine, precision=precision, synthesis=synthesis)
     hdr = container.unpack(data)
-    if hdr.pixels > max_decode_pixels():
+    if hdr.pixels > settings.max_pixels:
         raise SlimfastError(f"image {hdr.image_size[0]}x{hdr.image_size[1]} is above this decoder's limit of "
-                            f"{max_decode_pixels()} pixels (set SLIMFAST_MAX_PIXELS to raise it)")
+                            f"{settings.max_pixels} pixels (set SLIMFAST_MAX_PIXELS to raise it)")
+    model = _decoder_for(hdr, candidates, settings)
+    w, h = hdr.image_size
+    m = model.pad_multiple
+    shape = (-(-h // m), -(-w // m))  # the deepest latent has stride pad_multiple
+    try:
+        rgb = model.decompress_rgb8(hdr.streams, shape, width=hdr.width)
+    except ValueError as exc:
+        raise SlimfastError(f"corrupt .sfi file: {exc}") from None
+    if rgb.shape[:2] != (h, w):
+        rgb = np.ascontiguousarray(rgb[:h, :w])
+    return to_pil(rgb, hdr.mode, _alpha_plane(hdr), hdr.icc)
+
+
+def decode_symbols(data: bytes, *, settings: Settings | None = None) -> dict[str, np.ndarray]:
+    """The integer symbols a ``.sfi`` file decodes to: ``{"y"}`` (and ``{"z"}``), ``[1, c, h, w]``.
+
+    They are the same on every machine, engine, precision and thread count (the bitstream
+    contract, :mod:`slimfast.coding`); only the pixels made from them are float arithmetic.
+    """
+    settings = resolve_settings(settings)
+    hdr = container.unpack(data)
+    model = _decoder_for(hdr, None, settings)
+    m, (w, h) = model.pad_multiple, hdr.image_size
+    try:
+        return model.decode_symbols(hdr.streams, (-(-h // m), -(-w // m)), width=hdr.width)
+    except ValueError as exc:
+        raise SlimfastError(f"corrupt .sfi file: {exc}") from None
+
+
+def _decoder_for(hdr: container.Header, candidates: list[zoo.ModelInfo] | None, settings: Settings):
+    """The model that decodes ``hdr``, checked against it and with its synthesis built."""
     info = next((c for c in candidates or [] if c.name == hdr.model and c.version == hdr.weights_version
                  and c.sha256.startswith(hdr.weights_id.hex())), None)
-    info = info or zoo.find_by_id(hdr.model, hdr.weights_version, hdr.weights_id)
-    model = _model_for(info, for_decoding=True)
+    info = info or zoo.find_by_id(hdr.model, hdr.weights_version, hdr.weights_id, model_path=settings.model_path)
+    model = _model_for(info, settings, for_decoding=True)
     try:
         model.check_width(hdr.width)
     except ValueError as exc:
@@ -305,33 +318,33 @@ def decompress(data: bytes, candidates: list[zoo.ModelInfo] | None = None):
                                 f"v{info.version}: {exc}") from None
     if len(hdr.streams) != model.num_strings:
         raise SlimfastError(f"corrupt .sfi file: {info.name} files have {model.num_strings} streams")
+    return model
+
+
+def _alpha_plane(hdr: container.Header) -> np.ndarray | None:
     w, h = hdr.image_size
-    m = model.pad_multiple
-    shape = (-(-h // m), -(-w // m))  # the deepest latent has stride pad_multiple
+    if hdr.alpha is None:
+        if hdr.mode in ("RGBA", "LA"):
+            raise SlimfastError("corrupt .sfi file: alpha plane missing")
+        return None
     try:
-        with _inference(model):
-            if hasattr(model, "decompress_rgb8"):  # the runtime: straight to bytes
-                rgb = model.decompress_rgb8(hdr.streams, shape, width=hdr.width)
-            else:
-                rgb = to_rgb8(np.asarray(model.decompress(hdr.streams, shape, width=hdr.width)))  # in place
-    except ValueError as exc:
-        raise SlimfastError(f"corrupt .sfi file: {exc}") from None
-    if rgb.shape[:2] != (h, w):
-        rgb = np.ascontiguousarray(rgb[:h, :w])
-    alpha = None
-    if hdr.alpha is not None:
-        try:
-            raw = zlib.decompressobj().decompress(hdr.alpha, w * h + 1)
-        except zlib.error:
-            raise SlimfastError("corrupt .sfi file: bad alpha plane") from None
-        if len(raw) != w * h:
-            raise SlimfastError("corrupt .sfi file: alpha plane has the wrong size")
-        alpha = np.frombuffer(raw, dtype=np.uint8).reshape(h, w)
-    elif hdr.mode in ("RGBA", "LA"):
-        raise SlimfastError("corrupt .sfi file: alpha plane missing")
-    return to_pil(rgb, hdr.mode, alpha, hdr.icc)
+        raw = zlib.decompressobj().decompress(hdr.alpha, w * h + 1)
+    except zlib.error:
+        raise SlimfastError("corrupt .sfi file: bad alpha plane") from None
+    if len(raw) != w * h:
+        raise SlimfastError("corrupt .sfi file: alpha plane has the wrong size")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(h, w)
 
 
-def load(name: str | None = None) -> Codec:
-    """A :class:`Codec` for a named model (``None``: the default model)."""
-    return Codec(zoo.get(name))
+def load(name: str | None = None, *, threads: int | None = None, engine: str | None = None,
+         precision: str | None = None, analysis: str | None = None, synthesis: str | None = None,
+         settings: Settings | None = None) -> Codec:
+    """A :class:`Codec` for a named model (``None``: the default model).
+
+    ``settings`` (``None``: :meth:`Settings.from_env`, the ``SLIMFAST_*`` variables) says how it
+    runs; ``threads`` (0: the engine's default), ``engine`` (``"auto"``, ``"ort"``, ``"torch"``),
+    ``precision`` and ``analysis`` / ``synthesis`` override it (see :func:`resolve_settings`).
+    """
+    settings = resolve_settings(settings, threads=threads, engine=engine, precision=precision, analysis=analysis,
+                                synthesis=synthesis)
+    return Codec(zoo.get(name, model_path=settings.model_path), settings)

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from . import coder, intmath
+from . import coder
 
 LIKELIHOOD_BOUND = 1e-9
 
@@ -181,33 +181,6 @@ class EntropyBottleneck(_TableMixin, nn.Module):
         self.lengths = lengths.to(torch.int32)
         self.offsets = lo.to(torch.int32)
 
-    # -- coding -----------------------------------------------------------------------------
-    def quantize(self, y: torch.Tensor) -> np.ndarray:
-        """Symbols ``round(y - median)`` as int32 ``[B, C, H, W]`` (inference only)."""
-        c = y.shape[1]
-        med = self._medians[:c].view(1, c, 1, 1)
-        return torch.round(y - med).to(torch.int32).cpu().numpy()
-
-    def dequantize(self, symbols: np.ndarray) -> torch.Tensor:
-        c = symbols.shape[1]
-        return torch.from_numpy(symbols.astype(np.float32)) + self._medians[:c].view(1, c, 1, 1)
-
-    def table_index(self, shape: tuple[int, ...]) -> np.ndarray:
-        b, c, h, w = shape
-        return np.broadcast_to(np.arange(c, dtype=np.int64).reshape(1, c, 1, 1), (b, c, h, w))
-
-    def compress(self, symbols: np.ndarray) -> bytes:
-        freqs, lengths, offsets = self.tables()
-        return coder.encode(symbols, self.table_index(symbols.shape), freqs, lengths, offsets)
-
-    def decompress(self, data: bytes, shape: tuple[int, int, int, int]) -> np.ndarray:
-        freqs, lengths, offsets = self.tables()
-        return coder.decode(data, self.table_index(shape), freqs, lengths, offsets)
-
-    def estimate_bits(self, symbols: np.ndarray) -> float:
-        freqs, lengths, offsets = self.tables()
-        return coder.estimate_bits(symbols, self.table_index(symbols.shape), freqs, lengths, offsets)
-
 
 def logistic_cdf(x: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(x)
@@ -279,19 +252,3 @@ class ConditionalEntropyModel(_TableMixin, nn.Module):
         self.freqs = torch.from_numpy(freqs)
         self.lengths = lengths.to(torch.int32)
         self.offsets = (-half).to(torch.int32)
-
-    def scale_index(self, scales: np.ndarray) -> np.ndarray:
-        """Index of the smallest table scale >= each scale (:func:`slimfast.intmath.scale_index`)."""
-        return intmath.scale_index(scales, self.scale_table.cpu().numpy())
-
-    def compress(self, symbols: np.ndarray, index: np.ndarray) -> bytes:
-        freqs, lengths, offsets = self.tables()
-        return coder.encode(symbols, index, freqs, lengths, offsets)
-
-    def decompress(self, data: bytes, index: np.ndarray) -> np.ndarray:
-        freqs, lengths, offsets = self.tables()
-        return coder.decode(data, index, freqs, lengths, offsets)
-
-    def estimate_bits(self, symbols: np.ndarray, index: np.ndarray) -> float:
-        freqs, lengths, offsets = self.tables()
-        return coder.estimate_bits(symbols, index, freqs, lengths, offsets)

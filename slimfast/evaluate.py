@@ -197,52 +197,43 @@ def bf16_cost(infos: list, images: list[tuple[str, np.ndarray]], progress=None) 
     (fp32 file, bf16 decode), ``bpp_bf16`` and ``psnr_bf16`` (bf16 both ways), and
     ``max_abs_diff``, the largest 8-bit pixel difference between the fp32 file's two decodes.
     """
-    import os
+    from .codec import backend
+    from .settings import Settings
 
+    settings = Settings.from_env()
+    rows = []
+    for info in infos:
+        if backend(settings, info.architecture) == "ort":
+            rows += [_bf16_cost_at(info, w, images, settings, progress) for w in operating_points(info)]
+    return rows
+
+
+def _bf16_cost_at(info, width: int | None, images: list[tuple[str, np.ndarray]], settings, progress) -> dict:
+    """One row of :func:`bf16_cost`: ``info`` at ``width``."""
     import slimfast
 
-    from .codec import backend
+    encoders = {p: slimfast.load(info.name, settings=settings, analysis=p) for p in ("fp32", "bf16")}
 
-    rows = []
-    saved = {k: os.environ.get(k) for k in ("SLIMFAST_SYNTHESIS", "SLIMFAST_ANALYSIS")}
-
-    def code(img, codec, w, analysis, synthesis):
-        os.environ["SLIMFAST_ANALYSIS"] = analysis
-        data = codec.compress(img, width=w)
-        out = []
-        for p in synthesis:
-            os.environ["SLIMFAST_SYNTHESIS"] = p
-            out.append(np.asarray(slimfast.decompress(data).convert("RGB")))
+    def code(img, analysis, syntheses):
+        data = encoders[analysis].compress(img, width=width)
+        out = [np.asarray(slimfast.decompress(data, settings=settings, synthesis=p).convert("RGB")) for p in syntheses]
         return metrics.bpp(len(data), *img.shape[:2]), out
 
-    try:
-        for info in infos:
-            if backend(info.architecture) != "ort":
-                continue
-            codec = slimfast.load(info.name)
-            for w in operating_points(info):
-                v = {k: [] for k in ("bpp_fp32", "psnr_fp32", "psnr_bf16_synthesis", "bpp_bf16", "psnr_bf16")}
-                max_diff = 0
-                for _, img in images:
-                    bpp, (fp, bs) = code(img, codec, w, "fp32", ("fp32", "bf16"))
-                    v["bpp_fp32"].append(bpp)
-                    v["psnr_fp32"].append(metrics.psnr(img, fp))
-                    v["psnr_bf16_synthesis"].append(metrics.psnr(img, bs))
-                    max_diff = max(max_diff, int(np.abs(fp.astype(np.int16) - bs).max()))
-                    bpp, (bb,) = code(img, codec, w, "bf16", ("bf16",))
-                    v["bpp_bf16"].append(bpp)
-                    v["psnr_bf16"].append(metrics.psnr(img, bb))
-                    if progress is not None:
-                        progress.update(1)
-                rows.append({"model": info.name, "width": w, **{k: float(np.mean(x)) for k, x in v.items()},
-                             "max_abs_diff": max_diff, "images": len(images)})
-    finally:
-        for k, x in saved.items():
-            if x is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = x
-    return rows
+    v = {k: [] for k in ("bpp_fp32", "psnr_fp32", "psnr_bf16_synthesis", "bpp_bf16", "psnr_bf16")}
+    max_diff = 0
+    for _, img in images:
+        bpp, (fp, bs) = code(img, "fp32", ("fp32", "bf16"))
+        v["bpp_fp32"].append(bpp)
+        v["psnr_fp32"].append(metrics.psnr(img, fp))
+        v["psnr_bf16_synthesis"].append(metrics.psnr(img, bs))
+        max_diff = max(max_diff, int(np.abs(fp.astype(np.int16) - bs).max()))
+        bpp, (bb,) = code(img, "bf16", ("bf16",))
+        v["bpp_bf16"].append(bpp)
+        v["psnr_bf16"].append(metrics.psnr(img, bb))
+        if progress is not None:
+            progress.update(1)
+    return {"model": info.name, "width": width, **{k: float(np.mean(x)) for k, x in v.items()},
+            "max_abs_diff": max_diff, "images": len(images)}
 
 
 # -- aggregation --------------------------------------------------------------------------------

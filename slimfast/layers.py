@@ -1,13 +1,11 @@
 """Neural network layers shared by the slimfast models.
 
-FasiNet building blocks (see ``docs/architecture.md``):
-
 * :class:`GDN` / IGDN -- generalized divisive normalization (Balle et al. 2016),
   ``y = x / sqrt(beta + gamma @ x^2)``; the inverse multiplies instead.
-* :class:`ISD` -- independent separable down-sampling: ``k x 1`` conv stride (4,1),
-  activation, ``1 x k`` conv stride (1,4).
-* :class:`ISU` -- its transposed mirror.
-* :class:`IQR` -- inverse quantization residual, decoder side only.
+* :class:`IntegerCopyMixin` -- an integer-exact copy of some convolutions (the hyper-synthesis).
+
+Convolutions, FasiNet's IQR and the slimmable variants are in :mod:`slimfast.slim`; how they
+are put together (ISD, ISU, ...) is written once per architecture in :mod:`slimfast.archs`.
 
 Only torch is imported here: this module is the bottom of the package.
 """
@@ -16,8 +14,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 import torch.nn.functional as F
-
-from .shapes import tconv_padding
 
 
 class NonNegativeParameterizer(nn.Module):
@@ -62,84 +58,6 @@ class GDN(nn.Module):
         norm = F.conv2d(x * x, gamma[:, :, None, None], beta)
         norm = torch.sqrt(norm)
         return x * norm if self.inverse else x / norm
-
-
-def conv(cin: int, cout: int, kernel: int | tuple[int, int], stride: int | tuple[int, int] = 1,
-         bias: bool = True) -> nn.Conv2d:
-    """Convolution with symmetric "same" zero padding.
-
-    FasiNet's authors found that TF's asymmetric 'SAME' padding with stride 4 left visible
-    artifacts along the top edge, so padding is always (k - 1) / 2 on both sides.
-    """
-    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
-    return nn.Conv2d(cin, cout, (kh, kw), stride=stride, padding=((kh - 1) // 2, (kw - 1) // 2), bias=bias)
-
-
-def tconv(cin: int, cout: int, kernel: int | tuple[int, int], stride: int | tuple[int, int] = 1,
-          bias: bool = True) -> nn.ConvTranspose2d:
-    """Transposed convolution whose output is exactly ``stride`` times its input."""
-    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
-    sh, sw = (stride, stride) if isinstance(stride, int) else stride
-    ph, oph = tconv_padding(kh, sh)
-    pw, opw = tconv_padding(kw, sw)
-    return nn.ConvTranspose2d(cin, cout, (kh, kw), stride=(sh, sw), padding=(ph, pw),
-                              output_padding=(oph, opw), bias=bias)
-
-
-class ISD(nn.Sequential):
-    """Independent separable down-sampling: ``k x 1`` /(4,1), activation, ``1 x k`` /(1,4).
-
-    Two full-channel 1-D layers, each with its own bias; not a factorized 2-D kernel.
-    ``mid`` is the channel count between them (defaults to ``cin``).
-    """
-
-    def __init__(self, cin: int, cout: int, k: int = 9, mid: int | None = None,
-                 act: nn.Module | None = None, factor: int = 4):
-        mid = cin if mid is None else mid
-        super().__init__(
-            conv(cin, mid, (k, 1), stride=(factor, 1)),
-            act if act is not None else nn.ReLU(inplace=True),
-            conv(mid, cout, (1, k), stride=(1, factor)),
-        )
-
-
-class ISU(nn.Sequential):
-    """Independent separable up-sampling: ``k x 1`` tconv x(4,1), ReLU, ``1 x k`` tconv x(1,4)."""
-
-    def __init__(self, cin: int, cout: int, k: int = 7, mid: int | None = None,
-                 act: nn.Module | None = None, factor: int = 4):
-        mid = cout if mid is None else mid
-        super().__init__(
-            tconv(cin, mid, (k, 1), stride=(factor, 1)),
-            act if act is not None else nn.ReLU(inplace=True),
-            tconv(mid, cout, (1, k), stride=(1, factor)),
-        )
-
-
-class IQR(nn.Module):
-    """Inverse quantization residual: ``y_hat - 0.5 * tanh(f(y_hat))`` on the decoder side.
-
-    ``f`` is conv 7x1 C->C/4, ReLU, conv 1x7 C/4->C/2, ReLU, conv 1x1 C/2->C. It predicts part
-    of the quantization error from the neighbourhood of each latent, so it costs no bits; the
-    0.5 * tanh bound matches the range of a rounding error.
-    """
-
-    def __init__(self, channels: int = 192):
-        super().__init__()
-        c = channels
-        self.conv1 = conv(c, c // 4, (7, 1))
-        self.conv2 = conv(c // 4, c // 2, (1, 7))
-        self.conv3 = conv(c // 2, c, 1)
-        nn.init.zeros_(self.conv3.weight)  # start as the identity map
-        nn.init.zeros_(self.conv3.bias)
-
-    def residual(self, y_hat: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.conv1(y_hat))
-        h = F.relu(self.conv2(h))
-        return 0.5 * torch.tanh(self.conv3(h))
-
-    def forward(self, y_hat: torch.Tensor) -> torch.Tensor:
-        return y_hat - self.residual(y_hat)
 
 
 class IntegerCopyMixin:

@@ -1,7 +1,8 @@
 """Pillow plugin: ``Image.open("x.sfi")`` and ``image.save("x.sfi", quality=Q, model=NAME, width=W)``.
 
 Registered when :mod:`slimfast` is imported. Opening reads only the header (size and mode);
-pixels are decoded on ``load()``.
+pixels are decoded on ``load()``. Both ways run with the top-level API's defaults: the
+environment's settings (:meth:`slimfast.settings.Settings.from_env`), read at each call.
 """
 from __future__ import annotations
 

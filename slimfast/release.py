@@ -339,9 +339,10 @@ def calibrate_int8(name: str, out_dir: Path = zoo.BUNDLED_DIR, train: Path | Non
     """
     from PIL import Image
 
-    from .codec import pad_image
+    from .codec import pad_image, runtime_options
     from .metrics import psnr
     from .runtime.model import RuntimeModel
+    from .settings import Settings
     from .runtime.quantize import CALIBRATION, FLOAT_NODES_KEY, PERCENTILE, calibrate, last_conv
 
     card_path = out_dir / f"{name}.json"
@@ -356,7 +357,8 @@ def calibrate_int8(name: str, out_dir: Path = zoo.BUNDLED_DIR, train: Path | Non
     if not pool:
         raise SlimfastError(f"no training images in {train} to calibrate on")
     pick = [pool[i] for i in np.random.default_rng(0).choice(len(pool), min(images, len(pool)), replace=False)]
-    m = RuntimeModel(card_path.with_suffix(".safetensors"))
+    options = runtime_options(Settings.from_env())  # a tool: the environment's threads and graph cache
+    m = RuntimeModel(card_path.with_suffix(".safetensors"), **options)
     widths = sorted(m.widths, reverse=True) if m.widths else [m.check_width(None)]
 
     def prepared(path: Path, size: int = 0):
@@ -373,7 +375,7 @@ def calibrate_int8(name: str, out_dir: Path = zoo.BUNDLED_DIR, train: Path | Non
         ranges[str(c)] = calibrate(fp32, ys)
         if float_last:
             ranges[str(c)][FLOAT_NODES_KEY] = [last_conv(fp32.graph)]
-    q = RuntimeModel(m.path, int8_ranges=ranges)
+    q = RuntimeModel(m.path, int8_ranges=ranges, **options)
     points = []
     files = sorted(Path(kodak).glob("kodim*.png"))[: limit or None] if kodak and Path(kodak).is_dir() else []
     for c in widths:

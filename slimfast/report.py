@@ -195,6 +195,13 @@ def learning_section(results_dir: Path, docs: Path, rel: str) -> list[str]:
     return L or ["No learning curve yet: train with `--snapshot-minutes N`, then run `benchmarks/learning_curve.py`."]
 
 
+def _model_path() -> tuple:
+    """The model folders beyond the bundled one: like the API, from ``SLIMFAST_MODEL_PATH``."""
+    from .settings import Settings
+
+    return Settings.from_env().model_path
+
+
 def versions_section() -> list[str]:
     """Each family whose weights shipped in more than one version: the new curve against the old,
     both from the cards' Kodak points (real files, measured at release)."""
@@ -202,8 +209,10 @@ def versions_section() -> list[str]:
     from .bdrate import bd_rate
 
     # installed versions first, then retired ones (their cards keep the points); each (name, version) once
-    cards = [(m.name, m.family, m.version, m.points) for m in zoo.all_versions()]
-    cards += [(r["name"], r.get("family"), str(r["version"]), r.get("points", [])) for r in zoo.retired_versions()]
+    path = _model_path()
+    cards = [(m.name, m.family, m.version, m.points) for m in zoo.all_versions(model_path=path)]
+    cards += [(r["name"], r.get("family"), str(r["version"]), r.get("points", []))
+              for r in zoo.retired_versions(model_path=path)]
     curves: dict[tuple[str, str], list[dict]] = {}
     seen = set()
     for name, family, version, points in cards:
@@ -235,7 +244,7 @@ def int8_codec_section(be: dict | None) -> list[str]:
             times[(r["model"], r.get("width"), r.get("synthesis", "fp32"))] = r
     L = ["| model | width | Kodak PSNR fp32 | int8 | change | decode ms fp32 | int8 | speed-up | vs HEIC dec (int8) |",
          "|---|---|---|---|---|---|---|---|---|"]
-    for info in zoo.list_models():
+    for info in zoo.list_models(model_path=_model_path()):
         cal = info.card.get("int8_synthesis")
         if not cal:
             continue
@@ -291,7 +300,7 @@ RD_TARGETS = {"fasinet-l": -30.0, "fasinet-h": -40.0, "slimmable": -38.0}
 def _family_kind(name: str) -> str | None:
     from . import zoo
 
-    arch = next((m.architecture for m in zoo.list_models() if m.family == name), None)
+    arch = next((m.architecture for m in zoo.list_models(model_path=_model_path()) if m.family == name), None)
     if arch in ("fasinet-l", "fasinet-h"):
         return arch
     return "slimmable" if arch and arch.startswith("slim") else None

@@ -47,7 +47,7 @@ import torch
 from .models import build
 from .train import (DEFAULT_DATA, PatchSampler, list_images, load_checkpoint, load_rgb, rd_loss,
                     save_checkpoint, split_validation, validate)
-from .weights import load_for_training, load_model, save_model
+from .weights import load_for_training, save_model
 
 PAPER_SCALE = 255.0 ** 2
 

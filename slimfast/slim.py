@@ -15,28 +15,21 @@ The width API is explicit and stateless:
 * Normalizations (:class:`SwitchableGDN`, :class:`SlimGDNPlus`) pick their width from the
   channel count of their input, or from the width index the caller passes where widths share
   a count (a hidden layer that does not slim).
-* :class:`SlimSequential` runs a list of such modules with a *plan*: one ``c_out`` per
-  convolution, in order.
 
-Also here: :class:`SlimIQR` (FasiNet's inverse quantization residual, slimmed),
-:class:`SlimHyperSynthesis` (a slimmable hyper-synthesis with an integer-exact copy for
-coding, using :mod:`slimfast.intmath` on the leading block of the frozen integer weights),
-and :class:`SlimMixin`, the width bookkeeping shared by the slimmable models (width index,
-per-width entropy models, MAC and parameter counts measured from the layers actually run).
+Also here: :class:`SlimIQR` (FasiNet's inverse quantization residual, slimmed) and
+:class:`SlimMixin`, the width bookkeeping shared by the slimmable models (width index, MAC
+and parameter counts measured from the layers actually run). Which layer runs at which width
+is written in the architectures' descriptions (:mod:`slimfast.archs`); at full width these
+layers are ordinary convolutions and GDNs, which is how the FasiNets use them.
 """
 from __future__ import annotations
 
-
-import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
 
-from . import intmath
-from .layers import GDN, IntegerCopyMixin, NonNegativeParameterizer
+from .layers import GDN, NonNegativeParameterizer
 from .shapes import tconv_padding
-
-GDN_KINDS = ("switchable", "slim+")
 
 
 # -- convolutions --------------------------------------------------------------------------------
@@ -180,39 +173,6 @@ class SlimGDNPlus(nn.Module):
         return x * norm if self.inverse else x / norm
 
 
-def make_gdn(kind: str, channels, inverse: bool = False) -> nn.Module:
-    """``kind`` is ``"switchable"`` (one GDN per width) or ``"slim+"`` (shared, SlimGDN+)."""
-    if kind == "switchable":
-        return SwitchableGDN(channels, inverse=inverse)
-    if kind == "slim+":
-        return SlimGDNPlus(channels, inverse=inverse)
-    raise ValueError(f"unknown gdn kind {kind!r}; choose one of {', '.join(GDN_KINDS)}")
-
-
-# -- containers ----------------------------------------------------------------------------------
-class SlimSequential(nn.ModuleList):
-    """Runs its modules in order; ``plan`` gives ``c_out`` for each slim convolution in turn.
-
-    ``index`` (the width's position) goes to the width-specific normalizations, which need it
-    where widths share a channel count.
-    """
-
-    def forward(self, x: torch.Tensor, plan, index: int | None = None) -> torch.Tensor:
-        plan = list(plan)
-        n_conv = sum(isinstance(m, SLIM_CONVS) for m in self)
-        if len(plan) != n_conv:
-            raise ValueError(f"plan has {len(plan)} entries for {n_conv} convolutions")
-        it = iter(plan)
-        for m in self:
-            if isinstance(m, SLIM_CONVS):
-                x = m(x, next(it))
-            elif isinstance(m, (SwitchableGDN, SlimGDNPlus)):
-                x = m(x, index)
-            else:
-                x = m(x)
-        return x
-
-
 class SlimIQR(nn.Module):
     """FasiNet's inverse quantization residual, slimmable: at ``c`` channels it uses c/4 and c/2.
 
@@ -240,87 +200,6 @@ class SlimIQR(nn.Module):
 
     def forward(self, y_hat: torch.Tensor) -> torch.Tensor:
         return y_hat - self.residual(y_hat)
-
-
-class SlimHyperSynthesis(IntegerCopyMixin, SlimSequential):
-    """A slimmable hyper-synthesis with an integer-exact copy for coding.
-
-    Allowed members: :class:`SlimConvTranspose2d` (any stride), :class:`SlimConv2d` with a
-    1x1 kernel and stride 1, and ``nn.ReLU``. The float path (``forward(x, plan)``) trains;
-    :meth:`freeze_integer` quantizes each layer's *full-width* weights once (per output
-    channel, :func:`slimfast.intmath.quantize_weight`) into ``int_*`` buffers, and
-    :meth:`forward_integer` runs any width on the leading block of those integer weights
-    (``w_int[:c_in, :c_out]`` for a transposed convolution, ``[:c_out, :c_in]`` otherwise,
-    scales and biases ``[:c_out]``). Every intermediate is an integer, so the entropy
-    parameters are bit-identical on every IEEE-754 machine, for every width.
-
-    Quantizing once at full width (rather than once per width) keeps a single copy in the
-    weights file; the per-channel scale is then set by the full row, which costs narrow widths
-    well under a bit of the 12-bit weight precision.
-    """
-
-    def __init__(self, modules):
-        super().__init__(modules)
-        self._int_layers = []
-        for m in self:
-            if isinstance(m, SlimConv2d):
-                if m.kernel_size != (1, 1) or m.stride != (1, 1):
-                    raise ValueError("SlimHyperSynthesis: only 1x1 stride-1 convolutions have an integer path")
-            elif not isinstance(m, (SlimConvTranspose2d, nn.ReLU)):
-                raise ValueError(f"SlimHyperSynthesis: unsupported module {type(m).__name__}")
-            if isinstance(m, SLIM_CONVS):
-                if m.bias is None:
-                    raise ValueError("SlimHyperSynthesis: layers need a bias")
-                self._int_layers.append(m)
-        self._register_integer_buffers(len(self._int_layers))
-
-    def integer_layers(self):
-        return list(self._int_layers)
-
-    def freeze_integer(self) -> None:
-        self._freeze_layers(self._int_layers)
-
-    def forward_integer(self, a: np.ndarray, plan) -> np.ndarray:
-        """Fixed-point ``[c_in, h, w]`` in (see :mod:`slimfast.intmath`), fixed-point out."""
-        if not self.frozen:
-            raise RuntimeError("SlimHyperSynthesis: call update() before coding")
-        plan = list(plan)
-        if len(plan) != len(self._int_layers):
-            raise ValueError(f"plan has {len(plan)} entries for {len(self._int_layers)} convolutions")
-        i = 0
-        for m in self:
-            if isinstance(m, nn.ReLU):
-                a = intmath.relu(a)
-                continue
-            cin = a.shape[0]
-            cout = m.out_channels if plan[i] is None else int(plan[i])
-            w = getattr(self, f"int_w{i}").cpu().numpy()
-            s = getattr(self, f"int_s{i}").cpu().numpy()[:cout]
-            b = getattr(self, f"int_b{i}").cpu().numpy()[:cout]
-            if isinstance(m, SlimConvTranspose2d):
-                a = intmath.conv_transpose(a, w[:cin, :cout], s, b, m.stride, m.padding, m.output_padding)
-            else:
-                a = intmath.conv1x1(a, w[:cout, :cin], s, b)
-            i += 1
-        return a
-
-
-# -- model-side bookkeeping ----------------------------------------------------------------------
-def check_widths(widths, full: int) -> tuple[int, ...]:
-    widths = tuple(int(w) for w in widths)
-    if not widths or list(widths) != sorted(set(widths), reverse=True):
-        raise ValueError(f"widths must be distinct and listed widest first, got {widths}")
-    if widths[0] != full:
-        raise ValueError(f"the widest width must equal the full channel count {full}, got {widths[0]}")
-    return widths
-
-
-def scaled(width: int, full: int, channels: int) -> int:
-    """Channels of a layer that has ``channels`` at full width, at latent width ``width``."""
-    c = width * channels / full
-    if c != int(c) or c < 1:
-        raise ValueError(f"width {width} does not scale {channels} channels (of {full}) to an integer")
-    return int(c)
 
 
 class SlimMixin:

@@ -333,7 +333,7 @@ def _ensure_safetensors() -> None:
 
 _ensure_safetensors()
 
-from .weights import load_for_training, load_model, save_model  # noqa: E402  (after the stand-in, if any)
+from .weights import load_for_training, save_model  # noqa: E402  (after the stand-in, if any)
 
 
 # -- checkpoints without pickle ------------------------------------------------------------------

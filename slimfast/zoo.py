@@ -14,17 +14,21 @@ When a new version ships, the one it replaces is *retired*: its weights leave th
 card moves to ``retired.json`` with the slimfast release (and git commit) that last bundled it.
 A file made with a retired version fails with a one-line error naming that release; copying that
 release's weights and card (``NAME.vN.safetensors`` / ``NAME.vN.json``, or ``NAME.*`` if it was
-current there) into a folder listed in ``SLIMFAST_MODEL_PATH`` (``os.pathsep``-separated folders
-with the same layout) makes them decode again, bit for bit: a shipped ``(name, version)`` never
-changes. Private model folders may keep several versions (``release --keep-previous`` keeps the
-replaced one as ``NAME.vN.*``): :func:`find_by_id` searches every installed version, while
-:func:`list_models`, :func:`get` and the quality ladder use the current one, and
-``get("NAME@N")`` pins version N.
+current there) into a folder on the model path makes them decode again, bit for bit: a shipped
+``(name, version)`` never changes. Private model folders may keep several versions (``release
+--keep-previous`` keeps the replaced one as ``NAME.vN.*``): :func:`find_by_id` searches every
+installed version, while :func:`list_models`, :func:`get` and the quality ladder use the current
+one, and ``get("NAME@N")`` pins version N.
+
+The model path: every lookup here takes ``model_path``, folders laid out like the bundled one and
+searched after it (none by default). This module never reads the environment: the top-level API
+(``slimfast.load``, ``slimfast.decompress``, ``slimfast.list_models``, the CLI) passes
+``Settings.model_path`` (:mod:`slimfast.settings`), which ``SLIMFAST_MODEL_PATH`` sets.
 """
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -76,11 +80,11 @@ class ModelInfo:
         return min(bpps) if bpps else 0.0
 
 
-def _search_dirs() -> list[Path]:
-    dirs = [BUNDLED_DIR]
-    extra = os.environ.get("SLIMFAST_MODEL_PATH", "")
-    dirs += [Path(p) for p in extra.split(os.pathsep) if p]
-    return dirs
+ModelPath = Iterable  # of folders (str or Path): searched after the bundled one
+
+
+def _search_dirs(model_path: ModelPath = ()) -> list[Path]:
+    return [BUNDLED_DIR, *(Path(p) for p in model_path)]
 
 
 # Every decode looks its model up among all installed versions; parsing each card again would
@@ -122,10 +126,10 @@ def card_stem(name: str, version: str, current: bool = True) -> str:
     return name if current else f"{name}.v{version}"
 
 
-def all_versions() -> list[ModelInfo]:
+def all_versions(*, model_path: ModelPath = ()) -> list[ModelInfo]:
     """Every installed (name, version), bundled ones first; a (name, version) found twice counts once."""
     seen: dict[tuple[str, str], ModelInfo] = {}
-    for d in _search_dirs():
+    for d in _search_dirs(model_path):
         if not d.is_dir():
             continue
         for card_path in sorted(d.glob("*.json")):
@@ -140,22 +144,22 @@ def all_versions() -> list[ModelInfo]:
     return list(seen.values())
 
 
-def list_models() -> list[ModelInfo]:
+def list_models(*, model_path: ModelPath = ()) -> list[ModelInfo]:
     """Every model found, each name once at its newest installed version."""
     newest: dict[str, ModelInfo] = {}
-    for info in all_versions():
+    for info in all_versions(model_path=model_path):
         have = newest.get(info.name)
         if have is None or version_key(info.version) > version_key(have.version):
             newest[info.name] = info
     return list(newest.values())
 
 
-def retired_versions() -> list[dict]:
+def retired_versions(*, model_path: ModelPath = ()) -> list[dict]:
     """The cards of retired versions (``retired.json`` in each model folder), bundled ones first;
     each has ``name``, ``version``, ``sha256``, ``points`` and where it was last bundled
     (``last_release``, ``last_commit``)."""
     out = []
-    for d in _search_dirs():
+    for d in _search_dirs(model_path):
         f = d / RETIRED_FILE
         if f.is_file():
             try:
@@ -165,14 +169,14 @@ def retired_versions() -> list[dict]:
     return out
 
 
-def versions_of(name: str) -> list[str]:
+def versions_of(name: str, *, model_path: ModelPath = ()) -> list[str]:
     """The installed versions of ``name``, oldest first."""
-    return sorted((m.version for m in all_versions() if m.name == name), key=version_key)
+    return sorted((m.version for m in all_versions(model_path=model_path) if m.name == name), key=version_key)
 
 
-def get(name: str | None = None) -> ModelInfo:
+def get(name: str | None = None, *, model_path: ModelPath = ()) -> ModelInfo:
     """A model by name (its newest version), ``"NAME@N"`` for version N, or ``None`` for the default."""
-    models = list_models()
+    models = list_models(model_path=model_path)
     if not models:
         raise SlimfastError("no models installed: the package's slimfast/weights folder is empty")
     if name is None:
@@ -180,14 +184,14 @@ def get(name: str | None = None) -> ModelInfo:
         return defaults[0]
     base, _, version = name.partition("@")
     version = version[1:] if version[:1] in ("v", "V") else version
-    for m in (all_versions() if version else models):
+    for m in (all_versions(model_path=model_path) if version else models):
         if m.name == base and (not version or m.version == version):
             return m
     if version and any(m.name == base for m in models):
         raise SlimfastError(f"model {base!r} has no installed version {version}; "
-                            f"installed: {', '.join(versions_of(base))}")
+                            f"installed: {', '.join(versions_of(base, model_path=model_path))}")
     available = ", ".join(m.name for m in models)
-    gone = [r for r in retired_versions() if r["name"] == base]
+    gone = [r for r in retired_versions(model_path=model_path) if r["name"] == base]
     if gone and not any(m.name == base for m in models):
         last = max(gone, key=lambda r: version_key(str(r.get("version", "0"))))
         raise SlimfastError(f"model {base!r} is no longer bundled (last in slimfast {last.get('last_release', '?')}; "
@@ -195,30 +199,30 @@ def get(name: str | None = None) -> ModelInfo:
     raise SlimfastError(f"unknown model {name!r}; available: {available}")
 
 
-def is_current(info: ModelInfo) -> bool:
+def is_current(info: ModelInfo, *, model_path: ModelPath = ()) -> bool:
     """Whether ``info`` is the newest installed version of its name."""
-    return any(m.name == info.name and m.version == info.version for m in list_models())
+    return any(m.name == info.name and m.version == info.version for m in list_models(model_path=model_path))
 
 
-def family_members(info: ModelInfo) -> list[ModelInfo]:
+def family_members(info: ModelInfo, *, model_path: ModelPath = ()) -> list[ModelInfo]:
     """The rate points of ``info``'s family, smallest files first: the current versions, or for
     a pinned older version (``NAME@N``) the members of that same version, so that one ladder
     never mixes generations of weights."""
-    current = list_models()
+    current = list_models(model_path=model_path)
     if any(m.name == info.name and m.version == info.version for m in current):
         pool = [m for m in current if m.family == info.family]
     else:
-        pool = [m for m in all_versions() if m.family == info.family and m.version == info.version]
+        pool = [m for m in all_versions(model_path=model_path) if m.family == info.family and m.version == info.version]
     return sorted(pool, key=lambda m: m.rank_key)
 
 
-def find_by_id(name: str, version: str, weights_id: bytes) -> ModelInfo:
+def find_by_id(name: str, version: str, weights_id: bytes, *, model_path: ModelPath = ()) -> ModelInfo:
     """The installed model a file was made with, or a one-line error naming what it needs."""
     hexid = weights_id.hex()
-    for m in all_versions():
+    for m in all_versions(model_path=model_path):
         if m.name == name and m.version == version and m.sha256.startswith(hexid):
             return m
-    for r in retired_versions():
+    for r in retired_versions(model_path=model_path):
         if r["name"] == name and str(r.get("version")) == version and str(r.get("sha256", "")).startswith(hexid):
             where = f"slimfast {r.get('last_release', '?')}"
             if r.get("last_commit"):
@@ -226,7 +230,7 @@ def find_by_id(name: str, version: str, weights_id: bytes) -> ModelInfo:
             raise SlimfastError(f"file needs model {name!r} weights version {version}, retired from this release: "
                                 f"decode it with {where}, or put that release's weights for it in a folder "
                                 f"listed in SLIMFAST_MODEL_PATH")
-    have = versions_of(name)
+    have = versions_of(name, model_path=model_path)
     if have:
         raise SlimfastError(f"file needs model {name!r} weights version {version} (sha256 {hexid}...); "
                             f"this installation has version(s) {', '.join(have)} of it")

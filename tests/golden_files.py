@@ -64,11 +64,11 @@ def fingerprint() -> str:
 
 
 def points() -> list[tuple[str, int | None]]:
-    """Every shipped operating point: (model, width or None)."""
-    import slimfast
+    """Every shipped operating point: (model, width or None); bundled models only."""
+    from slimfast import zoo
 
     out = []
-    for m in slimfast.list_models():
+    for m in zoo.list_models():  # no model_path: SLIMFAST_MODEL_PATH's folders are not shipped
         out += [(m.name, w) for w in sorted(m.widths)] if m.widths else [(m.name, None)]
     return out
 
@@ -106,12 +106,9 @@ def pixels_sha256(image) -> str:
 
 def decode_symbols(data: bytes) -> dict:
     """The symbols a file decodes to, with the engine this process runs."""
-    from slimfast import codec, container, zoo
+    from slimfast import codec
 
-    hdr = container.unpack(data)
-    model = codec._model_for(zoo.find_by_id(hdr.model, hdr.weights_version, hdr.weights_id), for_decoding=True)
-    m, (w, h) = model.pad_multiple, hdr.image_size
-    return model.decode_symbols(hdr.streams, (-(-h // m), -(-w // m)), width=hdr.width)
+    return codec.decode_symbols(data)
 
 
 def golden_files() -> list[Path]:
@@ -141,6 +138,7 @@ def measure(images=IMAGES) -> dict:
 def run_config(engine: str, threads: int) -> dict:
     """:func:`measure` in a fresh process with this engine and thread count."""
     env = dict(os.environ, SLIMFAST_BACKEND=engine, SLIMFAST_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    env.pop("SLIMFAST_MODEL_PATH", None)
     res = subprocess.run([sys.executable, "-m", "tests.golden_files", "--engine", engine, "--threads", str(threads)],
                          cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     if res.returncode:

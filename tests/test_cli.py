@@ -276,14 +276,19 @@ def test_bench_tried_settings_run_and_render(monkeypatch):
 
 
 def test_runtime_settings_from_the_environment(monkeypatch):
+    import slimfast
     from slimfast import runtime, zoo
+    from slimfast.errors import SlimfastError
 
-    path = next(i for i in zoo.list_models() if i.architecture == "fasinet-h").path
+    info = next(i for i in zoo.list_models() if i.architecture == "fasinet-h")
+    path = info.path
     monkeypatch.setenv("SLIMFAST_ORT_TCONV", "convtranspose")
     monkeypatch.setenv("SLIMFAST_ORT_OPT", "extended")
-    m = runtime.load_model(path)
+    m = slimfast.load(info.name, engine="ort").model  # the API reads the environment, the runtime its arguments
     assert m.tconv_for() == "convtranspose" and m.optimization == "extended" and not m.spinning
     assert runtime.load_model(path, tconv="subpixel").tconv_for() == "subpixel"  # an argument wins
     monkeypatch.setenv("SLIMFAST_ORT_TCONV", "fast")
+    with pytest.raises(SlimfastError, match="SLIMFAST_ORT_TCONV"):
+        slimfast.load(info.name)
     with pytest.raises(ValueError):
-        runtime.load_model(path)
+        runtime.load_model(path, tconv="fast")

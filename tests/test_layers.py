@@ -1,8 +1,10 @@
 import pytest
 import torch
 
-from slimfast.layers import GDN, IQR, ISD, ISU, tconv
+from slimfast.archs import grammar as g
+from slimfast.layers import GDN
 from slimfast.models import FasiNetH, FasiNetL
+from slimfast.slim import SlimConvTranspose2d, SlimIQR
 
 
 @pytest.mark.parametrize("cls,expected", [(FasiNetL, 1.33e6), (FasiNetH, 2.2e6)])
@@ -12,22 +14,25 @@ def test_parameter_counts_match_design(cls, expected):
 
 
 def test_isd_downsamples_4x_per_axis_with_two_1d_layers():
-    isd = ISD(8, 16, k=9)
-    assert isd[0].kernel_size == (9, 1) and isd[0].stride == (4, 1)
-    assert isd[2].kernel_size == (1, 9) and isd[2].stride == (1, 4)
-    assert isd(torch.zeros(1, 8, 64, 48)).shape == (1, 16, 16, 12)
+    m = FasiNetL()
+    isd = [layer for layer in m.arch.analysis(192) if isinstance(layer, g.Conv)][1:]
+    assert [(c.kernel, c.stride) for c in isd] == [((9, 1), (4, 1)), ((1, 9), (1, 4))]
+    with torch.no_grad():
+        assert m.run(m.arch.analysis(192)[2:], torch.zeros(1, 96, 64, 48)).shape == (1, 192, 16, 12)
 
 
 def test_isu_mirrors_isd():
-    isu = ISU(16, 8, k=7, mid=4)
-    assert isu[0].kernel_size == (7, 1) and isu[0].stride == (4, 1)
-    assert isu[2].kernel_size == (1, 7) and isu[2].stride == (1, 4)
-    assert isu(torch.zeros(1, 16, 4, 6)).shape == (1, 8, 16, 24)
+    m = FasiNetH()
+    scale, _ = m.arch.hyper_synthesis(192)
+    tconvs = [layer for layer in scale.layers if isinstance(layer, g.TConv)]
+    assert [(t.kernel, t.stride) for t in tconvs] == [((7, 1), (4, 1)), ((1, 7), (1, 4))]
+    with torch.no_grad():
+        assert m.run(scale.layers[:3], torch.zeros(1, 192, 4, 6)).shape == (1, 192, 16, 24)
 
 
 @pytest.mark.parametrize("k,s", [(7, 4), (5, 4), (9, 4), (5, 2)])
 def test_tconv_output_is_exactly_stride_times_input(k, s):
-    assert tconv(2, 3, k, s)(torch.zeros(1, 2, 5, 7)).shape == (1, 3, 5 * s, 7 * s)
+    assert SlimConvTranspose2d(2, 3, k, s)(torch.zeros(1, 2, 5, 7)).shape == (1, 3, 5 * s, 7 * s)
 
 
 def test_gdn_matches_its_formula_and_params_stay_non_negative():
@@ -45,7 +50,7 @@ def test_gdn_matches_its_formula_and_params_stay_non_negative():
 
 
 def test_iqr_starts_as_identity_and_bounds_its_residual():
-    iqr = IQR(16)
+    iqr = SlimIQR(16)
     y = torch.randn(1, 16, 6, 6)
     assert torch.equal(iqr(y), y)
     torch.nn.init.normal_(iqr.conv3.weight, std=10.0)
@@ -86,8 +91,8 @@ def test_fasinet_h_warm_starts_from_fasinet_l():
     h.eval()
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
-        assert torch.equal(h.g_a(x), src.g_a(x))
-        y = src.g_a(x)
+        assert torch.equal(h.analysis(x), src.analysis(x))
+        y = src.analysis(x)
         assert torch.equal(h.iqr(y), src.iqr(y))
     assert h.g_s[0].kernel_size == (7, 7) and h.config["K"] == 7 and h.config["final_gdn"] is False
     assert FasiNetH(**h.config).config == h.config

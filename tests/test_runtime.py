@@ -107,7 +107,9 @@ CASES = [("fasinet-l", None), ("fasinet-h", None), ("fasinet-h-k7", None), ("sli
 
 def test_available():
     assert runtime.available()
-    assert runtime.supports("fasinet-l") and runtime.supports("slimcae") and not runtime.supports("slimcae-hyper")
+    # graphs come from each architecture's one description: the runtime covers every architecture
+    assert all(runtime.supports(a) for a in ("fasinet-l", "fasinet-h", "slimcae", "slimcae-hyper", "slim-fasinet-h"))
+    assert not runtime.supports("no-such-architecture")
 
 
 @pytest.mark.parametrize("arch,width", CASES)
@@ -160,13 +162,13 @@ def test_gdn_effective_params_are_bit_identical(models):
     tm, rm = models("fasinet-l", threads=1)
     for prefix, mod in (("g_a.1.", tm.g_a[1]), ("g_s.1.", tm.g_s[1])):
         beta, gamma = (t.detach().numpy() for t in mod.effective_params())
-        r_beta, r_gamma = rweights.gdn_params(rm._state, prefix)
+        r_beta, r_gamma = rweights.gdn_params(rm.arch.state, prefix)
         assert np.array_equal(beta, r_beta) and np.array_equal(gamma, r_gamma)
     tm, rm = models("slim-fasinet-h", threads=1)
     mod = tm.g_s[1]  # SlimGDNPlus
     for i, c in enumerate(mod.channels):
         beta, gamma = (t.detach().numpy() for t in mod.effective_params(c))
-        r_beta, r_gamma = rweights.slim_gdn_plus_params(rm._state, "g_s.1.", i, c)
+        r_beta, r_gamma = rweights.slim_gdn_plus_params(rm.arch.state, "g_s.1.", i, c)
         assert np.array_equal(beta, r_beta) and np.array_equal(gamma, r_gamma)
 
 
@@ -174,11 +176,11 @@ def test_gdn_effective_params_are_bit_identical(models):
 def test_subpixel_equals_transposed_convolution(k, s):
     import torch.nn.functional as F
 
-    from slimfast.layers import tconv
     from slimfast.runtime.onnxgraph import subpixel_weights
+    from slimfast.slim import SlimConvTranspose2d
 
     torch.manual_seed(k * 10 + s)
-    layer = tconv(5, 3, k, stride=s)
+    layer = SlimConvTranspose2d(5, 3, k, stride=s)
     x = torch.randn(1, 5, 6, 7)
     ref = layer(x).detach()
     wc, bc, (t, l, b, r) = subpixel_weights(layer.weight.detach().numpy(), layer.bias.detach().numpy(), s, layer.padding)
@@ -338,7 +340,7 @@ def test_int8_synthesis_through_the_card(tmp_path, monkeypatch, small_rgb):
     publish(run / "final.safetensors", "int8test", "int8test", out_dir=out, kodak=None)
     monkeypatch.setenv("SLIMFAST_MODEL_PATH", str(out))
     monkeypatch.setenv("SLIMFAST_BACKEND", "ort")
-    data = codec.Codec(zoo.get("int8test")).compress(small_rgb)
+    data = codec.Codec(zoo.get("int8test", model_path=[out])).compress(small_rgb)
 
     monkeypatch.setenv("SLIMFAST_SYNTHESIS", "int8")
     with pytest.raises(SlimfastError, match="no int8 synthesis calibration"):
@@ -411,12 +413,14 @@ def test_shipped_int8_synthesis_costs_little(monkeypatch):
 
 
 def test_graph_cache_reuses_exactly_the_built_graph(weights_files, tmp_path, monkeypatch):
-    from slimfast.runtime import model as rmodel
+    from slimfast.engines import ort as ort_engine
+    from slimfast.engines.ort import OrtEngine
+    from slimfast.settings import Settings
 
-    monkeypatch.setenv("SLIMFAST_CACHE_DIR", str(tmp_path / "cache"))
+    cache = tmp_path / "cache"  # the cache folder is an argument: RuntimeModel reads no environment
     path = weights_files["fasinet-h"]
     x = _image(64, 128, 192)
-    first = runtime.load_model(path, threads=1)
+    first = runtime.load_model(path, threads=1, cache_dir=cache)
     lat = first.compress(x)
     ref = first.decompress(lat.strings, lat.shape)
     files = sorted((tmp_path / "cache").glob("*.onnx"))
@@ -425,26 +429,25 @@ def test_graph_cache_reuses_exactly_the_built_graph(weights_files, tmp_path, mon
     def no_build(self, part, c):
         raise AssertionError("rebuilt a cached graph")
 
-    monkeypatch.setattr(rmodel.RuntimeModel, "_graph", no_build)
-    cached = runtime.load_model(path, threads=1)
+    monkeypatch.setattr(OrtEngine, "_graph", no_build)
+    cached = runtime.load_model(path, threads=1, cache_dir=cache)
     assert np.array_equal(cached.decompress(lat.strings, lat.shape), ref)
     assert cached.compress(x).strings == lat.strings
     monkeypatch.undo()
 
-    monkeypatch.setenv("SLIMFAST_CACHE_DIR", str(tmp_path / "cache"))
     for f in files:  # a damaged cache is rebuilt, not trusted
         f.write_bytes(b"not an onnx graph")
-    again = runtime.load_model(path, threads=1)
+    again = runtime.load_model(path, threads=1, cache_dir=cache)
     assert np.array_equal(again.decompress(lat.strings, lat.shape), ref)
     assert again.compress(x).strings == lat.strings
     assert all(f.read_bytes() != b"not an onnx graph" for f in files)
     monkeypatch.setenv("SLIMFAST_CACHE_DIR", "off")
-    assert rmodel.graph_cache_dir() is None
-    assert np.array_equal(runtime.load_model(path, threads=1).decompress(lat.strings, lat.shape), ref)
+    assert Settings.from_env().cache_dir is None
+    assert np.array_equal(runtime.load_model(path, threads=1, cache_dir=None).decompress(lat.strings, lat.shape), ref)
 
     for i in range(5):
         (tmp_path / "cache" / f"old{i}.onnx").write_bytes(b"x")
-    rmodel._prune(tmp_path / "cache", keep=3)
+    ort_engine._prune(tmp_path / "cache", keep=3)
     assert len(list((tmp_path / "cache").glob("*.onnx"))) == 3
 
 
@@ -477,7 +480,7 @@ def test_bytes_straight_from_the_phases_equal_the_float_path(models, monkeypatch
     x = _image(rm.pad_multiple, 128, 192)
     lat = rm.compress(x, width)
     c = rm.check_width(width)
-    assert bool(rm._output_phases(c)) == (rm.tconv_for(c) == "subpixel")
+    assert bool(rm.engine._output_phases(c)) == (rm.tconv_for(c) == "subpixel")
     rgb = rm.decompress_rgb8(lat.strings, lat.shape, width)
     assert rgb.dtype == np.uint8 and rgb.shape == (128, 192, 3)
     assert np.array_equal(rgb, to_rgb8(rm.decompress(lat.strings, lat.shape, width), 1))
@@ -487,12 +490,12 @@ def test_hyper_synthesis_runs_once_per_call_and_every_call(monkeypatch, small_rg
     """Entropy parameters are shared within one compress or decompress, never across calls: a
     benchmark that codes one file repeatedly must pay for the hyper-synthesis every time."""
     from slimfast import zoo
-    from slimfast.runtime import model as rmodel
+    from slimfast.coding import hyper
 
     m = runtime.load_model(next(i for i in zoo.list_models() if i.architecture == "fasinet-h").path, threads=1)
     calls = []
-    real = rmodel.entropy_parameters
-    monkeypatch.setattr(rmodel, "entropy_parameters", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = hyper.entropy_parameters
+    monkeypatch.setattr(hyper, "entropy_parameters", lambda *a, **k: calls.append(1) or real(*a, **k))
     x = np.zeros((1, 3, 64, 128), np.float32)
     x[0, :, :40, :56] = small_rgb.transpose(2, 0, 1) / 255
     lat = m.compress(x)

@@ -227,8 +227,8 @@ def test_hyper_entropy_parameters_are_bit_exact(models, arch, tmp_path):
         # The integer path tracks the float path the model trains with.
         eb = m.z_entropy[m.widths.index(w)]
         with torch.no_grad():
-            z_hat = eb.dequantize(sym["z"])
-            f_mean = m.h_s_mean(z_hat, m.hs_plan(w)).double().numpy()
+            z_hat = torch.from_numpy(sym["z"].astype(np.float32)) + eb._medians[:w].view(1, w, 1, 1)
+            f_mean = m.hyper_synthesis(z_hat, w)[1].double().numpy()
         assert np.abs(f_mean - means).max() < 0.05
 
 
@@ -237,7 +237,11 @@ def test_hyper_integer_path_uses_the_leading_block(models):
     w = 48
     branch = m.h_s_scale
     a = intmath.to_fixed(np.random.default_rng(0).normal(size=(w, 2, 2)))
-    got = branch.forward_integer(a, (w, w, w))
+    from slimfast.coding.hyper import run_branch
+    from slimfast.runtime.specs import Specs
+
+    state = {k: v.numpy() for k, v in m.state_dict().items()}
+    got = run_branch(a, Specs("slimcae-hyper", m.config, state).hs_branches(w)[0])
     ref = a
     for i, layer in enumerate(l for l in branch if isinstance(l, nn.ConvTranspose2d)):
         wi = getattr(branch, f"int_w{i}").numpy()[:w, :w]
@@ -399,7 +403,7 @@ def test_width_loss_is_checked():
     assert build_parser().parse_args(["--out", "r"]).width_loss == "sum"
 
 def test_slim_fasinet_l_warm_starts_from_fasinet_l_weights(tmp_path):
-    from slimfast.models.fasinet import FasiNetL as _FasiNetL
+    from slimfast.models import FasiNetL as _FasiNetL
     from slimfast.weights import load_for_training, save_model
 
     torch.manual_seed(3)
@@ -410,9 +414,9 @@ def test_slim_fasinet_l_warm_starts_from_fasinet_l_weights(tmp_path):
     m = load_for_training(path, "slim-fasinet-l").eval()
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
-        assert torch.equal(m.analysis(x, 192), src.g_a(x))
+        assert torch.equal(m.analysis(x, 192), src.analysis(x))
         y = torch.randn(1, 192, 4, 4)
-        assert torch.equal(m.synthesis(y, 192), src.g_s(src.iqr(y)))
+        assert torch.equal(m.synthesis(y, 192), src.synthesis(y))
         assert m.analysis(x, 48).shape[1] == 48
     # A narrower model takes the leading blocks too; other architectures are refused.
     small = load_for_training(path, "slim-fasinet-l", {"N": 48, "M": 96, "widths": [96]})
@@ -445,12 +449,12 @@ def test_slim_fasinet_h_warm_starts_from_fasinet_h_weights(tmp_path):
         assert all(torch.equal(out["likelihoods"][k], ref["likelihoods"][k]) for k in "yz")
         # every width keeps the full hidden transforms and takes the leading latent channels
         y = m.analysis(x, 96)
-        assert y.shape[1] == 96 and torch.equal(y, src.g_a(x)[:, :96])
+        assert y.shape[1] == 96 and torch.equal(y, src.analysis(x)[:, :96])
         assert m.g_s[1].gdns[2].beta.shape == (32,)
     m.update()
     save_model(m, tmp_path / "slim.safetensors", half=False)
     back = load_model(tmp_path / "slim.safetensors")
-    assert back.config == m.config and back.slim_hidden is False
+    assert back.config == m.config and back.arch.slim_hidden is False
     # kernels and final GDN must match: the paper's FasiNet-H does not fit
     with pytest.raises(ValueError):
         load_for_training(path, "slim-fasinet-h", {"widths": [192, 96]})

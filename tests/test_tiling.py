@@ -55,9 +55,7 @@ def small_tiles(monkeypatch):
 
 
 def _transforms(m, c):
-    if m.widths:
-        return (lambda t: m.analysis(t, c)), (lambda t: m.synthesis(t, c))
-    return m.g_a, (lambda t: m.g_s(m.iqr(t)))
+    return (lambda t: m.analysis(t, c)), (lambda t: m.synthesis(t, c))
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -70,8 +68,10 @@ def test_halos_cover_the_receptive_fields_of_every_architecture(arch, small_tile
         x = torch.rand(1, 3, 192, 256)
         y_hat = 4 * torch.randn(1, c or m.latent_channels, 12, 16)
         with torch.no_grad():
-            y, y_t = g_a(x), m.tiled_analysis(g_a, x)
-            x_hat, x_hat_t = g_s(y_hat), m.tiled_synthesis(g_s, y_hat)
+            y, y_t = g_a(x), tiling.tiled(g_a, x, down=tiling.STRIDE, tile=tiling.ANALYSIS_TILE,
+                                          halo=tiling.ANALYSIS_HALO)
+            x_hat, x_hat_t = g_s(y_hat), tiling.tiled(g_s, y_hat, up=tiling.STRIDE, tile=tiling.SYNTHESIS_TILE,
+                                                      halo=tiling.SYNTHESIS_HALO)
         assert y_t.shape == y.shape and x_hat_t.shape == x_hat.shape
         assert torch.allclose(y_t, y, rtol=0, atol=1e-5 * float(y.abs().max())), (arch, c)
         assert torch.allclose(x_hat_t, x_hat, rtol=0, atol=1e-5 * float(x_hat.abs().max())), (arch, c)

@@ -113,28 +113,29 @@ def test_a_kept_previous_version_stays_decodable(tmp_path, monkeypatch, small_rg
 
     out = tmp_path / "models"
     monkeypatch.setenv("SLIMFAST_MODEL_PATH", str(out))
+    on_path = {"model_path": [out]}  # zoo reads no environment: the folder is an argument
     runs = [_random_weights(tmp_path / f"run{seed}" / "final.safetensors", seed) for seed in (1, 2, 3)]
     publish(runs[0], "vtest", "vtest", version="1", out_dir=out, kodak=None)
-    v1 = zoo.get("vtest")
+    v1 = zoo.get("vtest", **on_path)
     old_file = codec.Codec(v1).compress(small_rgb)
     card2 = publish(runs[1], "vtest", "vtest", version="2", out_dir=out, kodak=None, keep_previous=True)
 
     assert card2["supersedes"]["version"] == "1" and card2["supersedes"]["sha256"] == v1.sha256
     assert (out / "vtest.v1.safetensors").exists() and file_digest(out / "vtest.v1.safetensors") == v1.sha256
-    assert zoo.get("vtest").version == "2" and zoo.get("vtest@1").sha256 == v1.sha256
-    assert zoo.versions_of("vtest") == ["1", "2"]
-    assert [m.version for m in zoo.list_models() if m.name == "vtest"] == ["2"]
+    assert zoo.get("vtest", **on_path).version == "2" and zoo.get("vtest@1", **on_path).sha256 == v1.sha256
+    assert zoo.versions_of("vtest", **on_path) == ["1", "2"]
+    assert [m.version for m in zoo.list_models(**on_path) if m.name == "vtest"] == ["2"]
     # The old file names version 1 and still decodes, to the same pixels as before.
     before = np.asarray(codec.Codec(v1).decompress(old_file))
     assert np.array_equal(np.asarray(codec.decompress(old_file)), before)
-    new_file = codec.Codec(zoo.get("vtest")).compress(small_rgb)
+    new_file = codec.Codec(zoo.get("vtest", **on_path)).compress(small_rgb)
     assert container.unpack(new_file).weights_version == "2" and container.unpack(old_file).weights_version == "1"
 
     for version in ("1", "2"):  # a shipped version never changes
         with pytest.raises(SlimfastError, match="already shipped"):
             publish(runs[2], "vtest", "vtest", version=version, out_dir=out, kodak=None)
     with pytest.raises(SlimfastError, match="no installed version 7"):
-        zoo.get("vtest@7")
+        zoo.get("vtest@7", **on_path)
     (out / "retired.json").write_text("[]")  # the retired cards' list sits beside the cards
     set_default("vtest", out_dir=out)
     assert json.loads((out / "retired.json").read_text()) == []
@@ -157,10 +158,11 @@ def test_a_new_version_retires_the_old_one_and_its_files_name_the_release_that_d
 
     out = tmp_path / "models"
     monkeypatch.setenv("SLIMFAST_MODEL_PATH", str(out))
+    on_path = {"model_path": [out]}  # zoo reads no environment: the folder is an argument
     runs = [_random_weights(tmp_path / f"w{seed}.safetensors", seed) for seed in (1, 2)]
     publish(runs[0], "rtest", "rtest", version="1", out_dir=out, kodak=None, extra={"points": [
         {"bpp": 0.5, "psnr": 30.0}, {"bpp": 1.0, "psnr": 33.0}]})
-    v1 = zoo.get("rtest")
+    v1 = zoo.get("rtest", **on_path)
     old_file = codec.Codec(v1).compress(small_rgb)
     before = np.asarray(codec.Codec(v1).decompress(old_file))
     elsewhere = tmp_path / "old-release-weights"
@@ -175,7 +177,7 @@ def test_a_new_version_retires_the_old_one_and_its_files_name_the_release_that_d
     (entry,) = json.loads((out / "retired.json").read_text())
     assert (entry["name"], entry["version"], entry["sha256"]) == ("rtest", "1", v1.sha256)
     assert entry["last_release"] == __version__ and entry["retired_by_version"] == "2"
-    assert zoo.versions_of("rtest") == ["2"]
+    assert zoo.versions_of("rtest", **on_path) == ["2"]
     with pytest.raises(SlimfastError, match=rf"version 1, retired .*slimfast {__version__}.*SLIMFAST_MODEL_PATH"):
         codec.decompress(old_file)
     src = tmp_path / "old.sfi"
@@ -205,12 +207,13 @@ def test_a_new_version_retires_the_old_one_and_its_files_name_the_release_that_d
     publish(runs[1], "rtest-b", "rtest", version="1", out_dir=out, kodak=None)
     monkeypatch.setenv("SLIMFAST_MODEL_PATH", str(out))
     assert release_main(["--retire", "rtest@3", "--discontinue", "--out-dir", str(out)]) == 0
-    assert zoo.versions_of("rtest") == [] and [m.name for m in zoo.list_models() if m.family == "rtest"] == ["rtest-b"]
+    assert zoo.versions_of("rtest", **on_path) == []
+    assert [m.name for m in zoo.list_models(**on_path) if m.family == "rtest"] == ["rtest-b"]
     # the last of a family goes only when the whole family is meant to
     assert release_main(["--retire", "rtest-b@1", "--discontinue", "--out-dir", str(out)]) == 2
     assert "--whole-family" in capsys.readouterr().err
     assert release_main(["--retire", "rtest-b@1", "--discontinue", "--whole-family", "--out-dir", str(out)]) == 0
-    assert [m.name for m in zoo.list_models() if m.family == "rtest"] == []
+    assert [m.name for m in zoo.list_models(**on_path) if m.family == "rtest"] == []
 
 
 def test_the_bundle_holds_current_versions_only_and_retired_ones_name_an_older_release():
@@ -270,6 +273,7 @@ def test_a_new_version_of_the_default_stays_default_and_pinned_ladders_keep_thei
 
     out = tmp_path / "models"
     monkeypatch.setenv("SLIMFAST_MODEL_PATH", str(out))
+    on_path = {"model_path": [out]}  # zoo reads no environment: the folder is an argument
     _random_weights(tmp_path / "w.safetensors", 5)
     for name, lmbda in (("lad-a", 0.01), ("lad-b", 0.05)):
         publish(tmp_path / "w.safetensors", name, "lad", out_dir=out, kodak=None, extra={"lambda": lmbda})
@@ -283,23 +287,23 @@ def test_a_new_version_of_the_default_stays_default_and_pinned_ladders_keep_thei
     assert not json.loads((out / "lad-a.v1.json").read_text())["default"]
     assert not list(out.glob(".*staged*"))
     # the current ladder: lad-a v2, lad-b v1; a pinned lad-a@1 ladder: version 1 only
-    assert [(p.model) for p in codec.Codec(zoo.get("lad-a")).operating_points()] == ["lad-a", "lad-b"]
-    pinned = codec.Codec(zoo.get("lad-a@1"))
+    assert [(p.model) for p in codec.Codec(zoo.get("lad-a", **on_path)).operating_points()] == ["lad-a", "lad-b"]
+    pinned = codec.Codec(zoo.get("lad-a@1", **on_path))
     assert [p.model for p in pinned.operating_points()] == ["lad-a@1", "lad-b@1"]
 
 
-def test_a_rewritten_card_is_read_again(tmp_path, monkeypatch):
+def test_a_rewritten_card_is_read_again(tmp_path):
     # Cards are parsed once and cached; an edit (same size, same mtime tick) must still show.
     out = tmp_path / "models"
     out.mkdir()
-    monkeypatch.setenv("SLIMFAST_MODEL_PATH", str(out))
+    on_path = {"model_path": [out]}  # zoo reads no environment: the folder is an argument
     src = zoo.BUNDLED_DIR / "fasinet-l-mse-q4.safetensors"
     (out / "cachetest.safetensors").write_bytes(src.read_bytes())
     card = {"name": "cachetest", "family": "cachetest", "architecture": "fasinet-l", "version": "1",
             "train_steps": 111}
     path = out / "cachetest.json"
     path.write_text(json.dumps(card))
-    assert zoo.get("cachetest").train_steps == 111
+    assert zoo.get("cachetest", **on_path).train_steps == 111
     stat = path.stat()
     tmp = out / "cachetest.json.new"
     tmp.write_text(json.dumps({**card, "train_steps": 222}))
@@ -307,12 +311,12 @@ def test_a_rewritten_card_is_read_again(tmp_path, monkeypatch):
 
     os.utime(tmp, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     tmp.replace(path)  # a new inode, as an atomic rewrite gives
-    assert zoo.get("cachetest").train_steps == 222
+    assert zoo.get("cachetest", **on_path).train_steps == 222
     stat = path.stat()
     path.write_text(json.dumps({**card, "train_steps": 333}))  # in place: same inode and size
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert path.stat().st_ino == stat.st_ino and path.stat().st_size == stat.st_size
-    assert zoo.get("cachetest").train_steps == 333
+    assert zoo.get("cachetest", **on_path).train_steps == 333
 
 
 def test_release_card_extra_takes_inline_json_or_a_file_and_fails_in_one_line(tmp_path):

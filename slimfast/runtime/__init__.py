@@ -6,11 +6,10 @@
     ...     lat = model.compress(x)                    # x: float32 [1, 3, H, W] in [0, 1]
     ...     x_hat = model.decompress(lat.strings, lat.shape, lat.width)
 
-Weights are read with ``safetensors.numpy``; ONNX graphs are built from them with
-``onnx.helper`` (:mod:`.onnxgraph`, :mod:`.archs`); entropy coding reuses
-:mod:`slimfast.coder` and the integer hyper-synthesis of :mod:`slimfast.intmath`
-(:mod:`.hyper`), so files are interchangeable with the torch backend symbol for symbol.
-Supported architectures: ``fasinet-l``, ``fasinet-h``, ``slim-fasinet-l``, ``slim-fasinet-h``, ``slimcae``.
+Weights are read with ``safetensors.numpy``; ONNX graphs are built from each architecture's
+one description (:mod:`slimfast.archs`) with ``onnx.helper`` (:mod:`.specs`, :mod:`.onnxgraph`);
+coding is the one coding path (:mod:`slimfast.coding`), so files are interchangeable with the
+torch engine's symbol for symbol. Every architecture is supported.
 
 Importing this package is cheap: onnx and onnxruntime load when a model is first built.
 """
@@ -18,7 +17,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-SUPPORTED = ("fasinet-l", "fasinet-h", "slim-fasinet-l", "slim-fasinet-h", "slimcae")
+from ..archs import ARCHITECTURES
+
+# Graphs are built from the one description of each architecture: the runtime covers them all.
+SUPPORTED = tuple(ARCHITECTURES)
 
 
 @lru_cache(maxsize=1)

@@ -13,14 +13,13 @@ hyper-synthesis:
 
 RESULTS.md ("bf16") measures both on Kodak.
 
-``SLIMFAST_OV_PRECISION`` (``bf16`` by default, or ``f32``) is a diagnostic: ``f32`` runs the same
-graph on OpenVINO in float32, which ``slimfast bench`` times to separate the engine from the
-precision.
+A session's precision (``bf16``, or ``f32``) is an argument: ``f32`` is a diagnostic that runs the
+same graph on OpenVINO in float32, which ``slimfast bench`` times (``SLIMFAST_OV_PRECISION=f32``,
+read by :mod:`slimfast.settings`) to separate the engine from the precision.
 """
 from __future__ import annotations
 
 import importlib.util
-import os
 import threading
 from functools import lru_cache
 
@@ -62,13 +61,6 @@ def unavailable_reason() -> str:
     return ""
 
 
-def precision() -> str:
-    p = os.environ.get("SLIMFAST_OV_PRECISION", "").strip().lower() or "bf16"
-    if p not in PRECISIONS:
-        raise ValueError(f"SLIMFAST_OV_PRECISION must be one of {', '.join(PRECISIONS)}, not {p!r}")
-    return p
-
-
 class _Named:
     def __init__(self, name: str):
         self.name = name
@@ -84,12 +76,11 @@ class OpenVINOSession:
     """
 
     def __init__(self, onnx_bytes: bytes, output_names: list[str], threads: int = 0,
-                 precision_hint: str | None = None):
-        hint = precision_hint or precision()
-        if hint not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {hint!r}")
+                 precision_hint: str = "bf16"):
+        if precision_hint not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision_hint!r}")
         core = _core()
-        config = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
+        config = {"INFERENCE_PRECISION_HINT": precision_hint, "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         # Spatial sizes stay dynamic: one compiled graph for every tile and image size.
@@ -99,7 +90,7 @@ class OpenVINOSession:
         self._names = [_Named(n) for n in output_names]
         self._request = self._compiled.create_infer_request()
         self._lock = threading.Lock()
-        self.precision = hint
+        self.precision = precision_hint
 
     def get_outputs(self) -> list:
         """The outputs in order, each with a ``name`` (as ONNX Runtime's sessions give them)."""

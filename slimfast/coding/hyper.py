@@ -1,9 +1,9 @@
 """Integer-exact entropy parameters of a hyperprior model, in numpy only.
 
-This is the computation of ``FasiNetH._entropy_parameters`` and
-``SlimHyperMixin.entropy_parameters`` as one function over plain arrays, so the torch models
-and the ONNX Runtime backend can share it (every step is a :mod:`slimfast.intmath` call or an
-IEEE float64 elementwise operation, hence bit-identical wherever it runs).
+The hyperprior latent codec (:class:`slimfast.coding.latent_codecs.HyperpriorCodec`) runs it
+for every engine: every step is a :mod:`slimfast.intmath` call or an IEEE float64 elementwise
+operation, hence bit-identical wherever it runs. The branches come from the architecture's
+description over the weights' ``int_*`` tensors (:meth:`slimfast.runtime.specs.Specs.hs_branches`).
 """
 from __future__ import annotations
 

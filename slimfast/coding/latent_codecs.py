@@ -1,0 +1,179 @@
+"""Latent codecs: float latents to symbols to strings and back, in numpy over frozen tables.
+
+A latent codec owns everything between the transforms and the bytes, for every engine:
+quantization, the exact entropy parameters, the strings and their order, and the rate
+estimate. Engines (``slimfast.engines``) only run the float transforms, so a file decodes to
+the same symbols whichever engine, precision or thread count wrote or reads it.
+
+Contract of both codecs (``c`` latent channels, ``h x w`` the deepest latent's size):
+
+* ``quantize(latents)``: float32 ``{"y"}`` (and ``{"z"}``) ``[1, c, H, W]`` to int32 symbols;
+* ``encode(symbols)``: the strings, in file order (``num_strings`` of them);
+* ``decode(strings, (h, w))``: exactly the symbols that were encoded, or ``ValueError`` /
+  :class:`~slimfast.errors.SlimfastError` for malformed strings;
+* ``dequantize(symbols)``: ``y_hat`` float32, the synthesis input;
+* ``estimate_bits(symbols)``: the size the strings would have, from the same tables.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import coder, intmath
+from . import hyper
+
+
+def check_symbols(symbols: np.ndarray, c: int) -> None:
+    if symbols.ndim != 4 or symbols.shape[0] != 1 or symbols.shape[1] != c:
+        raise ValueError(f"expected symbols of shape [1, {c}, h, w], got {tuple(symbols.shape)}")
+
+
+@dataclass(frozen=True)
+class Tables:
+    """A frozen table set for :mod:`slimfast.coder`: one row per channel or per scale."""
+
+    freqs: np.ndarray
+    lengths: np.ndarray
+    offsets: np.ndarray
+
+    def __post_init__(self):
+        if self.freqs.size == 0:
+            raise RuntimeError("weights saved before update(): no coding tables")
+
+
+class FactorizedCodec:
+    """A per-channel factorized prior: ``round(y - median)`` coded with channel ``i``'s table.
+
+    ``medians`` may hold more channels than are coded (a slimmable model's leading block).
+    """
+
+    num_strings = 1
+    shape_key = "y"
+
+    def __init__(self, channels: int, medians: np.ndarray, tables: Tables):
+        self.channels = int(channels)
+        self._median = np.asarray(medians, dtype=np.float32)[: self.channels].reshape(1, -1, 1, 1)
+        self.tables = tables
+
+    def _rows(self, shape) -> np.ndarray:
+        b, c, h, w = shape
+        return np.broadcast_to(np.arange(c, dtype=np.int64).reshape(1, c, 1, 1), (b, c, h, w))
+
+    def quantize_tensor(self, v: np.ndarray) -> np.ndarray:
+        check_symbols(v, self.channels)
+        return np.rint(v - self._median).astype(np.int32)
+
+    def dequantize_tensor(self, symbols: np.ndarray) -> np.ndarray:
+        check_symbols(symbols, self.channels)
+        return symbols.astype(np.float32) + self._median
+
+    def encode_tensor(self, symbols: np.ndarray) -> bytes:
+        check_symbols(symbols, self.channels)
+        t = self.tables
+        return coder.encode(symbols, self._rows(symbols.shape), t.freqs, t.lengths, t.offsets)
+
+    def decode_tensor(self, data: bytes, shape: tuple[int, int]) -> np.ndarray:
+        t = self.tables
+        return coder.decode(data, self._rows((1, self.channels, *shape)), t.freqs, t.lengths, t.offsets)
+
+    def bits_tensor(self, symbols: np.ndarray) -> float:
+        check_symbols(symbols, self.channels)
+        t = self.tables
+        return coder.estimate_bits(symbols, self._rows(symbols.shape), t.freqs, t.lengths, t.offsets)
+
+    # -- the latent codec contract ------------------------------------------------------------------
+    def quantize(self, latents: dict) -> dict:
+        return {"y": self.quantize_tensor(latents["y"])}
+
+    def encode(self, symbols: dict) -> list[bytes]:
+        return [self.encode_tensor(symbols["y"])]
+
+    def decode(self, strings: list[bytes], shape: tuple[int, int]) -> dict:
+        _check_count(strings, 1)
+        return {"y": self.decode_tensor(strings[0], shape)}
+
+    def dequantize(self, symbols: dict) -> np.ndarray:
+        return self.dequantize_tensor(symbols["y"])
+
+    def estimate_bits(self, symbols: dict) -> float:
+        return self.bits_tensor(symbols["y"])
+
+    def forget(self) -> None:
+        """Nothing is remembered between calls (see :meth:`HyperpriorCodec.forget`)."""
+
+
+def _check_count(strings, n: int) -> None:
+    if len(strings) != n:
+        raise ValueError(f"expected {n} string(s), got {len(strings)}")
+
+
+class HyperpriorCodec:
+    """y with a mean-and-scale conditional whose parameters come from z, itself factorized.
+
+    ::
+
+        z_hat -> h_s^sigma (integer) -> sigma -> scale index (integer thresholds)
+              -> h_s^mu    (integer) -> mu
+        y symbols = round(y - mu), coded with the table of their scale index
+
+    The hyper-synthesis runs on the integer-exact copy (:mod:`slimfast.coding.hyper`,
+    :mod:`slimfast.intmath`), so the tables chosen are the same on every machine. Strings, in
+    order: z's, then y's.
+    """
+
+    num_strings = 2
+    shape_key = "z"
+
+    def __init__(self, z: FactorizedCodec, scale_branch, mean_branch, tables: Tables, scale_table: np.ndarray):
+        self.z = z
+        self.channels = z.channels
+        self.scale_branch, self.mean_branch = scale_branch, mean_branch
+        self.tables = tables
+        self.scale_table = scale_table
+        self._last = None
+
+    def forget(self) -> None:
+        """Drop the remembered entropy parameters. Decoding needs them twice within one call; a
+        caller forgets them between calls, so that timing a repeated file counts their cost."""
+        self._last = None
+
+    def entropy_parameters(self, z_symbols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact ``(means float64, scale indices int16)`` for y, ``[1, c, 4h, 4w]``."""
+        check_symbols(z_symbols, self.channels)
+        key = (z_symbols.shape, z_symbols.tobytes())
+        if self._last is None or self._last[0] != key:
+            params = hyper.entropy_parameters(z_symbols, self.z._median.ravel(), self.scale_branch, self.mean_branch,
+                                        self.scale_table)
+            self._last = (key, params)
+        return self._last[1]
+
+    def quantize(self, latents: dict) -> dict:
+        z = self.z.quantize_tensor(latents["z"])
+        means, _ = self.entropy_parameters(z)
+        return {"z": z, "y": intmath.round_residual(latents["y"], means)}
+
+    def encode(self, symbols: dict) -> list[bytes]:
+        y = symbols["y"]
+        check_symbols(y, self.channels)
+        _, index = self.entropy_parameters(symbols["z"])
+        t = self.tables
+        return [self.z.encode_tensor(symbols["z"]), coder.encode(y, index, t.freqs, t.lengths, t.offsets)]
+
+    def decode(self, strings: list[bytes], shape: tuple[int, int]) -> dict:
+        _check_count(strings, 2)
+        z = self.z.decode_tensor(strings[0], shape)
+        _, index = self.entropy_parameters(z)
+        t = self.tables
+        return {"z": z, "y": coder.decode(strings[1], index, t.freqs, t.lengths, t.offsets)}
+
+    def dequantize(self, symbols: dict) -> np.ndarray:
+        check_symbols(symbols["y"], self.channels)
+        means, _ = self.entropy_parameters(symbols["z"])
+        return (symbols["y"] + means).astype(np.float32)
+
+    def estimate_bits(self, symbols: dict) -> float:
+        _, index = self.entropy_parameters(symbols["z"])
+        t = self.tables
+        return self.z.bits_tensor(symbols["z"]) + coder.estimate_bits(symbols["y"], index, t.freqs, t.lengths,
+                                                                        t.offsets)

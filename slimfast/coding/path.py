@@ -1,0 +1,133 @@
+"""The one coding path: an engine's float transforms joined to a latent codec.
+
+::
+
+    encode: x -> engine.analyze -> {y, z} -> codec.quantize -> symbols -> codec.encode -> strings
+    decode: strings -> codec.decode -> symbols -> codec.dequantize -> y_hat -> engine.synthesize -> x_hat
+
+Every engine (ONNX Runtime fp32/int8, OpenVINO bf16, torch) goes through this class, so the
+bitstream contract is written once: what differs between engines is float arithmetic in the
+transforms, never the symbols a file decodes to.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..shapes import check_width
+
+
+@dataclass
+class Latents:
+    """Entropy-coded strings plus what decoding them needs: ``shape`` is the deepest latent's
+    spatial size (h, w), ``width`` the latent channel count coded (the operating point)."""
+
+    strings: list[bytes]
+    shape: tuple[int, int]
+    width: int
+
+
+class CodingPath:
+    """``engine`` runs the transforms of ``arch`` (a :class:`slimfast.runtime.specs.Specs`: the
+    architecture's description over its numpy weights), which also builds the latent codecs."""
+
+    def __init__(self, engine, arch, architecture: str):
+        self.engine = engine
+        self.arch = arch
+        self.architecture = architecture
+        self.pad_multiple = arch.pad_multiple
+        self.widths = arch.widths
+        self.latent_channels = arch.latent_channels
+        self.hyper = arch.hyper
+        self.shape_key = "z" if self.hyper else "y"
+        self.num_strings = 2 if self.hyper else 1
+        self._codecs: dict = {}
+
+    def __repr__(self) -> str:
+        return f"<CodingPath {self.architecture} on {self.engine!r}>"
+
+    def __getattr__(self, name):  # engine settings (threads, precisions, sessions) read through
+        if name.startswith("_") or name == "engine":
+            raise AttributeError(name)
+        return getattr(self.engine, name)
+
+    # -- widths -----------------------------------------------------------------------------------
+    @property
+    def default_width(self) -> int:
+        return self.widths[0] if self.widths else self.latent_channels
+
+    def check_width(self, width: int | None) -> int:
+        return check_width(self.architecture, self.widths, self.latent_channels, width)
+
+    def codec(self, width: int | None = None):
+        """The latent codec at ``width`` (built once from the weights' frozen tables)."""
+        c = self.check_width(width)
+        if c not in self._codecs:
+            self._codecs[c] = self.arch.latent_codec(c)
+        return self._codecs[c]
+
+    # -- coding, stage by stage -----------------------------------------------------------------
+    def analyze(self, x: np.ndarray, width: int | None = None) -> dict[str, np.ndarray]:
+        return self.engine.analyze(np.asarray(x, dtype=np.float32), self.check_width(width))
+
+    def encode_symbols(self, x: np.ndarray, width: int | None = None) -> dict[str, np.ndarray]:
+        c = self.check_width(width)
+        return self.codec(c).quantize(self.analyze(x, c))
+
+    def encode_strings(self, symbols: dict, width: int | None = None) -> list[bytes]:
+        return self.codec(width).encode(symbols)
+
+    def decode_symbols(self, strings: list[bytes], shape: tuple[int, int], width: int | None = None) -> dict:
+        if len(strings) != self.num_strings:
+            raise ValueError(f"{self.architecture} expects {self.num_strings} string(s)")
+        return self.codec(width).decode(strings, tuple(shape))
+
+    def dequantize(self, symbols: dict, width: int | None = None) -> np.ndarray:
+        """``y_hat`` (float32), the synthesis input."""
+        return self.codec(width).dequantize(symbols)
+
+    def entropy_parameters(self, z_symbols: np.ndarray, width: int | None = None):
+        """Exact (means, scale indices) for y from z's symbols (hyperprior models)."""
+        if not self.hyper:
+            raise ValueError(f"{self.architecture} has no hyperprior")
+        return self.codec(width).entropy_parameters(z_symbols)
+
+    def synthesize(self, symbols: dict, width: int | None = None) -> np.ndarray:
+        """Reconstruction ``[1, 3, H, W]`` float32, not clamped."""
+        c = self.check_width(width)
+        return self.engine.synthesize(self.dequantize(symbols, c), c)
+
+    def estimate_bits(self, symbols: dict, width: int | None = None) -> float:
+        return self.codec(width).estimate_bits(symbols)
+
+    def prepare_analysis(self, shape: tuple[int, ...], width: int | None = None) -> None:
+        self.engine.prepare_analysis(shape, self.check_width(width))
+
+    def prepare_synthesis(self, width: int | None = None) -> None:
+        self.engine.prepare_synthesis(self.check_width(width))
+
+    # -- whole images ---------------------------------------------------------------------------
+    def compress(self, x: np.ndarray, width: int | None = None) -> Latents:
+        """Code one image ``[1, 3, H, W]`` in [0, 1], H and W multiples of ``pad_multiple``."""
+        c = self.check_width(width)
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 4 or x.shape[0] != 1 or x.shape[2] % self.pad_multiple or x.shape[3] % self.pad_multiple:
+            raise ValueError("compress expects one image padded to a multiple of pad_multiple")
+        self.codec(c).forget()
+        symbols = self.encode_symbols(x, c)
+        return Latents(self.encode_strings(symbols, c), tuple(symbols[self.shape_key].shape[2:]), c)
+
+    def decompress(self, strings: list[bytes], shape: tuple[int, int], width: int | None = None) -> np.ndarray:
+        """Reconstruction ``[1, 3, H, W]`` float32 clamped to [0, 1]."""
+        c = self.check_width(width)
+        self.codec(c).forget()
+        x = self.synthesize(self.decode_symbols(strings, shape, c), c)
+        return np.clip(x, 0.0, 1.0, out=x)
+
+    def decompress_rgb8(self, strings: list[bytes], shape: tuple[int, int], width: int | None = None) -> np.ndarray:
+        """Reconstruction as ``[H, W, 3]`` uint8 at the padded size (x 255, rounded half to even)."""
+        c = self.check_width(width)
+        self.codec(c).forget()
+        y_hat = self.dequantize(self.decode_symbols(strings, shape, c), c)
+        return self.engine.synthesize_rgb8(y_hat, c)

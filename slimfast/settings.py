@@ -1,0 +1,155 @@
+"""Every runtime setting of slimfast, in one frozen :class:`Settings`, and the environment variables.
+
+The top-level API (``slimfast.load``, ``slimfast.decompress``, ``slimfast.list_models``, the
+``slimfast`` command and the Pillow plugin) starts from :meth:`Settings.from_env`, the one
+place in the package that reads these variables; everything below it (the codec's models,
+:mod:`slimfast.runtime`, :mod:`slimfast.zoo`) receives the values as arguments. Keyword
+arguments (``slimfast.load(threads=2)``) and command-line flags (``--threads 2``, ``--int8``,
+``--bf16``) override the environment.
+
+=====================  ==========================  ==================  ==============================================
+Variable               Values                      Default             Meaning (the :class:`Settings` field)
+=====================  ==========================  ==================  ==============================================
+SLIMFAST_BACKEND       auto, ort, torch            auto                ``engine``; auto: ort where ``slimfast[fast]``
+                                                                       is installed and covers the model, else torch
+SLIMFAST_THREADS       integer >= 0                0: the engine's     ``threads`` of the networks (``--threads``)
+                                                   (a thread per core)
+SLIMFAST_ANALYSIS      fp32, bf16                  fp32                ``analysis``: the encoder's precision
+                                                                       (``compress --bf16``, on OpenVINO)
+SLIMFAST_SYNTHESIS     fp32, int8, bf16            fp32                ``synthesis``: the decoder's precision
+                                                                       (``decompress --int8``, ``--bf16``)
+SLIMFAST_MAX_PIXELS    integer >= 1                67108864 (64 Mi)    ``max_pixels`` one decode may produce
+SLIMFAST_MODEL_PATH    folders, ``os.pathsep``     none                ``model_path``: model folders searched after
+                       between them                                    the bundled one (:mod:`slimfast.zoo`)
+SLIMFAST_CACHE_DIR     a folder; "", off, 0, none  XDG_CACHE_HOME/     ``cache_dir`` of built ONNX graphs (``None``:
+                       turn the cache off          slimfast/graphs     no cache); without XDG_CACHE_HOME,
+                                                                       ``~/.cache/slimfast/graphs``
+SLIMFAST_ORT_TCONV     convtranspose, subpixel     the architecture's  ``ort_tconv``: the form of transposed
+                                                   faster form         convolutions in ONNX Runtime graphs
+SLIMFAST_ORT_OPT       disable, basic, extended,   all                 ``ort_optimization``: ONNX Runtime's graph
+                       all                                             optimization level
+SLIMFAST_ORT_SPIN      1: on                       off                 ``ort_spinning``: idle ORT workers spin
+SLIMFAST_ORT_ARENA     1: on                       off                 ``ort_arena``: ONNX Runtime's memory arena
+SLIMFAST_OV_PRECISION  bf16, f32                   bf16                ``ov_precision`` of the bf16 parts on
+                                                                       OpenVINO (f32: a diagnostic, bench times it)
+=====================  ==========================  ==================  ==============================================
+
+A bad value is a :class:`~slimfast.errors.SlimfastError` with a one-line message naming the
+variable, except where slimfast always took it silently: ``SLIMFAST_THREADS`` that is not an
+integer (or below 0) means 0, ``SLIMFAST_MAX_PIXELS`` that is not an integer means the default,
+and ``SLIMFAST_ORT_SPIN`` / ``SLIMFAST_ORT_ARENA`` other than ``1`` mean off.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import SlimfastError
+
+ENGINES = ("auto", "ort", "torch")
+ANALYSIS_PRECISIONS = ("fp32", "bf16")
+SYNTHESIS_PRECISIONS = ("fp32", "int8", "bf16")
+TCONV_FORMS = ("convtranspose", "subpixel")
+ORT_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
+OV_PRECISIONS = ("bf16", "f32")
+DEFAULT_MAX_PIXELS = 64 * 1024 * 1024
+CACHE_OFF = ("", "off", "0", "none")
+
+# field -> (variable, allowed values, how the error lists them: the messages slimfast always gave)
+_CHOICES = {
+    "engine": ("SLIMFAST_BACKEND", ENGINES, "'torch' or 'ort'"),
+    "analysis": ("SLIMFAST_ANALYSIS", ANALYSIS_PRECISIONS, "'fp32' or 'bf16'"),
+    "synthesis": ("SLIMFAST_SYNTHESIS", SYNTHESIS_PRECISIONS, "'fp32', 'int8' or 'bf16'"),
+    "ort_tconv": ("SLIMFAST_ORT_TCONV", (None, *TCONV_FORMS), "'convtranspose' or 'subpixel'"),
+    "ort_optimization": ("SLIMFAST_ORT_OPT", ORT_OPTIMIZATIONS, "one of " + ", ".join(ORT_OPTIMIZATIONS)),
+    "ov_precision": ("SLIMFAST_OV_PRECISION", OV_PRECISIONS, "one of " + ", ".join(OV_PRECISIONS)),
+}
+VARIABLES = {**{f: v[0] for f, v in _CHOICES.items()}, "threads": "SLIMFAST_THREADS",
+             "max_pixels": "SLIMFAST_MAX_PIXELS", "model_path": "SLIMFAST_MODEL_PATH",
+             "cache_dir": "SLIMFAST_CACHE_DIR", "ort_spinning": "SLIMFAST_ORT_SPIN", "ort_arena": "SLIMFAST_ORT_ARENA"}
+
+
+def default_cache_dir(xdg_cache_home: str | None = None) -> Path:
+    """``$XDG_CACHE_HOME/slimfast/graphs``, or ``~/.cache/slimfast/graphs`` without it."""
+    base = Path(xdg_cache_home) if xdg_cache_home else Path(os.path.expanduser("~")) / ".cache"
+    return base / "slimfast" / "graphs"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The runtime settings (see the module docstring's table); validated on construction."""
+
+    engine: str = "auto"
+    threads: int = 0
+    analysis: str = "fp32"
+    synthesis: str = "fp32"
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    model_path: tuple[Path, ...] = ()
+    cache_dir: Path | None = field(default_factory=default_cache_dir)
+    ort_tconv: str | None = None
+    ort_optimization: str = "all"
+    ort_spinning: bool = False
+    ort_arena: bool = False
+    ov_precision: str = "bf16"
+
+    def __post_init__(self) -> None:
+        # Folders arrive as strings or Paths, one or several: compare and hash them as Paths.
+        paths = (self.model_path,) if isinstance(self.model_path, (str, os.PathLike)) else self.model_path
+        if not isinstance(paths, Iterable) or not all(isinstance(p, (str, os.PathLike)) for p in paths):
+            raise SlimfastError(f"model_path must be folders (str or Path), not {self.model_path!r}")
+        object.__setattr__(self, "model_path", tuple(Path(p) for p in paths))
+        if not isinstance(self.cache_dir, (str, os.PathLike, type(None))):
+            raise SlimfastError(f"cache_dir must be a folder (str or Path) or None, not {self.cache_dir!r}")
+        if self.cache_dir is not None:
+            object.__setattr__(self, "cache_dir", Path(self.cache_dir))
+        _validate({f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, lambda name: name)
+
+    def replace(self, **changes) -> Settings:
+        """A copy with ``changes`` applied (validated like a new one)."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings the environment (``os.environ``, or ``environ``) gives; unset: the defaults."""
+        env = os.environ if environ is None else environ
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        values = {f: env.get(var, "").strip().lower() or defaults[f] for f, (var, _, _) in _CHOICES.items()}
+        values.update(threads=max(_int_or(env.get("SLIMFAST_THREADS"), 0), 0),
+                      max_pixels=_int_or(env.get("SLIMFAST_MAX_PIXELS"), DEFAULT_MAX_PIXELS),
+                      model_path=tuple(Path(p) for p in env.get("SLIMFAST_MODEL_PATH", "").split(os.pathsep) if p),
+                      cache_dir=_cache_dir(env),
+                      ort_spinning=env.get("SLIMFAST_ORT_SPIN", "0").strip() == "1",
+                      ort_arena=env.get("SLIMFAST_ORT_ARENA", "0").strip() == "1")
+        _validate(values, VARIABLES.__getitem__)  # first, so that the message names the variable
+        return cls(**values)
+
+
+def _int_or(text: str | None, default: int) -> int:
+    try:
+        return int(text) if text is not None else default
+    except ValueError:
+        return default
+
+
+def _cache_dir(env: Mapping[str, str]) -> Path | None:
+    value = env.get("SLIMFAST_CACHE_DIR")
+    if value is None:
+        return default_cache_dir(env.get("XDG_CACHE_HOME"))
+    return None if value.strip().lower() in CACHE_OFF else Path(value)
+
+
+def _validate(values: Mapping[str, object], label) -> None:
+    """Raise a one-line :class:`SlimfastError` for the first bad value; ``label(field)`` names it."""
+    for f, (_, allowed, phrase) in _CHOICES.items():
+        if values[f] not in allowed:
+            raise SlimfastError(f"{label(f)} must be {phrase}, not {values[f]!r}")
+    for f, low in (("threads", 0), ("max_pixels", 1)):
+        v = values[f]
+        if not isinstance(v, int) or isinstance(v, bool) or v < low:
+            raise SlimfastError(f"{label(f)} must be an integer >= {low}, not {v!r}")
+    for f in ("ort_spinning", "ort_arena"):
+        if not isinstance(values[f], bool):
+            raise SlimfastError(f"{label(f)} must be True or False, not {values[f]!r}")
