@@ -234,9 +234,8 @@ def worker(job: dict) -> dict:
     mp = h * w / 1e6
     from .codec import backend
     from .complexity import count
-    from .weights import load_model
 
-    cx = count(load_model(codec.info.path), width)  # after timing: the torch model stays out of the peak
+    cx = count(codec.info, width)
     return {"backend": backend(codec.settings), "synthesis": job.get("synthesis", "fp32"), "model": job["model"], "width": width, "height": h, "width_px": w, "mp": mp, "bytes": len(data),
             "bpp": metrics.bpp(len(data), h, w), "psnr": metrics.psnr(img, dec),
             "enc_ms": med_e, "dec_ms": med_d, "enc_runs_ms": te, "dec_runs_ms": td,
@@ -329,7 +328,7 @@ TRIED = [
 
 def bf16_available() -> bool:
     """Whether bf16 synthesis runs here: OpenVINO installed and native bf16 in the CPU."""
-    from .runtime import ov_backend
+    from .engines import openvino as ov_backend
 
     return not ov_backend.unavailable_reason()
 
@@ -380,7 +379,7 @@ def bench(args) -> dict:
     image = resolve_image(args.image)
     img = _load(image)
     from .evaluate import operating_points, select_models
-    from .report import environment
+    from .machine import environment
 
     infos = select_models(args.models)
     log = (lambda s: print(s, file=sys.stderr, flush=True)) if getattr(args, "progress", True) else (lambda s: None)

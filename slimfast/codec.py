@@ -72,7 +72,7 @@ def _check_bf16(info: zoo.ModelInfo, settings: Settings, backend_name: str, part
         raise SlimfastError(f"bf16 {part} runs on the ONNX Runtime backend's graphs only, and {info.name} "
                             "runs with torch here (SLIMFAST_BACKEND=torch, an architecture the runtime does "
                             "not cover, or onnxruntime missing)")
-    from .runtime import ov_backend
+    from .engines import openvino as ov_backend
 
     reason = ov_backend.unavailable_reason()
     if reason:

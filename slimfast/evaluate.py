@@ -515,7 +515,7 @@ def evaluate(args) -> dict:
                              r["image"]))
     mean_rows = means(rows)
     curves = build_curves(mean_rows, infos, chosen, args.anchors)
-    from .report import environment
+    from .machine import environment
 
     res = {
         "generated_by": "slimfast evaluate",

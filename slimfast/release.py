@@ -17,7 +17,7 @@ package version before the next release. ``--keep-previous`` keeps it installed 
 ``python -m slimfast.release --retire NAME@N`` retires a version kept that way; with
 ``--discontinue``, a model's current version (the model leaves the bundle; its family stays).
 ``python -m slimfast.release --calibrate-int8 NAME`` stores int8-synthesis activation ranges
-(from training images) and their measured Kodak cost in a card (:mod:`slimfast.runtime.quantize`).
+(from training images) and their measured Kodak cost in a card (:mod:`slimfast.engines.quantize`).
 ``python -m slimfast.release --set-default NAME [WIDTH]`` marks the one default model (and, for
 a slimmable one, the width used when none is asked for; the widest otherwise).
 """
@@ -216,9 +216,10 @@ def publish(weights: Path, name: str, family: str, version: str = "1", default: 
     staged.rename(dst)
     run = weights.parent
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
+    digest = file_digest(dst)
     card = {
         "name": name, "family": family, "architecture": model.architecture, "version": str(version),
-        "default": bool(default), "sha256": file_digest(dst), "config": model.config,
+        "default": bool(default), "sha256": digest, "config": model.config,
         "widths": list(model.widths) if model.widths else None,
         "params": int(sum(p.numel() for p in model.parameters())),
         "train_steps": int(summary.get("steps", 0)),
@@ -235,6 +236,7 @@ def publish(weights: Path, name: str, family: str, version: str = "1", default: 
         card["supersedes"] = {k: previous.get(k) for k in ("version", "sha256", "train_steps", "points")}
         card.update(inherited)
     card.update(extra or {})
+    card["sha256"] = digest  # never from extra: the pin is what loading checks the weights against
     _write_card(card_path, card)
     if kodak is not None and kodak.is_dir():
         info = zoo._info_from_card(card_path)
@@ -343,7 +345,7 @@ def calibrate_int8(name: str, out_dir: Path = zoo.BUNDLED_DIR, train: Path | Non
     from .metrics import psnr
     from .runtime.model import RuntimeModel
     from .settings import Settings
-    from .runtime.quantize import CALIBRATION, FLOAT_NODES_KEY, PERCENTILE, calibrate, last_conv
+    from .engines.quantize import CALIBRATION, FLOAT_NODES_KEY, PERCENTILE, calibrate, last_conv
 
     card_path = out_dir / f"{name}.json"
     if not card_path.exists():

@@ -11,58 +11,16 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime as _dt
 import json
 import os
-import platform
 import shutil
 import sys
-from importlib import metadata
 from pathlib import Path
+
+from .machine import environment
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMAND = "make results  (python -m slimfast.report)"
-PACKAGES = ["slimfast", "torch", "numpy", "Pillow", "scipy", "pytorch-msssim", "pillow-heif", "imagecodecs",
-            "matplotlib", "constriction", "safetensors"]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def cpu_flags() -> list[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = line.split(":", 1)[1].split()
-                wanted = ("avx512f", "avx512_bf16", "avx512_vnni", "avx2", "amx")
-                return sorted(f for f in flags if f.startswith(wanted))
-    except OSError:
-        pass
-    return []
-
-
-def environment(threads: int | None = None) -> dict:
-    """CPU, core count, Python and library versions (from package metadata: nothing heavy imported)."""
-    versions = {}
-    for p in PACKAGES:
-        try:
-            versions[p] = metadata.version(p)
-        except metadata.PackageNotFoundError:
-            versions[p] = None
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:
-        affinity = os.cpu_count()
-    return {"cpu": cpu_model(), "cpu_flags": cpu_flags(), "cpus_usable": affinity, "threads": threads,
-            "python": platform.python_version(), "platform": platform.platform(), "versions": versions,
-            "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 
 # -- training logs ------------------------------------------------------------------------------
@@ -263,7 +221,7 @@ def int8_codec_section(be: dict | None) -> list[str]:
 
 def bf16_unavailable() -> str:
     """Why bf16 cannot run here, or ``""``."""
-    from .runtime import ov_backend
+    from .engines import openvino as ov_backend
 
     reason = ov_backend.unavailable_reason()
     return f"bf16 {reason}" if reason else ""

@@ -203,12 +203,10 @@ class SlimIQR(nn.Module):
 
 
 class SlimMixin:
-    """Width bookkeeping for a slimmable :class:`~slimfast.models.base.CompressionModel`.
-
-    The model provides ``widths``, ``check_width`` (from CompressionModel) and a
-    ``forward(x, width)``. Top-level children named in ``encode_parts`` / ``decode_parts``
-    define what :meth:`macs_per_pixel` counts for ``part="encode"`` / ``"decode"``.
-    """
+    """Width bookkeeping for a slimmable :class:`~slimfast.models.base.CompressionModel`:
+    MACs and parameters per width, counted from the architecture's description
+    (:mod:`slimfast.archs.complexity`). ``encode_parts`` / ``decode_parts`` name the top-level
+    parts each side runs."""
 
     encode_parts: tuple[str, ...] = ("g_a",)
     decode_parts: tuple[str, ...] = ("g_s",)
@@ -216,26 +214,14 @@ class SlimMixin:
     def width_index(self, width: int | None) -> int:
         return self.widths.index(self.check_width(width))
 
-    @torch.no_grad()
-    def _measure(self, width: int | None) -> tuple[dict[str, float], dict[str, int], int]:
-        """Run one forward at ``width`` on a small input and count from the layers actually run.
-
-        Returns (MACs per input pixel by top-level part, parameters used by part, pixels).
-        MACs: a convolution costs ``out_pixels * c_in * c_out * kh * kw``, a transposed one
-        ``in_pixels * c_in * c_out * kh * kw``, a GDN ``pixels * c^2``. Entropy models cost 0.
-        """
-        from .complexity import measure
-
-        width = self.check_width(width)
-        return measure(self, lambda x: self(x, width=width), 2 * self.pad_multiple)
-
     def macs_breakdown(self, width: int | None = None) -> dict[str, float]:
         """MACs per pixel of each top-level part (``g_a``, ``h_a``, ``h_s_*``, ``iqr``, ``g_s``)."""
-        macs, _, n = self._measure(width)
-        return {k: v / n for k, v in macs.items()}
+        from .archs.complexity import count
+
+        return {k: v * 1000 for k, v in count(self.arch, width)["by_part"].items()}
 
     def macs_per_pixel(self, width: int | None = None, part: str = "total") -> float:
-        """Multiply-accumulates per image pixel at ``width``, counted from the layers run.
+        """Multiply-accumulates per image pixel at ``width``.
 
         ``part``: ``"total"`` (every transform once: the design's "encoder+decoder" figure),
         ``"encode"`` (``encode_parts``) or ``"decode"`` (``decode_parts``). Entropy coding and
@@ -254,7 +240,7 @@ class SlimMixin:
 
         ``entropy=False`` counts only the transforms (the design's "encoder+decoder" figure).
         """
-        _, by_part, _ = self._measure(width)
-        return int(sum(n for k, n in by_part.items() if entropy or k not in self.entropy_parts))
+        from .archs.complexity import count
 
-    entropy_parts: tuple[str, ...] = ("entropy", "z_entropy")
+        n = count(self.arch, width)["params"]
+        return n + (sum(p.numel() for p in self.entropy_model(width).parameters()) if entropy else 0)

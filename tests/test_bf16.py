@@ -1,4 +1,4 @@
-"""bf16 synthesis on OpenVINO (slimfast.runtime.ov_backend, `slimfast decompress --bf16`).
+"""bf16 synthesis on OpenVINO (slimfast.engines.openvino, `slimfast decompress --bf16`).
 
 The symbols are decoded before the synthesis, so a file's symbols never depend on its precision;
 the pixels of a bf16 decode differ from fp32's by bf16 rounding only: on the shipped default model
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from slimfast.errors import SlimfastError
-from slimfast.runtime import ov_backend
+from slimfast.engines import openvino as ov_backend
 
 from .conftest import SAMPLE
 from .test_cli import assert_clean_error, run_cli

@@ -157,7 +157,7 @@ def test_entropy_parameters_are_bit_identical(models, arch, width):
 
 
 def test_gdn_effective_params_are_bit_identical(models):
-    from slimfast.runtime import weights as rweights
+    from slimfast import weightfile as rweights
 
     tm, rm = models("fasinet-l", threads=1)
     for prefix, mod in (("g_a.1.", tm.g_a[1]), ("g_s.1.", tm.g_s[1])):
@@ -176,7 +176,7 @@ def test_gdn_effective_params_are_bit_identical(models):
 def test_subpixel_equals_transposed_convolution(k, s):
     import torch.nn.functional as F
 
-    from slimfast.runtime.onnxgraph import subpixel_weights
+    from slimfast.engines.onnxgraph import subpixel_weights
     from slimfast.slim import SlimConvTranspose2d
 
     torch.manual_seed(k * 10 + s)
@@ -265,7 +265,7 @@ def _agreement_db(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.mark.parametrize("arch,width", [("fasinet-l", None), ("fasinet-h", None), ("fasinet-h-k7", None),
                                         ("slim-fasinet-l", 96)])
 def test_int8_synthesis_keeps_symbols_and_stays_close(models, weights_files, arch, width):
-    from slimfast.runtime.quantize import calibrate
+    from slimfast.engines.quantize import calibrate
 
     _, rm = models(arch, threads=1)
     c = rm.check_width(width)
@@ -290,7 +290,7 @@ def test_int8_synthesis_keeps_symbols_and_stays_close(models, weights_files, arc
 
 
 def test_int8_ranges_must_match_the_graph(models):
-    from slimfast.runtime.quantize import calibrate, int8_decoder
+    from slimfast.engines.quantize import calibrate, int8_decoder
 
     _, rm = models("fasinet-l", threads=1)
     graph = rm.onnx_model("decoder", None, tconv="subpixel")
@@ -302,7 +302,7 @@ def test_int8_ranges_must_match_the_graph(models):
 
 def test_int8_ranges_can_keep_the_last_convolution_float(models):
     # release --calibrate-int8 --float-last: the pixel-making convolution stays float, nothing else moves
-    from slimfast.runtime.quantize import FLOAT_NODES_KEY, calibrate, int8_decoder, last_conv
+    from slimfast.engines.quantize import FLOAT_NODES_KEY, calibrate, int8_decoder, last_conv
 
     _, rm = models("fasinet-l", threads=1)
     graph = rm.onnx_model("decoder", None, tconv="subpixel")

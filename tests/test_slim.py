@@ -238,7 +238,7 @@ def test_hyper_integer_path_uses_the_leading_block(models):
     branch = m.h_s_scale
     a = intmath.to_fixed(np.random.default_rng(0).normal(size=(w, 2, 2)))
     from slimfast.coding.hyper import run_branch
-    from slimfast.runtime.specs import Specs
+    from slimfast.engines.specs import Specs
 
     state = {k: v.numpy() for k, v in m.state_dict().items()}
     got = run_branch(a, Specs("slimcae-hyper", m.config, state).hs_branches(w)[0])

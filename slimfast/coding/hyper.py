@@ -3,7 +3,7 @@
 The hyperprior latent codec (:class:`slimfast.coding.latent_codecs.HyperpriorCodec`) runs it
 for every engine: every step is a :mod:`slimfast.intmath` call or an IEEE float64 elementwise
 operation, hence bit-identical wherever it runs. The branches come from the architecture's
-description over the weights' ``int_*`` tensors (:meth:`slimfast.runtime.specs.Specs.hs_branches`).
+description over the weights' ``int_*`` tensors (:meth:`slimfast.engines.specs.Specs.hs_branches`).
 """
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ class Latents:
 
 
 class CodingPath:
-    """``engine`` runs the transforms of ``arch`` (a :class:`slimfast.runtime.specs.Specs`: the
+    """``engine`` runs the transforms of ``arch`` (a :class:`slimfast.engines.specs.Specs`: the
     architecture's description over its numpy weights), which also builds the latent codecs."""
 
     def __init__(self, engine, arch, architecture: str):

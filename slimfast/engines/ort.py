@@ -2,7 +2,7 @@
 Runtime (fp32, or int8 synthesis) or OpenVINO (bf16), without torch.
 
 The graphs are built from the architecture's description over the weights
-(:mod:`slimfast.runtime.specs`, :mod:`slimfast.runtime.onnxgraph`) and cached on disk. Like
+(:mod:`slimfast.engines.specs`, :mod:`slimfast.engines.onnxgraph`) and cached on disk. Like
 every engine it runs only the transforms (g_a, h_a, IQR + g_s); quantization and entropy
 coding are the latent codec's (:mod:`slimfast.coding`), so its files are every other engine's
 symbol for symbol and its reconstructions differ from torch's by float rounding only.
@@ -21,8 +21,8 @@ import numpy as np
 
 from .. import tiling
 from ..imageio import to_rgb8
-from ..runtime import onnxgraph
-from ..runtime.ov_backend import PRECISIONS as OV_PRECISIONS
+from . import onnxgraph
+from .openvino import PRECISIONS as OV_PRECISIONS
 
 _OPT_LEVELS = ("disable", "basic", "extended", "all")
 
@@ -61,15 +61,16 @@ def _graph_source_digest() -> str:
     never outlives a change to it."""
     pkg = Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
-    files = [*(pkg / "runtime" / n for n in ("onnxgraph.py", "specs.py", "quantize.py", "weights.py")),
-             Path(__file__), *sorted((pkg / "archs").glob("*.py")), pkg / "storage.py", pkg / "shapes.py"]
+    here = Path(__file__).resolve().parent
+    files = [*(here / n for n in ("ort.py", "onnxgraph.py", "specs.py", "quantize.py")), pkg / "weightfile.py",
+             *sorted((pkg / "archs").glob("*.py")), pkg / "storage.py", pkg / "shapes.py"]
     for f in files:
         h.update(f.read_bytes())
     return h.hexdigest()
 
 
 class OrtEngine:
-    """The float transforms of ``specs`` (:class:`slimfast.runtime.specs.Specs`) on ONNX Runtime.
+    """The float transforms of ``specs`` (:class:`slimfast.engines.specs.Specs`) on ONNX Runtime.
 
     ``threads``: ORT intra-op threads (0: ORT's default, one per physical core). ``tconv``:
     ``"convtranspose"`` or ``"subpixel"`` (stride-s transposed convolutions as Conv +
@@ -77,9 +78,9 @@ class OrtEngine:
     optimization level (``all`` adds the blocked NCHWc layout: 10-15% faster). ``spinning``: idle
     workers spin (off: spinning took the second thread's speed-up away on a 2-core machine).
     ``int8_ranges``: int8 synthesis with these stored activation ranges
-    (:mod:`slimfast.runtime.quantize`; a model card's ``int8_synthesis.ranges``).
+    (:mod:`slimfast.engines.quantize`; a model card's ``int8_synthesis.ranges``).
     ``bf16_synthesis`` / ``bf16_analysis``: those graphs in bfloat16 on OpenVINO
-    (:mod:`slimfast.runtime.ov_backend`), ``ov_precision`` ``"f32"`` to time the engine alone.
+    (:mod:`slimfast.engines.openvino`), ``ov_precision`` ``"f32"`` to time the engine alone.
     ``arena``: ORT's memory arena (off: it kept hundreds of MB after a large image at no
     measurable gain). ``cache_dir``: the graph cache (``None``: build every graph afresh).
     ``digest`` names the weights in the cache key.
@@ -273,7 +274,7 @@ class OrtEngine:
 
     def _openvino_session(self, part: str, c: int):
         """The float graph of ``part`` (the graph cache's, or a fresh build) compiled by OpenVINO."""
-        from ..runtime.ov_backend import OpenVINOSession
+        from .openvino import OpenVINOSession
 
         names = {"encoder": ["y", "z"] if self.hyper else ["y"], "analysis": ["y"], "hyper_analysis": ["z"],
                  "decoder": ["x_hat"], "decoder_phases": ["x_phases"]}[part]
@@ -294,7 +295,7 @@ class OrtEngine:
     def _graph(self, part: str, c: int):
         if part != "decoder" or not self.int8_ranges:
             return self.onnx_model(part, c)
-        from ..runtime.quantize import int8_decoder
+        from .quantize import int8_decoder
 
         ranges = self.int8_ranges.get(str(c))
         if ranges is None:

@@ -2,7 +2,7 @@
 
 :class:`CompressionModel` places one module per grammar record at the record's state-dict
 key (so the shipped weights' keys load as they are) and runs the description's layer lists
-at any width: the torch modules and the ONNX graphs (:mod:`slimfast.runtime.specs`) are two
+at any width: the torch modules and the ONNX graphs (:mod:`slimfast.engines.specs`) are two
 readings of the same lists. The modules themselves are the slimmable layers of
 :mod:`slimfast.slim`, which at full width are ordinary convolutions and GDNs.
 """
@@ -221,7 +221,7 @@ class CompressionModel(nn.Module):
         Call ``update()`` first; build a new one after changing the weights."""
         from ..coding.path import CodingPath
         from ..engines.torch import TorchEngine
-        from ..runtime.specs import Specs
+        from ..engines.specs import Specs
 
         state = {k: v.detach().cpu().numpy() for k, v in self.state_dict().items()}
         return CodingPath(TorchEngine(self, threads), Specs(self.architecture, self.config, state), self.architecture)

@@ -15,8 +15,8 @@ from pathlib import Path
 from .. import archs
 from ..coding.path import CodingPath, Latents
 from ..engines.ort import OrtEngine
-from . import weights
-from .specs import Specs
+from .. import weightfile as weights
+from ..engines.specs import Specs
 
 
 class RuntimeModel(CodingPath):

@@ -13,7 +13,7 @@ import numpy as np
 from .. import archs
 from ..archs import grammar as g
 from ..shapes import tconv_padding
-from . import weights
+from .. import weightfile as weights
 from ..coding.hyper import IntLayer
 from .onnxgraph import conv_spec
 

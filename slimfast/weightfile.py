@@ -29,7 +29,7 @@ def load_with_digest(path: str | Path) -> tuple[dict, dict[str, np.ndarray], str
 
     from safetensors.numpy import load as load_bytes
 
-    from ..storage import unpack_state
+    from .storage import unpack_state
 
     data = Path(path).read_bytes()
     try:

@@ -1,0 +1,23 @@
+"""The package's layering (pyproject.toml, [tool.importlinter]): checked on every run, so that a
+cycle, an upward import, the codec importing a tool or the torch-free core importing torch fails."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_import_contracts_hold():
+    exe = shutil.which("lint-imports")
+    if exe is None:
+        assert not os.environ.get("CI"), "CI installs '.[test]', which has import-linter"
+        pytest.skip("import-linter is not installed (pip install -e '.[test]')")
+    r = subprocess.run([exe, "--config", str(ROOT / "pyproject.toml")], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    assert "BROKEN" not in r.stdout and r.stdout.count("KEPT") >= 3
