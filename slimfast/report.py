@@ -251,96 +251,104 @@ def bf16_section(bf16: dict | None, be: dict | None) -> list[str]:
     return L + [""]
 
 
-# The issues' targets, checked against this run (issue 4: RD; issue 6: speed).
-RD_TARGETS = {"fasinet-l": -30.0, "fasinet-h": -40.0, "slimmable": -38.0}
+TARGETS_FILE = ROOT / "benchmarks" / "targets.json"
+_LABELS = {"default_family": "default family", "best_slimmable": "best slimmable model",
+           "highest_effort": "highest effort", "default_point": "default model", "every_point": "every shipped point",
+           "fastest_point_26db": "fastest point with >= 26 dB on Kodak", "decompress": "cold `slimfast decompress`"}
 
 
-def _family_kind(name: str) -> str | None:
+def load_targets(path: Path = TARGETS_FILE) -> list[dict]:
+    """The targets RESULTS.md checks: one data file (benchmarks/targets.json), no numbers in code."""
+    return json.loads(path.read_text())["targets"] if path.is_file() else []
+
+
+def _families() -> dict[str, str]:
+    """Family name -> architecture, and the default model's family under the key ``None``."""
     from . import zoo
 
-    arch = next((m.architecture for m in zoo.list_models(model_path=_model_path()) if m.family == name), None)
-    if arch in ("fasinet-l", "fasinet-h"):
-        return arch
-    return "slimmable" if arch and arch.startswith("slim") else None
+    models = zoo.list_models(model_path=_model_path())
+    out = {m.family: m.architecture for m in models}
+    out[None] = next((m.family for m in models if m.default), None)
+    return out
 
 
-def targets_section(ev: dict | None, be: dict | None) -> list[str]:
-    """Each target of the RD and speed issues next to what this run measured."""
-    L = ["| target | measured | met |", "|---|---|---|"]
-    best: dict[str, tuple[float, str]] = {}
-    for r in (ev or {}).get("bd", []):
-        if r["ref"] != "jpeg" or r["metric"] != "psnr" or r["test_kind"] != "learned" or r.get("bd_rate") is None:
-            continue
-        kind = _family_kind(r["test"])
-        if kind and (kind not in best or r["bd_rate"] < best[kind][0]):
-            best[kind] = (r["bd_rate"], r["test"])
-    label = {"fasinet-l": "FasiNet-L", "fasinet-h": "FasiNet-H", "slimmable": "best slimmable model"}
-    for kind, goal in RD_TARGETS.items():
-        got = best.get(kind)
-        L.append(f"| {label[kind]}: BD-rate vs JPEG (PSNR-RGB) <= {goal:.0f}% | "
-                 + (f"{got[0]:+.1f}% ({got[1]}) | {'yes' if got[0] <= goal else 'no'} |" if got else "not measured | - |"))
+def _bd(ev: dict | None, t: dict) -> tuple[float, str] | None:
+    fams = _families()
+    wanted = {"default_family": [fams[None]],
+              "best_slimmable": [f for f, a in fams.items() if f and a.startswith("slim")]}.get(t["subject"], [])
+    rows = [(r["bd_rate"], r["test"]) for r in (ev or {}).get("bd", []) if r["ref"] == t["ref"]
+            and r["metric"] == "psnr" and r["test"] in wanted and r.get("bd_rate") is not None]
+    return min(rows) if rows else None
+
+
+def _kodak_psnr(ev: dict | None) -> dict[tuple, float]:
+    return {(p["codec"], p.get("param")): p["psnr"] for c in (ev or {}).get("curves", [])
+            for p in c.get("points", []) if p.get("psnr") is not None}
+
+
+def _speed(ev: dict | None, be: dict | None, t: dict) -> tuple[float, str] | None:
     rows = [r for r in (be or {}).get("models", []) if not r.get("error") and r.get("synthesis", "fp32") == "fp32"]
-
-    def ratio(r, codec, part):
-        b = (r.get("baselines") or {}).get(codec)
-        return b["ratio"][part] if b else None
-
-    def name(r):
-        return r["model"] + (f" width {r['width']}" if r.get("width") else "")
-
-    widest = {}
+    ratio = {}
     for r in rows:
-        if r.get("width") and r["model"].startswith("slim-fasinet"):
-            if r["model"] not in widest or r["width"] > widest[r["model"]]["width"]:
-                widest[r["model"]] = r
-    checked = [r for r in rows if not r.get("width") and r["model"].startswith("fasinet")] + list(widest.values())
-    for r in checked:
-        t, d = ratio(r, "webp", "total"), ratio(r, "heic", "dec")
-        if t is not None:
-            L.append(f"| {name(r)}: encode+decode <= WebP's | {t:.2f}x WebP | {'yes' if t <= 1 else 'no'} |")
-        if d is not None:
-            L.append(f"| {name(r)}: decode <= HEIC's | {d:.2f}x HEIC | {'yes' if d <= 1 else 'no'} |")
-    fastest = min(rows, key=lambda r: r["dec_ms"], default=None)
-    if fastest is not None and ratio(fastest, "heic", "dec") is not None:
-        d = ratio(fastest, "heic", "dec")
-        L.append(f"| fastest operating point ({name(fastest)}): decode < 0.5x HEIC's | {d:.2f}x HEIC | "
-                 f"{'yes' if d < 0.5 else 'no'} |")
-    L += slim_targets(ev, rows)
-    if len(L) == 2:
-        return ["Not measured."]
-    return L + ["", "Float synthesis; the int8 and bf16 rows of the Speed section are opt-in and not counted here.", ""]
+        b = (r.get("baselines") or {}).get(t["ref"])
+        if b:
+            ratio[(r["model"], r.get("width"))] = b["ratio"][t["part"]]
+    psnr = _kodak_psnr(ev)
+    if t["subject"] == "default_point":
+        from . import zoo
+
+        default = zoo.get(None, model_path=_model_path())
+        keys = [k for k in ratio if k[0] == default.name and k[1] in (None, default.default_width)]
+    elif t["subject"] == "fastest_point_26db":
+        ok = [r for r in rows if psnr.get((r["model"], r.get("width")), 0) >= 26 and (r["model"], r.get("width")) in ratio]
+        keys = [(r["model"], r.get("width")) for r in sorted(ok, key=lambda r: r["dec_ms"])[:1]]
+    else:  # every_point: the worst
+        keys = sorted(ratio, key=lambda k: ratio[k])[-1:]
+    return (ratio[keys[0]], keys[0][0] + (f" width {keys[0][1]}" if keys[0][1] else "")) if keys else None
 
 
-def _strictly_rising(values: list[float]) -> bool:
-    return all(a < b for a, b in zip(values, values[1:]))
+def _cold(be: dict | None, t: dict) -> tuple[float, str] | None:
+    cold = (be or {}).get("cold_start") or {}
+    ref = cold.get(f"{t['ref']}_ms")
+    return (cold["decompress_ms"] / ref, cold.get("model", "")) if ref and cold.get("decompress_ms") else None
 
 
-def slim_targets(ev: dict | None, bench_rows: list[dict]) -> list[str]:
-    """The slimmable-models issue's check, per slimmable model: five distinct operating points on
-    Kodak whose bpp and PSNR rise strictly with width (evaluation), and encode and decode times
-    that fall as the width narrows (this run's bench, widths timed in turn)."""
-    L = []
-    for c in (ev or {}).get("curves", []):
-        pts = sorted((p for p in c.get("points", []) if p.get("param_name") == "width"), key=lambda p: p["param"])
-        if len(pts) < 2:
+def _measure(ev: dict | None, be: dict | None, t: dict) -> tuple[float, str] | None:
+    """(value, what it is of) for a target, or None where this run did not measure it."""
+    if t["measure"] == "bd_rate":
+        return _bd(ev, t)
+    if t["measure"] == "speed_ratio":
+        return _speed(ev, be, t)
+    if t["measure"] == "cold_start_ratio":
+        return _cold(be, t)
+    return None  # effort levels and held-out images: not built yet
+
+
+def _target_text(t: dict) -> str:
+    unit = "%" if t["measure"] in ("bd_rate", "effort_gain", "heldout_gap") else "x"
+    what = {"bd_rate": f"BD-rate vs {t['ref']}", "speed_ratio": f"{t.get('part', '')} time vs {t['ref']}",
+            "cold_start_ratio": f"wall time vs {t['ref']}", "effort_gain": "BD-rate vs the default effort",
+            "heldout_gap": f"held-out BD-rate vs {t['ref']} minus Kodak's"}[t["measure"]]
+    return f"{_LABELS.get(t['subject'], t['subject'])}: {what} <= {t['at_most']:g}{unit}"
+
+
+def targets_section(ev: dict | None, be: dict | None, targets: list[dict] | None = None) -> list[str]:
+    """Each target of benchmarks/targets.json next to what this run measured, and how far it is."""
+    targets = load_targets() if targets is None else targets
+    if not targets:
+        return ["No targets (benchmarks/targets.json)."]
+    L = ["| issue | target | required | measured | distance | met |", "|---|---|---|---|---|---|"]
+    for t in targets:
+        got = _measure(ev, be, t)
+        unit = "x" if t["measure"].endswith("ratio") else "%"
+        if got is None:
+            L.append(f"| {t['issue']} | {_target_text(t)} | {'yes' if t['required'] else 'aim'} | not measured | - | - |")
             continue
-        bpp, psnr = [p["bpp"] for p in pts], [p["psnr"] for p in pts]
-        ok = len(pts) >= 5 and _strictly_rising(bpp) and _strictly_rising(psnr)
-        L.append(f"| {c['name']}: {len(pts)} widths, Kodak bpp and PSNR rise strictly with width | "
-                 f"{' < '.join(f'{b:.3f}' for b in bpp)} bpp; {' < '.join(f'{v:.2f}' for v in psnr)} dB | "
-                 f"{'yes' if ok else 'no'} |")
-    by_model: dict[str, list[dict]] = {}
-    for r in bench_rows:
-        if r.get("width"):
-            by_model.setdefault(r["model"], []).append(r)
-    for model, rs in by_model.items():
-        rs = sorted(rs, key=lambda r: r["width"])
-        enc, dec = [r["enc_ms"] for r in rs], [r["dec_ms"] for r in rs]
-        ok = _strictly_rising(enc) and _strictly_rising(dec)
-        L.append(f"| {model}: encode and decode times fall as the width narrows | "
-                 f"widths {', '.join(str(r['width']) for r in rs)}: encode {' / '.join(f'{v:.1f}' for v in enc)} ms, "
-                 f"decode {' / '.join(f'{v:.1f}' for v in dec)} ms | {'yes' if ok else 'no'} |")
-    return L
+        value, of = got
+        L.append(f"| {t['issue']} | {_target_text(t)} | {'yes' if t['required'] else 'aim'} | {value:+.2f}{unit} "
+                 f"({of}) | {value - t['at_most']:+.2f}{unit} | {'yes' if value <= t['at_most'] else 'no'} |")
+    return L + ["", "Float synthesis; the int8 and bf16 rows of the Speed section are opt-in and not counted here. "
+                "Distance: measured minus the bound (<= 0 is met).", ""]
 
 
 def _ms(r: dict | None) -> str:

@@ -35,3 +35,44 @@ def test_bf16_section_renders_the_costs_and_the_bench_times(monkeypatch):
     assert "| m | 96 | 0.500 / 30.00 | -0.050 dB | 3 | +1.00% | -0.030 dB | 30.0 / 20.0 | 20.0 / 12.5 | 1.25 | 1.50 |" in md
     monkeypatch.setattr(report, "bf16_unavailable", lambda: "no OpenVINO")
     assert report.bf16_section(None, bench)[0] == "Not measured: no OpenVINO."
+
+
+def test_targets_come_from_the_data_file_and_show_their_distance(monkeypatch):
+    from slimfast import report
+
+    targets = report.load_targets()
+    assert targets and all({"issue", "required", "measure", "subject", "at_most"} <= set(t) for t in targets)
+    monkeypatch.setattr(report, "_families", lambda: {"fam-h": "fasinet-h", "fam-s": "slim-fasinet-h", None: "fam-h"})
+
+    class Default:
+        name, default_width = "fam-h-q4", None
+
+    monkeypatch.setattr("slimfast.zoo.get", lambda name, model_path=(): Default)
+    ev = {"bd": [{"ref": "jpeg", "metric": "psnr", "test": "fam-h", "test_kind": "learned", "bd_rate": -43.0},
+                 {"ref": "jpeg", "metric": "psnr", "test": "fam-s", "test_kind": "learned", "bd_rate": -40.0}],
+          "curves": [{"points": [{"codec": "fam-s", "param": 48, "psnr": 26.5}, {"codec": "fam-h-q4", "param": None,
+                                                                              "psnr": 32.7}]}]}
+    be = {"models": [{"model": "fam-h-q4", "width": None, "dec_ms": 40.0,
+                      "baselines": {"webp": {"ratio": {"total": 1.2, "dec": 9.0}}, "heic": {"ratio": {"dec": 2.5}}}},
+                     {"model": "fam-s", "width": 48, "dec_ms": 10.0, "baselines": {"heic": {"ratio": {"dec": 0.8}}}}],
+          "cold_start": {"model": "fam-h-q4", "decompress_ms": 300.0, "pillow_webp_ms": 100.0}}
+    pick = [{"issue": 24, "required": True, "measure": "bd_rate", "subject": "default_family", "ref": "jpeg", "at_most": -42.0},
+            {"issue": 24, "required": False, "measure": "bd_rate", "subject": "best_slimmable", "ref": "jpeg", "at_most": -42.0},
+            {"issue": 23, "required": True, "measure": "speed_ratio", "subject": "default_point", "ref": "webp",
+             "part": "total", "at_most": 1.5},
+            {"issue": 23, "required": False, "measure": "speed_ratio", "subject": "every_point", "ref": "heic",
+             "part": "dec", "at_most": 3.0},
+            {"issue": 23, "required": False, "measure": "speed_ratio", "subject": "fastest_point_26db", "ref": "heic",
+             "part": "dec", "at_most": 1.0},
+            {"issue": 23, "required": True, "measure": "cold_start_ratio", "subject": "decompress", "ref": "pillow_webp",
+             "at_most": 2.0},
+            {"issue": 24, "required": False, "measure": "effort_gain", "subject": "highest_effort", "ref": "x",
+             "at_most": -5.0}]
+    rows = report.targets_section(ev, be, pick)[2:9]
+    assert rows[0].endswith("| -43.00% (fam-h) | -1.00% | yes |")
+    assert rows[1].endswith("| -40.00% (fam-s) | +2.00% | no |")
+    assert rows[2].endswith("| +1.20x (fam-h-q4) | -0.30x | yes |")
+    assert rows[3].endswith("| +2.50x (fam-h-q4) | -0.50x | yes |")
+    assert rows[4].endswith("| +0.80x (fam-s width 48) | -0.20x | yes |")
+    assert rows[5].endswith("| +3.00x (fam-h-q4) | +1.00x | no |")
+    assert "not measured" in rows[6]

@@ -332,51 +332,6 @@ def test_release_card_extra_takes_inline_json_or_a_file_and_fails_in_one_line(tm
             release._card_extra(bad)
 
 
-def test_targets_section_checks_each_target_against_the_run():
-    from slimfast import report
-
-    bd = [{"test": "fasinet-l-mse", "test_kind": "learned", "ref": "jpeg", "metric": "psnr", "bd_rate": -31.0},
-          {"test": "fasinet-h-mse", "test_kind": "learned", "ref": "jpeg", "metric": "psnr", "bd_rate": -12.0},
-          {"test": "fasinet-h-mse", "test_kind": "learned", "ref": "webp", "metric": "psnr", "bd_rate": -99.0}]
-
-    def row(model, width, dec_ms, total, dec, synthesis="fp32"):
-        return {"model": model, "width": width, "dec_ms": dec_ms, "enc_ms": dec_ms / 2, "synthesis": synthesis,
-                "baselines": {"webp": {"ratio": {"total": total}}, "heic": {"ratio": {"dec": dec}}}}
-
-    be = {"models": [row("fasinet-l-mse-q4", None, 60, 0.9, 1.2), row("slim-fasinet-l-mse", 192, 60, 2.0, 3.0),
-                     row("slim-fasinet-l-mse", 48, 10, 0.5, 0.4), row("fasinet-l-mse-q4", None, 5, 0.1, 0.1, "int8")]}
-    text = "\n".join(report.targets_section({"bd": bd}, be))
-    assert "| FasiNet-L: BD-rate vs JPEG (PSNR-RGB) <= -30% | -31.0% (fasinet-l-mse) | yes |" in text
-    assert "| FasiNet-H: BD-rate vs JPEG (PSNR-RGB) <= -40% | -12.0% (fasinet-h-mse) | no |" in text
-    assert "fasinet-l-mse-q4: encode+decode <= WebP's | 0.90x WebP | yes" in text
-    assert "fasinet-l-mse-q4: decode <= HEIC's | 1.20x HEIC | no" in text
-    assert "slim-fasinet-l-mse width 192: decode <= HEIC's | 3.00x HEIC | no" in text
-    assert "width 48: encode+decode" not in text  # only the widest slim width is a target
-    # int8 rows are opt-in: the fastest float point counts
-    assert "fastest operating point (slim-fasinet-l-mse width 48): decode < 0.5x HEIC's | 0.40x HEIC | yes" in text
-
-
-def test_slim_targets_need_five_strictly_rising_widths_and_times_falling_with_width():
-    from slimfast import report
-
-    def curve(name, pts):
-        return {"name": name, "points": [{"param_name": "width", "param": w, "bpp": b, "psnr": q} for w, b, q in pts]}
-
-    good = [(48, 0.4, 27.0), (72, 0.5, 28.0), (96, 0.6, 29.0), (144, 0.9, 31.0), (192, 1.3, 33.0)]
-    flat = good[:3] + [(144, 0.9, 31.0), (192, 0.9, 33.0)]  # two widths at the same rate
-    ev = {"curves": [curve("a", good), curve("b", flat), curve("c", good[:4]),
-                     {"name": "jpeg", "points": [{"param_name": "quality", "param": 5, "bpp": 1, "psnr": 1}] * 5}]}
-    rows = [{"model": "a", "width": w, "enc_ms": e, "dec_ms": d}
-            for w, e, d in ((192, 50, 80), (48, 9, 14), (96, 20, 30))]
-    rows += [{"model": "b", "width": w, "enc_ms": e, "dec_ms": d} for w, e, d in ((48, 9, 14), (96, 8, 30))]
-    text = "\n".join(report.slim_targets(ev, rows))
-    assert "| a: 5 widths, Kodak bpp and PSNR rise strictly with width | 0.400 < 0.500 < 0.600 < 0.900 < 1.300 bpp" in text
-    assert text.count("rise strictly") == 3 and "jpeg" not in text
-    assert [l.endswith("| yes |") for l in text.splitlines()[:3]] == [True, False, False]
-    assert "| a: encode and decode times fall as the width narrows | widths 48, 96, 192: encode 9.0 / 20.0 / 50.0 ms" in text
-    assert text.splitlines()[3].endswith("| yes |") and text.splitlines()[4].endswith("| no |")  # b: 96 encodes faster than 48
-
-
 def test_a_discontinued_model_name_says_which_release_had_it():
     current = {m.name for m in zoo.list_models()}
     gone = [r for r in zoo.retired_versions() if r["name"] not in current]
