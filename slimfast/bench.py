@@ -96,6 +96,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tried-rounds", type=int, default=3,
                    help="rounds over the TRIED settings, each setting once per round in a fresh process, "
                         "median over rounds (default 3: process-to-process drift hits every setting alike)")
+    p.add_argument("--profile", default=None, metavar="TRACE.json",
+                   help="also write a Chrome trace of one encode and decode of every model point, stage by stage "
+                        "(open it in chrome://tracing, Perfetto or speedscope)")
     p.add_argument("--cold-repeats", type=int, default=3, help="fresh-process decompress runs (default 3; 0 to skip)")
     p.add_argument("--timeout", type=float, default=600, help="seconds allowed per model subprocess (default 600)")
     p.add_argument("--out", default="out/bench", help="output folder (default: out/bench)")
@@ -236,7 +239,11 @@ def worker(job: dict) -> dict:
     from .complexity import count
 
     cx = count(codec.info, width)
-    return {"backend": backend(codec.settings), "synthesis": job.get("synthesis", "fp32"), "model": job["model"], "width": width, "height": h, "width_px": w, "mp": mp, "bytes": len(data),
+    from .profiling import one_round, stage_times
+
+    stages = stage_times(codec, img, width, int(job["repeats"])) if not job.get("mp") else None
+    spans = one_round(codec, img, width) if job.get("profile") else None
+    return {"stages": stages, "trace_spans": spans, "backend": backend(codec.settings), "synthesis": job.get("synthesis", "fp32"), "model": job["model"], "width": width, "height": h, "width_px": w, "mp": mp, "bytes": len(data),
             "bpp": metrics.bpp(len(data), h, w), "psnr": metrics.psnr(img, dec),
             "enc_ms": med_e, "dec_ms": med_d, "enc_runs_ms": te, "dec_runs_ms": td,
             "enc_mps": mp / (med_e / 1e3), "dec_mps": mp / (med_d / 1e3),
@@ -409,7 +416,8 @@ def bench(args) -> dict:
                 log(f"bench: {info.name}" + (f" width {w}" if w is not None else "") + tag)
                 # timed in turn below: here one run suffices for memory, bpp and PSNR
                 job = {"model": info.name, "width": w, "image": str(image), "mp": None,
-                       "repeats": 1 if in_turn else args.repeats, "threads": args.threads, "synthesis": synthesis}
+                       "repeats": 1 if in_turn else args.repeats, "threads": args.threads, "synthesis": synthesis,
+                       "profile": bool(getattr(args, "profile", None))}
                 rows.append(run_worker(job, args.timeout))
             if in_turn:
                 # Times across widths come from one process that codes them in turn; the
@@ -682,6 +690,7 @@ def bench_md(res: dict) -> str:
         L.append(f"| {label} | {r['width'] if r['width'] is not None else '-'} | {cx} | {r['bpp']:.3f} | "
                  f"{r['psnr']:.2f} | {r['enc_ms']:.1f} | {r['dec_ms']:.1f} | {r['enc_mps']:.2f} | "
                  f"{r['dec_mps']:.2f} | {r['peak_rss_mb']:.0f} | {r['delta_rss_mb']:.0f} | " + " | ".join(cells) + " |")
+    L += stages_md(res)
     L += _tried_md(res)
     if res["sizes"]:
         L += ["", "## Size sweep (default operating point)", "",
@@ -720,6 +729,38 @@ def bench_md(res: dict) -> str:
     return "\n".join(L) + "\n"
 
 
+def write_trace(res: dict, path: Path) -> None:
+    """One Chrome trace of every model point's timed round (a process per point)."""
+    from .profiling import trace
+
+    events = []
+    for pid, r in enumerate((r for r in res["models"] if r.get("trace_spans")), start=1):
+        label = r["model"] + (f" width {r['width']}" if r.get("width") else "") + f" ({r.get('synthesis', 'fp32')})"
+        events += trace([tuple(s) for s in r["trace_spans"]], label, pid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"traceEvents": events, "displayTimeUnit": "ms"}))
+
+
+def stages_md(res: dict) -> list[str]:
+    """Where the time goes, per model point (median ms of each stage; see slimfast.profiling)."""
+    from .profiling import DECODE, ENCODE
+
+    rows = [r for r in res["models"] if r.get("stages") and r.get("synthesis", "fp32") == "fp32"]
+    if not rows:
+        return []
+    cols = [f"encode: {s}" for s in ENCODE] + ["encode: other"] + [f"decode: {s}" for s in DECODE] + ["decode: other"]
+    L = ["", "## Where the time goes", "",
+         "Median ms of each stage, one process per point (`slimfast.profiling`); other: what the API call costs "
+         "beyond its stages (image conversion, padding, container, PIL image). `--profile` writes the same as a trace.",
+         "", "| model | width | " + " | ".join(cols) + " | encode / decode total |", "|---" * (len(cols) + 3) + "|"]
+    for r in rows:
+        st = r["stages"]
+        L.append(f"| {r['model']} | {r['width'] if r['width'] is not None else '-'} | "
+                 + " | ".join(f"{st.get(c, 0.0):.1f}" for c in cols)
+                 + f" | {st['encode: total']:.1f} / {st['decode: total']:.1f} |")
+    return L
+
+
 def run(args) -> int:
     if args.worker:
         print(RESULT_MARK + json.dumps(worker(json.loads(args.worker))), flush=True)
@@ -733,6 +774,9 @@ def run(args) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if getattr(args, "profile", None):
+        write_trace(res, Path(args.profile))
+        print(f"wrote {args.profile}")
     write_json(res, out / "bench.json")
     (out / "bench.md").write_text(bench_md(res))
     if res["sizes"] and any(r.get("error") is None for r in res["sizes"]):
