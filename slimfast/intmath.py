@@ -91,6 +91,26 @@ def scale_index(scales: np.ndarray, scale_table: np.ndarray) -> np.ndarray:
     return np.minimum(idx, table.size - 1).astype(np.int16)
 
 
+def scale_index_lut(scale_table: np.ndarray) -> np.ndarray:
+    """:func:`scale_index` of every fixed-point integer ``0 .. len(lut) - 1``, as one int16 array.
+
+    A scale in fixed point is ``v / 2**ACT_FRAC`` for an integer ``v``; comparing it with a
+    table entry ``t`` equals comparing ``v`` with ``t * 2**ACT_FRAC`` (scaling by a power of two is
+    exact), so ``lut[clip(v, 0, len(lut) - 1)]`` is :func:`scale_index` exactly: below 0 every
+    scale gets index 0, and from ``ceil(max(table) * 2**ACT_FRAC) + 1`` on the last index.
+    One gather instead of a binary search per latent.
+    """
+    table = np.asarray(scale_table).astype(np.float64) * (1 << ACT_FRAC)
+    top = int(np.ceil(table[-1])) + 1
+    idx = np.searchsorted(table, np.arange(top + 1, dtype=np.float64), side="left")
+    return np.minimum(idx, table.size - 1).astype(np.int16)
+
+
+def scale_index_fixed(v: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """:func:`scale_index` of the fixed-point scales ``v`` (integers in float64), by :func:`scale_index_lut`."""
+    return lut[np.clip(v, 0, lut.size - 1).astype(np.intp)]
+
+
 def round_residual(y: np.ndarray, means: np.ndarray) -> np.ndarray:
     """Symbols ``round(y - means)`` (float64, half to even), clamped to int32; in place, so a
     24-MP image's latent costs one float64 copy rather than four."""

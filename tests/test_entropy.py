@@ -132,3 +132,17 @@ def test_conditional_tables_and_likelihoods(dist):
     index = rng.integers(0, 64, size=sym.shape)
     assert np.array_equal(coder.decode(coder.encode(sym, index, freqs, lengths, offsets), index, freqs, lengths,
                                        offsets), sym)
+
+
+def test_scale_index_by_table_lookup_equals_the_binary_search_everywhere():
+    """The fixed-point lookup (the hyperprior's fast path) picks exactly the table the float64
+    comparison picks, for every integer from below 0 to past the top, and at the clip limits."""
+    for table in (np.exp(np.linspace(np.log(0.11), np.log(256), 64)), np.array([0.11, 0.5, 1.0, 7.25])):
+        lut = intmath.scale_index_lut(table)
+        v = np.arange(-600, lut.size + 600, dtype=np.float64)
+        v = np.concatenate([v, [-(2.0 ** intmath.ACT_CLIP), 2.0 ** intmath.ACT_CLIP]])
+        ref = intmath.scale_index(intmath.from_fixed(v), table)
+        assert np.array_equal(intmath.scale_index_fixed(v, lut), ref)
+        edges = np.rint(table * (1 << intmath.ACT_FRAC))  # the integers next to each threshold
+        near = np.concatenate([edges - 1, edges, edges + 1])
+        assert np.array_equal(intmath.scale_index_fixed(near, lut), intmath.scale_index(intmath.from_fixed(near), table))

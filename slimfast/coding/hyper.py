@@ -52,6 +52,17 @@ def run_branch(a: np.ndarray, layers: list[IntLayer]) -> np.ndarray:
     return a
 
 
+_LUTS: dict[bytes, np.ndarray] = {}
+
+
+def _lut(scale_table: np.ndarray) -> np.ndarray:
+    """The scale-index table of :func:`slimfast.intmath.scale_index_lut`, built once per scale table."""
+    key = scale_table.astype(np.float64).tobytes()
+    if key not in _LUTS:
+        _LUTS[key] = intmath.scale_index_lut(scale_table)
+    return _LUTS[key]
+
+
 def entropy_parameters(z_symbols: np.ndarray, medians: np.ndarray, scale_branch: list[IntLayer],
                        mean_branch: list[IntLayer] | None, scale_table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Exact ``(means float64, scale indices int16)``, each ``[1, C, H, W]``, from z's symbols ``[1, c, h, w]``.
@@ -65,7 +76,7 @@ def entropy_parameters(z_symbols: np.ndarray, medians: np.ndarray, scale_branch:
     c = z_symbols.shape[1]
     med = np.asarray(medians).astype(np.float64)[:c].reshape(-1, 1, 1)
     a = intmath.to_fixed(z_symbols[0].astype(np.float64) + med)
-    index = intmath.scale_index(intmath.from_fixed(run_branch(a, scale_branch)), scale_table)[None]
+    index = intmath.scale_index_fixed(run_branch(a, scale_branch), _lut(np.asarray(scale_table)))[None]
     if mean_branch is None:
         means = np.zeros(index.shape, dtype=np.float64)
     else:
