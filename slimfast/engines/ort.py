@@ -32,16 +32,28 @@ GRAPH_CACHE_FILES = 64  # least recently used graphs beyond this are removed
 
 @lru_cache(maxsize=1)
 def _library_versions() -> tuple[str, ...]:
-    """onnx and onnxruntime versions: the int8 graph is their quantizer's output."""
+    """onnx and onnxruntime versions: the int8 graph is their quantizer's output. Read without
+    importlib.metadata (about 10 ms of a cold start) where the installation allows."""
+    import onnxruntime
+
+    return f"onnx {_dist_version('onnx')}", f"onnxruntime {onnxruntime.__version__}"
+
+
+def _dist_version(name: str) -> str:
+    """A distribution's version from its ``NAME-VERSION.dist-info`` folder beside the package."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        found = sorted(Path(folder).parent.glob(f"{name}-*.dist-info"))
+        if found:
+            return found[-1].name[len(name) + 1: -len(".dist-info")]
     from importlib.metadata import PackageNotFoundError, version
 
-    out = []
-    for dist in ("onnx", "onnxruntime"):
-        try:
-            out.append(f"{dist} {version(dist)}")
-        except PackageNotFoundError:
-            out.append(f"{dist} ?")
-    return tuple(out)
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "?"
 
 
 def _check_options(tconv: str | None, optimization: str, ov_precision: str, int8_and_bf16: bool) -> None:
