@@ -4,14 +4,15 @@ Conventions (the CompressAI ones, so our numbers compare with published curves):
 
 * Images are 8-bit RGB: numpy ``uint8`` arrays of shape ``(H, W, 3)``.
 * :func:`psnr` is PSNR-RGB: one MSE over all three channels of the 8-bit images, peak 255.
-* :func:`ms_ssim` is MS-SSIM from the maintained ``pytorch_msssim`` package on float tensors
-  in ``[0, 255]`` with ``data_range=255`` (default 5 scales, 11x11 Gaussian window). It needs
-  both sides of the image to be at least :data:`MS_SSIM_MIN_SIDE` pixels.
+* :func:`ms_ssim` is MS-SSIM (:func:`ms_ssim_tensor`, the one implementation, which training
+  differentiates as its loss) on float tensors in ``[0, 255]`` with ``data_range=255``: the
+  ``pytorch_msssim`` recipe (5 scales, 11-tap Gaussian window; the tests check it against that
+  package). It needs both sides of the image to be at least :data:`MS_SSIM_MIN_SIDE` pixels.
 * :func:`ms_ssim_db` is ``-10 log10(1 - ms_ssim)``.
 * :func:`bpp` is bits per pixel from a real byte count: ``bytes * 8 / (H * W)``.
 
 Identical images give ``inf`` for PSNR and MS-SSIM dB; writers of JSON turn those into null.
-``torch`` and ``pytorch_msssim`` are imported only when MS-SSIM is computed.
+``torch`` is imported only when MS-SSIM is computed.
 """
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ import math
 
 import numpy as np
 
-# pytorch_msssim (5 scales, win 11) asserts min side > (win_size - 1) * 2**4 = 160.
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+# 5 scales of an 11-tap window without padding: the coarsest scale (side (s + 1) // 2 four times
+# over) must still hold 11 pixels, i.e. s > (win_size - 1) * 2**4 = 160 (pytorch_msssim's rule).
 MS_SSIM_MIN_SIDE = 161
 
 
@@ -53,20 +56,78 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """MS-SSIM of two 8-bit RGB images (``pytorch_msssim``, ``data_range=255``)."""
+    """MS-SSIM of two 8-bit RGB images (:func:`ms_ssim_tensor` with ``data_range=255``)."""
     a, b = _check_pair(a, b)
     if min(a.shape[:2]) < MS_SSIM_MIN_SIDE:
         raise ValueError(f"MS-SSIM needs both image sides >= {MS_SSIM_MIN_SIDE} px, got {a.shape[1]}x{a.shape[0]}")
     try:
         import torch
-        from pytorch_msssim import ms_ssim as _ms_ssim
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("MS-SSIM needs the 'pytorch_msssim' and 'torch' packages "
-                          "(pip install 'slimfast[eval]')") from e
+        raise ImportError("MS-SSIM needs torch (pip install 'slimfast[eval]')") from e
     ta = torch.from_numpy(np.array(a, copy=True)).permute(2, 0, 1)[None].float()
     tb = torch.from_numpy(np.array(b, copy=True)).permute(2, 0, 1)[None].float()
     with torch.no_grad():
-        return float(_ms_ssim(ta, tb, data_range=255.0, size_average=True))
+        return float(ms_ssim_tensor(ta, tb, data_range=255.0))
+
+
+def _gaussian_window(size: int, sigma: float, like):
+    import torch
+
+    t = torch.arange(size, dtype=torch.float32, device=like.device) - (size - 1) / 2
+    g = torch.exp(-(t * t) / (2 * sigma * sigma))
+    return (g / g.sum()).to(like.dtype)
+
+
+def _blur(x, g):
+    """Separable Gaussian filter per channel, 'valid' borders (no padding)."""
+    import torch.nn.functional as F
+
+    c = x.shape[1]
+    x = F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(x, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def _ssim_terms(x, y, g, data_range: float):
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mu_x, mu_y = _blur(x, g), _blur(y, g)
+    sxx = _blur(x * x, g) - mu_x * mu_x
+    syy = _blur(y * y, g) - mu_y * mu_y
+    sxy = _blur(x * y, g) - mu_x * mu_y
+    cs = (2 * sxy + c2) / (sxx + syy + c2)
+    ssim = (2 * mu_x * mu_y + c1) / (mu_x * mu_x + mu_y * mu_y + c1) * cs
+    return ssim.mean(dim=(2, 3)), cs.mean(dim=(2, 3))
+
+
+def ms_ssim_tensor(x, y, data_range: float = 1.0, win_size: int = 11, sigma: float = 1.5,
+                   weights=MS_SSIM_WEIGHTS):
+    """Multi-scale SSIM (Wang, Simoncelli, Bovik 2003) of two ``[B, C, H, W]`` torch tensors,
+    mean over batch and channels; differentiable (training's MS-SSIM loss).
+
+    The standard recipe: an 11-tap Gaussian window (sigma 1.5) without padding, K1 = 0.01,
+    K2 = 0.03, five scales with 2x2 average pooling between them, contrast-structure terms
+    at the four finer scales and full SSIM at the coarsest, negative terms clipped to zero.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    min_side = (win_size - 1) * 2 ** (len(weights) - 1) + 1
+    if min(x.shape[-2:]) < min_side:
+        raise ValueError(f"MS-SSIM needs images of at least {min_side} pixels per side, got {tuple(x.shape[-2:])}")
+    x, y = x.float(), y.float()
+    g = _gaussian_window(win_size, sigma, x)
+    w = torch.tensor(weights, dtype=x.dtype, device=x.device)
+    terms = []
+    for level in range(len(weights)):
+        ssim, cs = _ssim_terms(x, y, g, data_range)
+        if level < len(weights) - 1:
+            terms.append(torch.relu(cs))
+            pad = [s % 2 for s in x.shape[2:]]
+            x = F.avg_pool2d(x, kernel_size=2, padding=pad)
+            y = F.avg_pool2d(y, kernel_size=2, padding=pad)
+    terms.append(torch.relu(ssim))
+    # A tiny floor keeps the gradient of t**w finite where a term is exactly zero.
+    stacked = torch.stack(terms, dim=0).clamp(min=1e-12)  # [scales, B, C]
+    return torch.prod(stacked ** w.view(-1, 1, 1), dim=0).mean()
 
 
 def ms_ssim_db(value: float) -> float:

@@ -181,8 +181,9 @@ def test_cli_flags_beat_the_environment_and_leave_it_alone(monkeypatch, tmp_path
 
 
 # The tools start worker processes configured through the environment; cli.py sets OpenBLAS's.
+# The tools configure the processes they start; training reads torchrun's and CUDA's variables.
 MAY_TOUCH_THE_ENVIRONMENT = {"settings.py", "bench.py", "evaluate.py", "report.py", "train.py", "schedule.py",
-                             "release.py"}
+                             "release.py", "training/dist.py", "training/loop.py"}
 
 
 def test_nothing_below_the_api_reads_the_environment():

@@ -1,9 +1,11 @@
-"""Training pipeline: exact resume, pickle-free checkpoints, DDP, MS-SSIM, the safetensors stand-in."""
+"""Training pipeline: exact resume (also of the old train.py's checkpoints), pickle-free checkpoints, DDP, MS-SSIM."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +15,16 @@ import pytest
 import torch
 from PIL import Image
 
+from slimfast import metrics
 from slimfast import train as T
+from slimfast.models import build
+from slimfast.training.checkpoint import tensor_bytes
+from slimfast.training.objective import entropy_models_in_fp32
+
+from . import golden_files
 
 ROOT = Path(__file__).resolve().parents[1]
+OLD_CHECKPOINT = ROOT / "tests" / "fixtures" / "old_checkpoint"
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +126,7 @@ def test_training_plot_written_when_matplotlib_is_there(straight_run):
 
 
 def test_load_checkpoint_restores_rng(straight_run):
-    model = T.build("fasinet-l")
+    model = build("fasinet-l")
     opt = torch.optim.Adam(model.main_parameters())
     aux = torch.optim.Adam(model.aux_parameters())
     meta = T.load_checkpoint(straight_run, model, opt, aux)
@@ -138,8 +147,20 @@ def test_ms_ssim_matches_pytorch_msssim():
     assert abs(float(T.ms_ssim(x, x)) - 1.0) < 1e-6
 
 
+def test_one_ms_ssim_for_training_and_evaluation():
+    """Evaluation's MS-SSIM of 8-bit images is training's function, and still pytorch_msssim's value."""
+    ref = pytest.importorskip("pytorch_msssim")
+    assert T.ms_ssim is metrics.ms_ssim_tensor
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 256, (170, 200, 3), dtype=np.uint8)
+    b = np.clip(a + rng.normal(0, 12, a.shape), 0, 255).astype(np.uint8)
+    ta, tb = (torch.from_numpy(v).permute(2, 0, 1)[None].float() for v in (a, b))
+    assert abs(metrics.ms_ssim(a, b) - float(ref.ms_ssim(ta, tb, data_range=255.0))) < 1e-5
+    assert float(T.ms_ssim(tb / 255, ta / 255)) == pytest.approx(metrics.ms_ssim(a, b), abs=1e-6)
+
+
 def test_ms_ssim_needs_large_patches(tiny_data, tmp_path):
-    with pytest.raises(ValueError, match="176"):
+    with pytest.raises(ValueError, match="161"):
         T.ms_ssim(torch.rand(1, 3, 128, 128), torch.rand(1, 3, 128, 128))
     with pytest.raises(SystemExit, match="patch-size"):
         T.main(common(tiny_data, tmp_path / "r", "--metric", "ms-ssim"))
@@ -153,35 +174,11 @@ def test_ms_ssim_loss_has_gradients():
 
 
 def test_bf16_keeps_entropy_models_in_float32():
-    model = T.build("fasinet-h").train()
-    T._entropy_models_in_fp32(model)
+    model = build("fasinet-h").train()
+    entropy_models_in_fp32(model)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(torch.rand(1, 3, 64, 64))
     assert all(v.dtype == torch.float32 for v in out["likelihoods"].values())
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.int32, torch.int64,
-                                   torch.uint8, torch.bool, torch.float64])
-def test_safetensors_standin_is_the_real_format(tmp_path, dtype):
-    st = pytest.importorskip("safetensors.torch")
-    from safetensors import safe_open
-
-    if getattr(sys.modules["safetensors"], "__slimfast_standin__", False):
-        pytest.skip("the real safetensors package is not installed")
-    g = torch.Generator().manual_seed(1)
-    tensors = {"a": (torch.rand(3, 5, generator=g) * 100).to(dtype), "scalar": torch.tensor(7).to(dtype),
-               "empty": torch.zeros(0, 4, dtype=dtype)}
-    T._st_save_file(tensors, tmp_path / "ours.safetensors", metadata={"k": "v"})
-    back = st.load_file(str(tmp_path / "ours.safetensors"))
-    with safe_open(str(tmp_path / "ours.safetensors"), framework="pt") as f:
-        assert f.metadata() == {"k": "v"}
-    st.save_file(tensors, str(tmp_path / "real.safetensors"), metadata={"k": "v"})
-    back2 = T._st_load_file(tmp_path / "real.safetensors")
-    with T._StFile(tmp_path / "real.safetensors") as f:
-        assert f.metadata() == {"k": "v"}
-    for k, v in tensors.items():
-        for b in (back[k], back2[k]):
-            assert b.dtype == v.dtype and b.shape == v.shape and torch.equal(b, v)
 
 
 @pytest.mark.slow
@@ -218,3 +215,38 @@ def test_snapshots_keep_weights_without_changing_the_run(straight_run, tiny_data
     assert steps == sorted(steps) and len(steps) >= 5 and steps[-1] == 6
     m = load_model(out / "snapshots" / rows[-1][2])
     assert m.entropy_bottlenecks()[0].updated
+
+
+def _old_checkpoint_args(run: Path) -> list[str]:
+    """The fixture's command (tests/fixtures/old_checkpoint/README.md) without its --stop-at 2."""
+    return ["--data", str(OLD_CHECKPOINT / "images"), "--out", str(run), "--arch", "fasinet-l", "--model-config",
+            '{"N": 4, "M": 8}', "--steps", "4", "--batch-size", "2", "--patch-size", "32", "--threads", "1",
+            "--log-every", "1", "--val-every", "2", "--val-fraction", "0.3", "--val-crop", "32",
+            "--lr-drop-at", "0.5", "--no-progress", "--no-plot"]
+
+
+def test_checkpoint_of_the_old_train_py_resumes_exactly(tmp_path, capsys):
+    """A checkpoint written at step 2 by train.py before it became slimfast.training continues
+    as that code continued it: every logged value, every checkpoint tensor, every RNG state."""
+    expected = json.loads((OLD_CHECKPOINT / "expected.json").read_text())
+    run = tmp_path / "run"
+    shutil.copytree(OLD_CHECKPOINT / "run", run)
+    assert T.main(_old_checkpoint_args(run)) == 0
+    assert f"resuming {run} at step 2" in capsys.readouterr().err  # not a fresh run that happens to agree
+    with open(run / "log.csv", newline="") as f:
+        rows = [{k: v for k, v in r.items() if k != "minutes"} for r in csv.DictReader(f)]
+    meta = json.loads((run / "checkpoint.json").read_text())
+    assert meta["step"] == expected["step"] == 4 and meta["format"] == T.CHECKPOINT_FORMAT
+    # How many numbers each generator drew does not depend on the machine's float kernels.
+    assert hashlib.sha256(json.dumps(meta["rng_ranks"]).encode()).hexdigest() == expected["rng_ranks_sha256"]
+    assert [(r["step"], r["kind"], r["lr"]) for r in rows] == [(r["step"], r["kind"], r["lr"]) for r in expected["log"]]
+    digest = {k: hashlib.sha256(tensor_bytes(v)).hexdigest()[:16] for k, v in sorted(checkpoint_tensors(run).items())}
+    assert digest.keys() == expected["checkpoint_sha256_16"].keys()
+    if golden_files.fingerprint() == expected["fingerprint"]:
+        assert rows == expected["log"]
+        assert digest == expected["checkpoint_sha256_16"]
+    else:  # other float kernels: the same trajectory to a few digits
+        for got, want in zip(rows, expected["log"]):
+            for k in ("loss", "bpp", "psnr"):
+                if want[k]:
+                    assert float(got[k]) == pytest.approx(float(want[k]), rel=1e-3), (got, want)
