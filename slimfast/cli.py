@@ -7,11 +7,14 @@ existing file is only replaced with ``--force``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
+import re
+import signal
 import sys
-import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -22,7 +25,7 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from . import __version__  # noqa: E402
-from .errors import SlimfastError
+from .errors import SlimfastError, printable
 
 EPILOG = """\
 examples:
@@ -43,52 +46,166 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+# -- writing outputs ---------------------------------------------------------------------------
+# Temporary files are named .NAME.slimfast-PID.tmp: a later run can tell which were left by a
+# process that no longer runs (kill -9, a power cut) and remove exactly those.
+_TEMP_NAME = re.compile(r"\..+\.slimfast-([1-9][0-9]*)\.tmp")
+_TEMPS: set[str] = set()  # temporary files being written now: removed on SIGTERM, SIGINT, SIGHUP
+_SWEPT: set[str] = set()  # folders already cleared of stale temporary files by this process
+
+
 def _write_atomic(path: Path, data: bytes, force: bool) -> None:
-    """Write via a temporary file in the target folder; never replace without ``force``."""
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise SlimfastError(f"output directory does not exist: {parent}")
-    if path.exists() and not force:
-        raise SlimfastError(f"{path} exists (use --force to overwrite)")
+    """Write via a temporary file in the target folder; never replace without ``force``. Any OS
+    error is a one-line :class:`SlimfastError` naming the file, and leaves an existing file as it was."""
+    _check_target(path, force)
+    parent = _folder_of(path)
+    _remove_stale_temps(parent)
+    tmp = str(parent / f".{path.name}.slimfast-{os.getpid()}.tmp")
+    _TEMPS.add(tmp)  # before it exists: a signal from here on finds it
+    try:
+        _write_file(tmp, data)
+        _move_into_place(tmp, path, force)
+    except OSError as exc:
+        raise SlimfastError(f"cannot write {path}: {_os_reason(exc)}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        _TEMPS.discard(tmp)
+
+
+def _folder_of(path: Path) -> Path:
+    return path.parent if str(path.parent) else Path(".")
+
+
+def _check_target(path: Path, force: bool) -> None:
+    """Checked before the work, not only when writing: a refused output costs no encoding."""
+    if not _folder_of(path).is_dir():
+        raise SlimfastError(f"output directory does not exist: {_folder_of(path)}")
     if path.is_dir():
         raise SlimfastError(f"{path} is a directory")
+    if path.exists() and not force:
+        raise SlimfastError(f"{path} exists (use --force to overwrite)")
+
+
+def _write_file(tmp: str, data: bytes) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)  # our own pid in its name: left by a dead process that had it before
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
-    except OSError as exc:
-        raise SlimfastError(f"cannot write to {parent}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if force:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)  # fails if path appeared meanwhile: no silent overwrite
-            except FileExistsError:
-                raise SlimfastError(f"{path} exists (use --force to overwrite)") from None
-            except OSError:
-                os.replace(tmp, path)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)  # a full disk may only say so here, and the rename must not publish a short file
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        os.close(fd)
 
 
-def _read_input(name: str) -> bytes:
-    if name == "-":
-        return sys.stdin.buffer.read()
-    p = Path(name)
-    if not p.exists():
-        raise SlimfastError(f"no such file: {name}")
-    if p.is_dir():
-        raise SlimfastError(f"is a directory: {name}")
+def _move_into_place(tmp: str, path: Path, force: bool) -> None:
+    if force:
+        os.replace(tmp, path)
+        return
     try:
-        return p.read_bytes()
-    except PermissionError:
-        raise SlimfastError(f"permission denied: {name}") from None
+        os.link(tmp, path)  # fails if path appeared meanwhile: no silent overwrite
+    except FileExistsError:
+        raise SlimfastError(f"{path} exists (use --force to overwrite)") from None
+    except OSError:  # no hard links here (FAT, some network file systems)
+        os.replace(tmp, path)
+
+
+def _remove_stale_temps(folder: Path) -> None:
+    """Remove the temporary files of slimfast processes that no longer run, once per folder and
+    process; only names :func:`_write_atomic` makes, and never another live process's."""
+    key = os.path.realpath(folder)
+    if key in _SWEPT or os.name == "nt":  # os.kill(pid, 0) would end the process on Windows
+        return
+    _SWEPT.add(key)
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for e in entries:
+        m = _TEMP_NAME.fullmatch(e.name)
+        if m and int(m.group(1)) != os.getpid() and not _running(int(m.group(1))):
+            with contextlib.suppress(OSError):
+                if e.is_file(follow_symlinks=False):
+                    os.unlink(e.path)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: sends nothing, only asks whether the process exists
+    except (ProcessLookupError, OverflowError):  # OverflowError: beyond any pid
+        return False
+    except OSError:  # EPERM: it runs, as another user
+        return True
+    return True
+
+
+def _write_stdout(data: bytes) -> None:
+    try:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
     except OSError as exc:
-        raise SlimfastError(f"cannot read {name}: {exc.strerror}") from None
+        _stdout_failed(exc)
+
+
+def _stdout_failed(exc: OSError):
+    _silence_stdout()
+    raise SlimfastError(f"cannot write to stdout: {_os_reason(exc)}") from None
+
+
+def _silence_stdout() -> None:
+    """After a failed write to stdout (a closed pipe, a full disk), send the rest to /dev/null:
+    Python flushes stdout again at exit and would print a second error there, with a traceback."""
+    with contextlib.suppress(OSError, ValueError):  # no file descriptor (captured): nothing to flush later
+        target = sys.stdout.fileno()
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, target)
+        os.close(fd)
+
+
+def _print(*args) -> None:
+    """print() to stdout, where a closed pipe or a full disk is a one-line error naming stdout."""
+    try:
+        print(*args)
+    except OSError as exc:
+        _stdout_failed(exc)
+
+
+def _write_output(name: str, data: bytes, force: bool) -> None:
+    if name == "-":
+        _write_stdout(data)
+    else:
+        _write_atomic(Path(name), data, force)
+
+
+def _os_reason(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def _read_sfi(name: str) -> bytes:
+    """An .sfi file's bytes, read no further than its header declares (a device or an endless
+    pipe costs a few bytes, not all memory: container.read_file)."""
+    from .container import read_file
+
+    _check_readable(name)
+    return read_file(sys.stdin.buffer if name == "-" else name, what="stdin" if name == "-" else name)
+
+
+def _read_image(name: str, max_pixels: int) -> bytes:
+    """An image file's bytes, at most what an image of ``max_pixels`` can take (imageio.read_bounded)."""
+    from .imageio import max_input_bytes, read_bounded
+
+    _check_readable(name)
+    return read_bounded(sys.stdin.buffer if name == "-" else name, max_input_bytes(max_pixels),
+                        what="stdin" if name == "-" else name)
+
+
+def _check_readable(name: str) -> None:
+    if name != "-" and not Path(name).exists():
+        raise SlimfastError(f"no such file: {name}")
+    if name != "-" and Path(name).is_dir():
+        raise SlimfastError(f"is a directory: {name}")
 
 
 def _same_file(a: str, b: Path) -> bool:
@@ -100,7 +217,8 @@ def _same_file(a: str, b: Path) -> bool:
 
 def _settings(args, bf16_parts: tuple[str, ...] = ()):
     """The environment's settings with this command's flags applied (a flag wins): ``--threads``,
-    ``--int8`` (int8 synthesis) and ``--bf16`` (bf16 for ``bf16_parts``: analysis, synthesis)."""
+    ``--int8`` (int8 synthesis), ``--bf16`` (bf16 for ``bf16_parts``: analysis, synthesis) and
+    ``--max-pixels``."""
     from .settings import Settings
 
     changes = {}
@@ -112,6 +230,10 @@ def _settings(args, bf16_parts: tuple[str, ...] = ()):
         changes["synthesis"] = "int8"
     if getattr(args, "bf16", False):
         changes.update(dict.fromkeys(bf16_parts, "bf16"))
+    if getattr(args, "max_pixels", None) is not None:
+        if args.max_pixels < 1:
+            raise SlimfastError("--max-pixels must be at least 1")
+        changes["max_pixels"] = args.max_pixels
     settings = Settings.from_env().replace(**changes)
     _set_torch_threads(settings)
     return settings
@@ -133,10 +255,24 @@ def _set_torch_threads(settings) -> None:
 # -- commands ----------------------------------------------------------------------------------
 def cmd_compress(args) -> int:
     from .codec import load
-    from .imageio import open_image
 
     settings = _settings(args, bf16_parts=("analysis",))
     inputs, out = args.inputs[:-1], args.inputs[-1]
+    many = _batch_output(inputs, out)
+    codec = load(args.model, settings=settings)
+    if args.width is not None and not codec.widths:
+        raise SlimfastError(f"--width applies to slimmable models only; {codec.name} is not slimmable "
+                            f"(use --quality, or pick a slimmable model from `slimfast models`)")
+    jobs = [(i, str(Path(out) / (Path(i).stem + ".sfi")) if many else out) for i in inputs]
+    with _pillow_pixel_limit(settings.max_pixels):
+        if not many:
+            _compress_one(codec, *jobs[0], args, settings.max_pixels, report=not args.quiet)
+            return 0
+        return _run_batch(jobs, lambda i, o: _compress_one(codec, i, o, args, settings.max_pixels), args.quiet)
+
+
+def _batch_output(inputs: list[str], out: str) -> bool:
+    """Whether the inputs go into a folder (several, or one into an existing folder), after checking that they can."""
     if not inputs:
         raise SlimfastError("give an input and an output (use - for stdin/stdout)")
     many = len(inputs) > 1 or (out != "-" and Path(out).is_dir())
@@ -147,50 +283,80 @@ def cmd_compress(args) -> int:
             raise SlimfastError(f"output folder does not exist: {out}")
         if "-" in inputs:
             raise SlimfastError("- (stdin) cannot be combined with other inputs")
-    codec = load(args.model, settings=settings)
-    if args.width is not None and not codec.widths:
-        raise SlimfastError(f"--width applies to slimmable models only; {codec.name} is not slimmable "
-                            f"(use --quality, or pick a slimmable model from `slimfast models`)")
-    jobs = [(i, Path(out) / (Path(i).stem + ".sfi") if many else out) for i in inputs]
-    for i, o in jobs:
-        if o != "-" and _same_file(i, Path(o)):
-            raise SlimfastError(f"refusing to overwrite the input {i}")
-        if o != "-" and Path(o).exists() and not args.force:
-            raise SlimfastError(f"{o} exists (use --force to overwrite)")
-    bar = None
-    if many:
-        from tqdm import tqdm
+    return many
 
-        bar = tqdm(total=len(jobs), unit="img", file=sys.stderr, disable=args.quiet)
+
+def _compress_one(codec, i: str, o: str, args, max_pixels: int, report: bool = False) -> None:
+    if o != "-":
+        if _same_file(i, Path(o)):
+            raise SlimfastError(f"refusing to overwrite the input {i}")
+        _check_target(Path(o), args.force)
+    img = _open_input(_read_image(i, max_pixels), i, max_pixels)
+    t0 = time.perf_counter()
+    data = codec.compress(img, quality=args.quality, width=args.width,
+                          max_bytes=args.max_bytes, target_bpp=args.target_bpp)
+    dt = time.perf_counter() - t0
+    _write_output(o, data, args.force)
+    if report and o != "-":
+        w, h = img.size
+        print(f"{i} -> {o}: {len(data)} bytes, {len(data) * 8 / (w * h):.4f} bpp, "
+              f"{w}x{h}, {dt * 1000:.0f} ms", file=sys.stderr)
+
+
+def _open_input(raw: bytes, name: str, max_pixels: int):
+    from .imageio import open_image
+
+    if not raw:
+        raise SlimfastError(f"empty input: {name}")
+    size = _image_size(raw)
+    if size and size[0] * size[1] > max_pixels:
+        raise SlimfastError(f"input image {size[0]}x{size[1]} is above the limit of {max_pixels} pixels, "
+                            "which decoding it would need too (--max-pixels N raises it)")
+    return open_image(io.BytesIO(raw), max_pixels)
+
+
+def _image_size(raw: bytes) -> tuple[int, int] | None:
+    """The size an image's header states, without decoding it (None: not an image Pillow reads)."""
+    from PIL import Image
+
+    saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # checked by the caller, from this size
+    try:
+        with Image.open(io.BytesIO(raw)) as im:
+            return im.size
+    except Exception:  # noqa: BLE001 - open_image says what is wrong, in one line
+        return None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+@contextlib.contextmanager
+def _pillow_pixel_limit(max_pixels: int):
+    """Pillow's own limit set to ours while the command runs: an input within --max-pixels must
+    not meet a DecompressionBombWarning (a second line on stderr) or error on the way."""
+    from PIL import Image
+
+    saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def _run_batch(jobs: list[tuple[str, str]], fn, quiet: bool) -> int:
+    """``fn(input, output)`` for each job; a failure is one line on stderr and the others go on.
+    Exit status 1 if any failed."""
+    from tqdm import tqdm
+
     failures = 0
-    for i, o in jobs:
-        try:
-            raw = _read_input(i)
-            img = open_image(io.BytesIO(raw)) if raw else None
-            if img is None:
-                raise SlimfastError(f"empty input: {i}")
-            t0 = time.perf_counter()
-            data = codec.compress(img, quality=args.quality, width=args.width,
-                                  max_bytes=args.max_bytes, target_bpp=args.target_bpp)
-            dt = time.perf_counter() - t0
-            if o == "-":
-                sys.stdout.buffer.write(data)
-                sys.stdout.buffer.flush()
-            else:
-                _write_atomic(Path(o), data, args.force)
-            w, h = img.size
-            if not args.quiet and o != "-" and not many:
-                print(f"{i} -> {o}: {len(data)} bytes, {len(data) * 8 / (w * h):.4f} bpp, "
-                      f"{w}x{h}, {dt * 1000:.0f} ms", file=sys.stderr)
-        except SlimfastError as exc:
-            if not many:
-                raise
-            failures += 1
-            print(f"slimfast: error: {i}: {exc}", file=sys.stderr)
-        if bar is not None:
+    with tqdm(total=len(jobs), unit="img", file=sys.stderr, disable=quiet) as bar:
+        for i, o in jobs:
+            try:
+                fn(i, o)
+            except (SlimfastError, OSError) as exc:  # OSError: whatever a file operation did not name
+                failures += 1
+                tqdm.write(_error_line(f"{i}: {exc if isinstance(exc, SlimfastError) else _os_text(exc)}"),
+                           file=sys.stderr)
             bar.update(1)
-    if bar is not None:
-        bar.close()
     return 1 if failures else 0
 
 
@@ -217,15 +383,19 @@ def cmd_decompress(args) -> int:
         raise SlimfastError(f"refusing to overwrite the input {args.input}")
     fmt = _output_format(args.output, args.format)
     if args.output != "-":
-        out = Path(args.output)
-        if not (out.parent if str(out.parent) else Path(".")).is_dir():
-            raise SlimfastError(f"output directory does not exist: {out.parent}")
-        if out.exists() and not args.force:
-            raise SlimfastError(f"{out} exists (use --force to overwrite)")
-    data = _read_input(args.input)
+        _check_target(Path(args.output), args.force)
+    data = _read_sfi(args.input)
     t0 = time.perf_counter()
     img = decompress(data, settings=settings)
     dt = time.perf_counter() - t0
+    _write_output(args.output, _encode(img, fmt), args.force)
+    if args.output != "-" and not args.quiet:
+        print(f"{args.input} -> {args.output}: {img.size[0]}x{img.size[1]} {img.mode}, {dt * 1000:.0f} ms",
+              file=sys.stderr)
+    return 0
+
+
+def _encode(img, fmt: str) -> bytes:
     if fmt in ("JPEG", "BMP", "PPM") and img.mode in ("RGBA", "LA"):
         raise SlimfastError(f"{fmt} cannot store the alpha channel of this {img.mode} image; use .png or .webp")
     buf = io.BytesIO()
@@ -238,33 +408,25 @@ def cmd_decompress(args) -> int:
         img.save(buf, format=fmt, **params)
     except (OSError, ValueError, KeyError) as exc:
         raise SlimfastError(f"cannot write {fmt}: {exc}") from None
-    if args.output == "-":
-        sys.stdout.buffer.write(buf.getvalue())
-        sys.stdout.buffer.flush()
-    else:
-        _write_atomic(Path(args.output), buf.getvalue(), args.force)
-        if not args.quiet:
-            print(f"{args.input} -> {args.output}: {img.size[0]}x{img.size[1]} {img.mode}, {dt * 1000:.0f} ms",
-                  file=sys.stderr)
-    return 0
+    return buf.getvalue()
 
 
 def cmd_info(args) -> int:
     from . import container
 
-    data = _read_input(args.file)
+    data = _read_sfi(args.file)
     hdr = container.unpack(data)
     d = {"file": args.file, "model": hdr.model, "version": hdr.weights_version,
          "weights_id": hdr.weights_id.hex(), "width": hdr.width, "size": list(hdr.image_size),
          "mode": hdr.mode, "bytes": hdr.total_bytes, "bpp": round(hdr.bpp, 6),
          "streams": [len(s) for s in hdr.streams], "alpha_bytes": len(hdr.alpha) if hdr.alpha else 0,
          "icc_bytes": len(hdr.icc) if hdr.icc else 0}
-    if args.json:
-        print(json.dumps(d, indent=2))
+    if args.json:  # json.dumps escapes control and non-ASCII characters: the header's text is safe there
+        _print(json.dumps(d, indent=2))
     else:
         for k in ("model", "version", "width", "size", "mode", "bytes", "bpp"):
             v = "x".join(map(str, d[k])) if k == "size" else d[k]
-            print(f"{k:8s} {v}")
+            _print(f"{k:8s} {printable(v)}")  # model and version are the file's text: never raw
     return 0
 
 
@@ -277,15 +439,15 @@ def cmd_models(args) -> int:
     if args.json:
         from .zoo import versions_of
 
-        print(json.dumps([{**m.public(), "installed_versions": versions_of(m.name, model_path=path)} for m in models],
-                         indent=2))
+        _print(json.dumps([{**m.public(), "installed_versions": versions_of(m.name, model_path=path)} for m in models],
+                          indent=2))
         return 0
     if not models:
-        print("no models installed")
+        _print("no models installed")
         return 1
     from .zoo import family_members
 
-    print(f"{'name':24s} {'v':>2s} {'family':18s} {'q':>2s} {'width':>5s} {'bpp':>7s} {'PSNR':>6s}  params  steps")
+    _print(f"{'name':24s} {'v':>2s} {'family':18s} {'q':>2s} {'width':>5s} {'bpp':>7s} {'PSNR':>6s}  params  steps")
     for m in models:
         q = [x.name for x in family_members(m, model_path=path)].index(m.name) + 1 if not m.widths else "-"
         for p in (m.points or [{}]):
@@ -295,12 +457,12 @@ def cmd_models(args) -> int:
             bpp = f"{p['bpp']:.3f}" if p.get("bpp") is not None else "-"
             psnr = f"{p['psnr']:.2f}" if p.get("psnr") is not None else "-"
             width = p.get("width") or "-"
-            print(f"{star}{m.name:23s} {m.version:>2s} {m.family:18s} {q!s:>2s} {width!s:>5s} {bpp:>7s} {psnr:>6s} "
-                  f"{m.params / 1e6:5.2f}M {m.train_steps:6d}")
-    print("\n* default model (at its default width). bpp/PSNR: mean over Kodak, measured from real files.\n"
-          "--quality Q picks the Q-th rate point of a family (1 = smallest file); --width a slimmable width.\n"
-          "v: the current weights version; older versions stay installed so their files decode "
-          "(--model NAME@N uses one).")
+            _print(f"{star}{m.name:23s} {m.version:>2s} {m.family:18s} {q!s:>2s} {width!s:>5s} {bpp:>7s} {psnr:>6s} "
+                   f"{m.params / 1e6:5.2f}M {m.train_steps:6d}")
+    _print("\n* default model (at its default width). bpp/PSNR: mean over Kodak, measured from real files.\n"
+           "--quality Q picks the Q-th rate point of a family (1 = smallest file); --width a slimmable width.\n"
+           "v: the current weights version; older versions stay installed so their files decode "
+           "(--model NAME@N uses one).")
     if args.details:
         from .errors import require_torch
 
@@ -319,7 +481,7 @@ def cmd_demo(args) -> int:
 
     settings = _settings(args, bf16_parts=("analysis", "synthesis"))  # the demo codes both ways
     path = args.image or str(Path(__file__).parent / "data" / "kodim23.png")
-    img = open_image(path)
+    img = open_image(path, settings.max_pixels)
     codec = load(args.model, settings=settings)
     codec.compress(img, quality=args.quality)  # warm-up: first call pays for lazy imports
     t0 = time.perf_counter()
@@ -338,7 +500,7 @@ def cmd_demo(args) -> int:
     if args.output:
         _write_atomic(Path(args.output), data, args.force)
         out = args.output
-    print(f"image    {path} ({w}x{h} {img.mode})")
+    _print(f"image    {path} ({w}x{h} {img.mode})")
     from .codec import backend
 
     from .zoo import get as model_info
@@ -348,12 +510,12 @@ def cmd_demo(args) -> int:
     where = f", width {point.width}" if point.width else ""
     synth = (", int8 synthesis" if getattr(args, "int8", False) else
              ", bf16 analysis and synthesis (OpenVINO)" if getattr(args, "bf16", False) else "")
-    print(f"model    {point.model}{where} (v{info.version}), {backend(settings, info.architecture)} backend{synth}")
-    print(f"size     {len(data)} bytes" + (f" -> {out}" if out else ""))
-    print(f"bpp      {len(data) * 8 / (w * h):.4f}")
-    print(f"PSNR     {psnr:.2f} dB")
-    print(f"encode   {encode_s * 1000:.0f} ms")
-    print(f"decode   {decode_s * 1000:.0f} ms")
+    _print(f"model    {point.model}{where} (v{info.version}), {backend(settings, info.architecture)} backend{synth}")
+    _print(f"size     {len(data)} bytes" + (f" -> {out}" if out else ""))
+    _print(f"bpp      {len(data) * 8 / (w * h):.4f}")
+    _print(f"PSNR     {psnr:.2f} dB")
+    _print(f"encode   {encode_s * 1000:.0f} ms")
+    _print(f"decode   {decode_s * 1000:.0f} ms")
     return 0
 
 
@@ -378,6 +540,12 @@ def build_parser() -> argparse.ArgumentParser:
     def common_threads(sp):
         sp.add_argument("--threads", type=int, default=None, metavar="N",
                         help="CPU threads for the networks (default: all cores)")
+
+    def max_pixels_option(sp, what: str, why: str):
+        from .settings import DEFAULT_MAX_PIXELS
+
+        sp.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                        help=f"largest {what}, in pixels (default: SLIMFAST_MAX_PIXELS, else {DEFAULT_MAX_PIXELS}); {why}")
 
     def int8_option(sp, bf16_both: bool = False):
         g = sp.add_mutually_exclusive_group()
@@ -412,6 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "BF16 or AMX): faster encoding, a slightly different file at the bpp/PSNR change RESULTS.md "
                         "measures ('bf16'); every decoder reads it")
     common_threads(c)
+    max_pixels_option(c, "input image", "a larger one is refused before it is read (its file would need a higher limit to decode)")
     c.set_defaults(func=cmd_compress)
 
     d = sub.add_parser("decompress", help=".sfi -> image", description=(
@@ -423,6 +592,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
     d.add_argument("--quiet", action="store_true")
     common_threads(d)
+    max_pixels_option(d, "image to decode", "a file above it is refused before decoding, "
+                                             "so that a hostile header cannot take all memory")
     int8_option(d)
     d.set_defaults(func=cmd_decompress)
 
@@ -488,23 +659,88 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    return _guard(lambda: args.func(args))
+    return _guard(lambda: args.func(args), signals=True)
 
 
-def _guard(fn) -> int:
+def _guard(fn, signals: bool = False) -> int:
+    """Run a command: every failure is one line on stderr and an exit status, never a traceback.
+    With ``signals``, SIGTERM, SIGINT and SIGHUP end it cleanly (see :func:`_signals_handled`)."""
     try:
-        return int(fn() or 0)
+        with _signals_handled() if signals else contextlib.nullcontext():
+            code = int(fn() or 0)
+            _flush_stdout()
+            return code
     except SlimfastError as exc:
-        print(f"slimfast: error: {exc}", file=sys.stderr)
+        print(_error_line(exc), file=sys.stderr)
         return 1
+    except _Signalled as exc:
+        print(f"slimfast: interrupted ({signal.Signals(exc.signum).name})", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("slimfast: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 1
     except MemoryError:
         print("slimfast: error: out of memory", file=sys.stderr)
         return 1
+    except OSError as exc:  # one that no file operation above named (most do)
+        print(_error_line(_os_text(exc)), file=sys.stderr)
+        return 1
+
+
+def _flush_stdout() -> None:
+    """What the command printed, written now: a closed pipe or a full disk is then this command's
+    one-line error, not a traceback at interpreter exit."""
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        _stdout_failed(exc)
+
+
+def _error_line(message) -> str:
+    # Messages quote headers, file names and model cards: control characters (ANSI escapes,
+    # newlines forging a second line) are escaped, so that the line is exactly one line.
+    return f"slimfast: error: {printable(message, limit=2000, ascii_only=False)}"
+
+
+def _os_text(exc: OSError) -> str:
+    if exc.filename is None and isinstance(exc, BrokenPipeError):  # the one pipe the commands write to
+        return f"cannot write to stdout: {_os_reason(exc)}"
+    return f"{exc.filename}: {_os_reason(exc)}" if exc.filename else _os_reason(exc)
+
+
+class _Signalled(BaseException):
+    """Raised by :func:`_on_signal`: a BaseException, so that no ``except Exception`` stops it."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_signal(signum, frame):
+    for tmp in list(_TEMPS):  # the writes' finally blocks remove them too; this does not depend on them
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    raise _Signalled(signum)
+
+
+@contextlib.contextmanager
+def _signals_handled():
+    """SIGTERM, SIGINT and SIGHUP remove the temporary files of writes in progress and end the
+    command with status 128 + the signal's number (kill -9 cannot be caught: the next write into
+    that folder removes what it left). A signal the caller ignores (nohup) stays ignored."""
+    sigs = [getattr(signal, n) for n in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, n)]
+    if threading.current_thread() is not threading.main_thread():  # handlers belong to the main thread
+        yield
+        return
+    saved = {s: signal.getsignal(s) for s in sigs}
+    for s in sigs:
+        if saved[s] is not signal.SIG_IGN:
+            signal.signal(s, _on_signal)
+    try:
+        yield
+    finally:
+        for s, h in saved.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
 
 
 if __name__ == "__main__":

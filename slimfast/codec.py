@@ -11,14 +11,16 @@ import hashlib
 import os
 import threading
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
 from . import container, zoo
-from .errors import SlimfastError
-from .imageio import CanonicalImage, canonicalize, to_pil
+from .coder import CorruptStream
+from .errors import CorruptFileError, SlimfastError
+from .imageio import CanonicalImage, canonicalize, check_size, to_pil
 from .settings import Settings
 
 _lock = threading.Lock()
@@ -29,14 +31,15 @@ PRECISIONS = {"fp32": ("fp32", "fp32"), "int8": ("fp32", "int8"), "bf16": ("bf16
 
 def resolve_settings(settings: Settings | None = None, *, threads: int | None = None, engine: str | None = None,
                      precision: str | None = None, analysis: str | None = None,
-                     synthesis: str | None = None) -> Settings:
+                     synthesis: str | None = None, max_pixels: int | None = None) -> Settings:
     """``settings`` (``None``: :meth:`Settings.from_env`) with the keyword arguments given applied.
 
     ``precision``: ``"fp32"``; ``"int8"``, int8 synthesis (the card's calibrated ranges, at the
     PSNR cost it records; analysis fp32); ``"bf16"``, analysis and synthesis in bfloat16 on
     OpenVINO. ``analysis`` / ``synthesis`` set one side and win over ``precision``. Decoded
     symbols never depend on the synthesis precision, only pixels do; a bf16 analysis writes a
-    slightly different file, which any decoder reads.
+    slightly different file, which any decoder reads. ``max_pixels``: the largest image (in
+    pixels) the encoder accepts and the decoder produces (:attr:`Settings.max_pixels`).
     """
     base = Settings.from_env() if settings is None else settings
     changes = {}
@@ -44,7 +47,8 @@ def resolve_settings(settings: Settings | None = None, *, threads: int | None = 
         if precision not in PRECISIONS:
             raise SlimfastError(f"precision must be 'fp32', 'int8' or 'bf16', not {precision!r}")
         changes["analysis"], changes["synthesis"] = PRECISIONS[precision]
-    given = {"threads": threads, "engine": engine, "analysis": analysis, "synthesis": synthesis}
+    given = {"threads": threads, "engine": engine, "analysis": analysis, "synthesis": synthesis,
+             "max_pixels": max_pixels}
     changes.update({k: v for k, v in given.items() if v is not None})
     return base.replace(**changes) if changes else base
 
@@ -106,7 +110,7 @@ def runtime_options(settings: Settings) -> dict:
 @lru_cache(maxsize=16)
 def _load_weights(path: str, sha256: str, backend: str = "torch", int8_ranges: str | None = None,
                   bf16: bool = False, bf16_analysis: bool = False, options: tuple = ()):
-    if sha256 and hashlib.sha256(open(path, "rb").read()).hexdigest() != sha256:
+    if hashlib.sha256(open(path, "rb").read()).hexdigest() != sha256:  # a card without one never loads (zoo)
         raise SlimfastError(f"weights file {path} does not match its model card (sha256); reinstall slimfast")
     if backend == "ort":
         import json
@@ -151,6 +155,14 @@ def to_input(rgb: np.ndarray) -> np.ndarray:
     x[0] = rgb.transpose(2, 0, 1)
     np.divide(x, np.float32(255), out=x)
     return x
+
+
+def _declared_size(image) -> tuple[int, int]:
+    """(width, height) of an input without touching its pixels: a PIL image's header size."""
+    if isinstance(image, np.ndarray) and image.ndim >= 2:
+        return image.shape[1], image.shape[0]
+    size = getattr(image, "size", None)
+    return size if isinstance(size, tuple) and len(size) == 2 else (1, 1)  # canonicalize names what it is
 
 
 @dataclass
@@ -212,7 +224,10 @@ class Codec:
         ``quality`` (1 = smallest file) picks a rate point of the model's family, or a width of
         a slimmable model; ``width`` picks a width directly. ``max_bytes`` / ``target_bpp``
         pick the best operating point whose file fits (the smallest one if none does).
+        Images above ``settings.max_pixels`` (what the decoder would refuse) are refused before
+        their pixels are read.
         """
+        check_size(_declared_size(image), self.settings.max_pixels)
         img = image if isinstance(image, CanonicalImage) else canonicalize(image)
         if max_bytes is not None or target_bpp is not None:
             return self._compress_to_fit(img, max_bytes, target_bpp)
@@ -224,8 +239,7 @@ class Codec:
                 else zoo.get(point.model, model_path=self.settings.model_path))
         model = _model_for(info, self.settings)
         w, h = img.size
-        if w > container.MAX_SIDE or h > container.MAX_SIDE or w * h > container.MAX_PIXELS:
-            raise SlimfastError(f"image {w}x{h} exceeds the format's limits ({container.MAX_SIDE} per side)")
+        check_size(img.size, self.settings.max_pixels)
         x = to_input(pad_image(img.rgb, model.pad_multiple))
         if getattr(model, "bf16_analysis", False):  # built here, so that its errors are one line
             try:
@@ -235,7 +249,7 @@ class Codec:
         lat = model.compress(x, width=point.width)
         alpha = zlib.compress(img.alpha.tobytes(), 9) if img.alpha is not None else None
         hdr = container.Header(model=info.name, weights_version=info.version,
-                               weights_id=bytes.fromhex(info.sha256[:16]) if info.sha256 else b"\0" * 8,
+                               weights_id=bytes.fromhex(info.sha256[:16]),
                                width=lat.width, image_size=(w, h), mode=img.mode,
                                streams=lat.strings, alpha=alpha, icc=img.icc)
         return container.pack(hdr)
@@ -259,26 +273,22 @@ class Codec:
 
 def decompress(data: bytes, candidates: list[zoo.ModelInfo] | None = None, *, settings: Settings | None = None,
                threads: int | None = None, engine: str | None = None, precision: str | None = None,
-               synthesis: str | None = None):
+               synthesis: str | None = None, max_pixels: int | None = None):
     """Decode ``.sfi`` bytes to a PIL image; the header names the model to use.
 
     ``candidates`` are models to try before the installed ones (used to measure a model that
     is not installed yet). ``settings`` (``None``: the environment's) and the keyword arguments
     say how it runs, as for :func:`load`.
     """
-    settings = resolve_settings(settings, threads=threads, engine=engine, precision=precision, synthesis=synthesis)
-    hdr = container.unpack(data)
-    if hdr.pixels > settings.max_pixels:
-        raise SlimfastError(f"image {hdr.image_size[0]}x{hdr.image_size[1]} is above this decoder's limit of "
-                            f"{settings.max_pixels} pixels (set SLIMFAST_MAX_PIXELS to raise it)")
+    settings = resolve_settings(settings, threads=threads, engine=engine, precision=precision, synthesis=synthesis,
+                                max_pixels=max_pixels)
+    hdr = _unpack_within(data, settings)
     model = _decoder_for(hdr, candidates, settings)
     w, h = hdr.image_size
     m = model.pad_multiple
     shape = (-(-h // m), -(-w // m))  # the deepest latent has stride pad_multiple
-    try:
+    with _corrupt_streams():
         rgb = model.decompress_rgb8(hdr.streams, shape, width=hdr.width)
-    except ValueError as exc:
-        raise SlimfastError(f"corrupt .sfi file: {exc}") from None
     if rgb.shape[:2] != (h, w):
         rgb = np.ascontiguousarray(rgb[:h, :w])
     return to_pil(rgb, hdr.mode, _alpha_plane(hdr), hdr.icc)
@@ -291,13 +301,28 @@ def decode_symbols(data: bytes, *, settings: Settings | None = None) -> dict[str
     contract, :mod:`slimfast.coding`); only the pixels made from them are float arithmetic.
     """
     settings = resolve_settings(settings)
-    hdr = container.unpack(data)
+    hdr = _unpack_within(data, settings)
     model = _decoder_for(hdr, None, settings)
     m, (w, h) = model.pad_multiple, hdr.image_size
-    try:
+    with _corrupt_streams():
         return model.decode_symbols(hdr.streams, (-(-h // m), -(-w // m)), width=hdr.width)
-    except ValueError as exc:
-        raise SlimfastError(f"corrupt .sfi file: {exc}") from None
+
+
+def _unpack_within(data: bytes, settings: Settings) -> container.Header:
+    hdr = container.unpack(data)
+    if hdr.pixels > settings.max_pixels:
+        raise SlimfastError(f"image {hdr.image_size[0]}x{hdr.image_size[1]} is above this decoder's limit of "
+                            f"{settings.max_pixels} pixels (max_pixels: SLIMFAST_MAX_PIXELS or --max-pixels raise it)")
+    return hdr
+
+
+@contextmanager
+def _corrupt_streams():
+    """Malformed streams, wherever found below (the coder, a latent codec), as one-line errors."""
+    try:
+        yield
+    except (ValueError, CorruptStream) as exc:
+        raise CorruptFileError(f"corrupt .sfi file: {str(exc).removeprefix('corrupt ')}") from None
 
 
 def _decoder_for(hdr: container.Header, candidates: list[zoo.ModelInfo] | None, settings: Settings):
@@ -309,7 +334,7 @@ def _decoder_for(hdr: container.Header, candidates: list[zoo.ModelInfo] | None, 
     try:
         model.check_width(hdr.width)
     except ValueError as exc:
-        raise SlimfastError(f"corrupt .sfi header: {exc}") from None
+        raise CorruptFileError(f"corrupt .sfi header: {exc}") from None
     if getattr(model, "synthesis_precision", "fp32") != "fp32":  # built here, so its errors are not "corrupt file"
         try:
             model.prepare_synthesis(hdr.width)
@@ -317,34 +342,41 @@ def _decoder_for(hdr: container.Header, candidates: list[zoo.ModelInfo] | None, 
             raise SlimfastError(f"{model.synthesis_precision} synthesis unavailable for {info.name} "
                                 f"v{info.version}: {exc}") from None
     if len(hdr.streams) != model.num_strings:
-        raise SlimfastError(f"corrupt .sfi file: {info.name} files have {model.num_strings} streams")
+        raise CorruptFileError(f"corrupt .sfi file: {info.name} files have {model.num_strings} streams")
     return model
 
 
 def _alpha_plane(hdr: container.Header) -> np.ndarray | None:
     w, h = hdr.image_size
+    has_alpha = hdr.mode in ("RGBA", "LA")
     if hdr.alpha is None:
-        if hdr.mode in ("RGBA", "LA"):
-            raise SlimfastError("corrupt .sfi file: alpha plane missing")
+        if has_alpha:
+            raise CorruptFileError("corrupt .sfi file: alpha plane missing")
         return None
+    if not has_alpha:
+        raise CorruptFileError(f"corrupt .sfi file: an alpha plane in a {hdr.mode} image")
+    inflate = zlib.decompressobj()
     try:
-        raw = zlib.decompressobj().decompress(hdr.alpha, w * h + 1)
+        raw = inflate.decompress(hdr.alpha, w * h + 1)  # one byte more than allowed: too long shows
     except zlib.error:
-        raise SlimfastError("corrupt .sfi file: bad alpha plane") from None
+        raise CorruptFileError("corrupt .sfi file: bad alpha plane") from None
     if len(raw) != w * h:
-        raise SlimfastError("corrupt .sfi file: alpha plane has the wrong size")
+        raise CorruptFileError("corrupt .sfi file: alpha plane has the wrong size")
+    # Exactly one zlib stream, complete, and nothing after it (the spec's "zlib-compressed plane").
+    if not inflate.eof or inflate.unused_data or inflate.unconsumed_tail:
+        raise CorruptFileError("corrupt .sfi file: alpha plane is not one complete zlib stream")
     return np.frombuffer(raw, dtype=np.uint8).reshape(h, w)
 
 
 def load(name: str | None = None, *, threads: int | None = None, engine: str | None = None,
          precision: str | None = None, analysis: str | None = None, synthesis: str | None = None,
-         settings: Settings | None = None) -> Codec:
+         settings: Settings | None = None, max_pixels: int | None = None) -> Codec:
     """A :class:`Codec` for a named model (``None``: the default model).
 
     ``settings`` (``None``: :meth:`Settings.from_env`, the ``SLIMFAST_*`` variables) says how it
     runs; ``threads`` (0: the engine's default), ``engine`` (``"auto"``, ``"ort"``, ``"torch"``),
-    ``precision`` and ``analysis`` / ``synthesis`` override it (see :func:`resolve_settings`).
+    ``precision``, ``analysis`` / ``synthesis`` and ``max_pixels`` override it (see :func:`resolve_settings`).
     """
     settings = resolve_settings(settings, threads=threads, engine=engine, precision=precision, analysis=analysis,
-                                synthesis=synthesis)
+                                synthesis=synthesis, max_pixels=max_pixels)
     return Codec(zoo.get(name, model_path=settings.model_path), settings)

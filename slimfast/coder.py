@@ -12,17 +12,28 @@ This is the only module that talks to ``constriction``; networks never do. The c
 * The probabilities passed to constriction are ``freq / 2**PRECISION``, which are exact in
   float64 and exactly representable at constriction's 24-bit precision: the code is a pure
   function of the integer tables, the same on every machine.
-* :func:`decode` raises :class:`~slimfast.errors.SlimfastError` on any malformed input; it
-  never reads past ``data`` and never allocates more than the caller-given symbol count.
+* :func:`decode` raises :class:`CorruptStream` (a :class:`~slimfast.errors.SlimfastError`) on
+  any malformed input; it never reads past ``data`` and never allocates more than the
+  caller-given symbol count. A range decoder given too few words does not fail by itself (it
+  reads zeros past the end), so :func:`decode` counts the information its symbols carry and
+  refuses a stream whose symbols need more bits than its words hold; callers bound the symbol
+  count by the stream's size before allocating anything (:func:`min_bits`, :func:`check_capacity`).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .errors import SlimfastError
+from .errors import CorruptFileError, SlimfastError
 
 PRECISION = 16
 TOTAL = 1 << PRECISION
+WORD_BITS = 32
+# Room left by check_capacity beyond a stream's bits; a valid stream never needs it.
+CAPACITY_SLACK_BITS = 64
+
+
+class CorruptStream(CorruptFileError):
+    """A malformed entropy-coded stream; the message starts with "corrupt stream: "."""
 
 
 def pmf_to_freqs(pmf: np.ndarray, tail_mass: float) -> np.ndarray:
@@ -66,7 +77,7 @@ def _varint_decode(buf: memoryview, pos: int, count: int) -> tuple[np.ndarray, i
         shift = 0
         while True:
             if pos >= n or shift > 35:
-                raise SlimfastError("corrupt stream: bad overflow value")
+                raise CorruptStream("corrupt stream: bad overflow value")
             b = buf[pos]
             pos += 1
             u |= (b & 0x7F) << shift
@@ -84,8 +95,44 @@ def _uvarint(v: int) -> bytes:
 def _read_uvarint(buf: memoryview, pos: int) -> tuple[int, int]:
     vals, pos = _varint_decode(buf, pos, 1)
     if vals[0] < 0:
-        raise SlimfastError("corrupt stream: negative length")
+        raise CorruptStream("corrupt stream: negative length")
     return int(vals[0]), pos
+
+
+def min_bits(freqs: np.ndarray) -> np.ndarray:
+    """Per table row, the fewest bits any of its symbols costs: ``-log2(max freq / TOTAL)``.
+
+    The range coder spends at least ``-log2(freq / TOTAL)`` bits on a symbol, so no stream holds
+    ``n`` symbols of a row in fewer than ``n * min_bits`` bits. An unused all-zero row counts as
+    16 bits; it is never referenced.
+    """
+    top = np.maximum(np.asarray(freqs).max(axis=1), 1).astype(np.float64)
+    return -np.log2(top / TOTAL)
+
+
+def check_capacity(data: bytes, least_bits: float) -> None:
+    """Refuse ``data`` if it is too short for symbols that cost at least ``least_bits`` in all.
+
+    Called before anything is allocated for the symbols, so that the work a stream causes is
+    bounded by its size, not by the image size its header declares.
+    """
+    if least_bits > 8 * len(data) + CAPACITY_SLACK_BITS:
+        raise CorruptStream(f"corrupt stream: {len(data)} bytes cannot hold the declared latent "
+                            f"(it needs at least {int(least_bits // 8)} bytes)")
+
+
+def _costs(freqs: np.ndarray) -> np.ndarray:
+    """The fewest bits the range coder can spend on each table entry (inf where a row is padded).
+
+    constriction quantizes ``freq / TOTAL`` to its 24-bit precision (``freq * 256``), adjusting
+    entries by a unit or two to keep every probability positive and the total exact; an entry
+    may so cost a little less than ``-log2(freq / TOTAL)``. The bound takes the cheapest it can be,
+    so that counting what a valid stream's symbols carry never exceeds what its words hold.
+    """
+    f = np.asarray(freqs).astype(np.float64)
+    cheapest = np.minimum(f * (1 << (24 - PRECISION)) + 2, 1 << 24) / (1 << 24)
+    with np.errstate(divide="ignore"):
+        return np.where(f > 0, -np.log2(cheapest), np.inf)
 
 
 def _compact_index(table_index) -> np.ndarray:
@@ -181,12 +228,20 @@ def decode(data: bytes, table_index: np.ndarray, freqs: np.ndarray, lengths: np.
     buf = memoryview(data)
     nwords, pos = _read_uvarint(buf, 0)
     if pos + 4 * nwords > len(buf):
-        raise SlimfastError("corrupt stream: truncated entropy-coded data")
+        raise CorruptStream("corrupt stream: truncated entropy-coded data")
     words = np.frombuffer(buf[pos: pos + 4 * nwords], dtype="<u4").astype(np.uint32)
     pos += 4 * nwords
     order, starts, ends = _groups(table_index)
     out = np.empty(table_index.size, dtype=np.int32)
     escapes = []
+    # A symbol shrinks the coder's 64-bit range by at least its (quantized) probability, a word
+    # refills 32 bits, and the encoder writes a word per refill plus its sealed state. So a valid
+    # stream's symbols, each priced at the least it can cost (_costs), carry at most 32 * nwords
+    # bits (the seal writes the state's last bits as whole words). More means that the decoder ran on past the words
+    # (constriction then reads zeros, it does not fail), inventing symbols from nothing;
+    # checked per block, so the waste stops early.
+    costs, spent = _costs(freqs), 0.0
+    budget = WORD_BITS * nwords + 1e-6 * WORD_BITS * nwords  # float sums
     try:
         dec = constriction.stream.queue.RangeDecoder(words)
         for first, last, runs in _blocks(starts, ends):
@@ -194,7 +249,12 @@ def decode(data: bytes, table_index: np.ndarray, freqs: np.ndarray, lengths: np.
             sym = np.empty(last - first, dtype=np.int32)
             for a, b in runs:
                 ti = int(table_index[order[a]])
-                sym[a - first: b - first] = dec.decode(_model(freqs[ti, : int(lengths[ti]) + 1]), b - a)
+                n_ti = int(lengths[ti]) + 1
+                run = dec.decode(_model(freqs[ti, :n_ti]), b - a)
+                spent += float(np.bincount(run, minlength=n_ti)[:n_ti] @ costs[ti, :n_ti])
+                sym[a - first: b - first] = run
+            if spent > budget:
+                raise CorruptStream("corrupt stream: the range decoder reads past the end of its data")
             if len(runs) == 1:
                 n, lo = int(lengths[ti]), np.int32(offsets[ti])
             else:
@@ -204,23 +264,25 @@ def decode(data: bytes, table_index: np.ndarray, freqs: np.ndarray, lengths: np.
             if esc.any():
                 escapes.append(idx[esc])
             out[idx] = sym + lo  # |offset| and n are table sizes: no overflow
+        if not dec.maybe_exhausted():  # a valid stream's decoder ends on its last word
+            raise CorruptStream("corrupt stream: words left after the last symbol")
     except SlimfastError:
         raise
     except Exception as exc:  # constriction reports malformed words as ValueError/AssertionError
-        raise SlimfastError(f"corrupt stream: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise CorruptStream(f"corrupt stream: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     nesc = sum(e.size for e in escapes)
     novf, pos = _read_uvarint(buf, pos)
     if novf != nesc:
-        raise SlimfastError("corrupt stream: overflow count mismatch")
+        raise CorruptStream("corrupt stream: overflow count mismatch")
     if novf > len(buf) - pos:
-        raise SlimfastError("corrupt stream: truncated overflow values")
+        raise CorruptStream("corrupt stream: truncated overflow values")
     vals, pos = _varint_decode(buf, pos, novf)
     if pos != len(buf):
-        raise SlimfastError("corrupt stream: trailing bytes")
+        raise CorruptStream("corrupt stream: trailing bytes")
     if nesc:
         vals = np.asarray(vals, dtype=np.int64)
         if vals.min() < -(2 ** 31) or vals.max() >= 2 ** 31:
-            raise SlimfastError("corrupt stream: value out of range")
+            raise CorruptStream("corrupt stream: value out of range")
         out[np.concatenate(escapes)] = vals
     return out.reshape(shape)
 

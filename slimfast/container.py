@@ -32,15 +32,19 @@ refuse the file), lowercase is ancillary (a reader that does not know it skips i
 are in :data:`CHUNK_TYPES`. :func:`pack` writes version 1 unless the header carries extra chunks.
 
 Parsing validates everything (lengths, counts, limits, CRC) before any decoding or large allocation.
+No file is larger than :data:`MAX_FILE_BYTES`, and :func:`read_file` reads one from a path or a
+file object without ever reading more than its header declares (nor more than that limit).
 """
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from .errors import SlimfastError
+from .errors import CorruptFileError, SlimfastError, UnreadableFileError
 
 MAGIC = b"\x89SFI"
 FORMAT_VERSION = 1  # the version pack() writes by default: files stay v1 until a chunk needs v2
@@ -51,6 +55,13 @@ MAX_PIXELS = 1 << 28
 MAX_STREAMS = 8
 MAX_ICC = 1 << 24
 MAX_CHUNKS = 64
+MAX_NAME = 64  # model name bytes
+MAX_VERSION = 16  # weights version bytes
+# A whole file. Legal lengths alone would allow 8 streams of 4 GiB; real files at the largest
+# legal image (2**28 pixels) stay far below this, and a reader must bound what it reads.
+MAX_FILE_BYTES = 1 << 30
+# The longest header (v1 with 8 streams, alpha and ICC); all that reading a header needs.
+MAX_HEADER_BYTES = 4 + 3 + (1 + MAX_NAME) + (1 + MAX_VERSION) + 8 + 2 + 8 + 1 + 4 * MAX_STREAMS + 4 + 4
 MODES = ("L", "RGB", "RGBA", "LA")
 _FLAG_ALPHA = 1
 _FLAG_ICC = 2
@@ -149,8 +160,8 @@ def _pack_fixed(h: Header, version: int, flags: int) -> bytearray:
         raise ValueError("weights_id must be 8 bytes")
     if h.icc is not None and len(h.icc) > MAX_ICC:
         raise SlimfastError("ICC profile too large")
-    name = _ascii(h.model, "model name", 64)
-    ver = _ascii(h.weights_version, "weights version", 16)
+    name = _ascii(h.model, "model name", MAX_NAME)
+    ver = _ascii(h.weights_version, "weights version", MAX_VERSION)
     out = bytearray(MAGIC)
     out += struct.pack("<BBB", version, flags, MODES.index(h.mode))
     out += struct.pack("<B", len(name)) + name + struct.pack("<B", len(ver)) + ver
@@ -212,6 +223,8 @@ def pack(h: Header, version: int | None = None) -> bytes:
     if version == 1 and h.chunks:
         raise ValueError("format version 1 cannot carry extra chunks; write version 2")
     out = _pack_v1(h) if version == 1 else _pack_v2(h)
+    if len(out) + 4 > MAX_FILE_BYTES:
+        raise SlimfastError(f"the .sfi file would be {len(out) + 4} bytes, over the format's limit of {MAX_FILE_BYTES}")
     out += struct.pack("<I", zlib.crc32(out) & 0xFFFFFFFF)
     return bytes(out)
 
@@ -223,7 +236,7 @@ class _Reader:
 
     def take(self, n: int) -> bytes:
         if n < 0 or self.pos + n > len(self.data):
-            raise SlimfastError("truncated .sfi file")
+            raise CorruptFileError("truncated .sfi file")
         b = self.data[self.pos: self.pos + n]
         self.pos += n
         return b
@@ -238,10 +251,10 @@ def is_sfi(prefix: bytes) -> bool:
 
 def _check_version(version: int) -> None:
     if version > LATEST_VERSION:
-        raise SlimfastError(f"this file needs a newer slimfast: .sfi format version {version} "
+        raise UnreadableFileError(f"this file needs a newer slimfast: .sfi format version {version} "
                             f"(this slimfast reads versions 1 to {LATEST_VERSION})")
     if version not in SUPPORTED_VERSIONS:
-        raise SlimfastError(f"unsupported .sfi format version {version} (this slimfast reads versions 1 to {LATEST_VERSION})")
+        raise UnreadableFileError(f"unsupported .sfi format version {version} (this slimfast reads versions 1 to {LATEST_VERSION})")
 
 
 def _read_fixed(r: _Reader) -> tuple[Header, int, int]:
@@ -249,49 +262,61 @@ def _read_fixed(r: _Reader) -> tuple[Header, int, int]:
     version, flags, mode = r.unpack("<BBB")
     _check_version(version)
     if version == 1 and flags & ~(_FLAG_ALPHA | _FLAG_ICC):
-        raise SlimfastError("corrupt .sfi header: unknown flags")
+        raise CorruptFileError("corrupt .sfi header: unknown flags")
     if version == 2 and flags:
-        raise SlimfastError("corrupt .sfi header: flags must be 0 in format version 2")
+        raise CorruptFileError("corrupt .sfi header: flags must be 0 in format version 2")
     if mode >= len(MODES):
-        raise SlimfastError("corrupt .sfi header: unknown image mode")
-    (n,) = r.unpack("<B")
-    try:
-        name = r.take(n).decode("ascii")
-        (n,) = r.unpack("<B")
-        ver = r.take(n).decode("ascii")
-    except UnicodeDecodeError:
-        raise SlimfastError("corrupt .sfi header: model name is not ASCII") from None
-    if not name or not ver:
-        raise SlimfastError("corrupt .sfi header: empty model name or version")
+        raise CorruptFileError("corrupt .sfi header: unknown image mode")
+    name = _read_name(r, "model name", MAX_NAME)
+    ver = _read_name(r, "weights version", MAX_VERSION)
     wid = r.take(8)
     width, w, h, count = r.unpack("<HIIB")
     if not (1 <= w <= MAX_SIDE and 1 <= h <= MAX_SIDE):
-        raise SlimfastError(f"image size {w}x{h} in header is beyond the format's limit of {MAX_SIDE} per side")
+        raise CorruptFileError(f"image size {w}x{h} in header is beyond the format's limit of {MAX_SIDE} per side")
     if w * h > MAX_PIXELS:
-        raise SlimfastError(f"image size {w}x{h} in header exceeds the format's limit of {MAX_PIXELS} pixels")
+        raise CorruptFileError(f"image size {w}x{h} in header exceeds the format's limit of {MAX_PIXELS} pixels")
     hdr = Header(name, ver, wid, width, (w, h), MODES[mode], total_bytes=len(r.data), format_version=version)
     return hdr, flags, count
+
+
+def _read_name(r: _Reader, what: str, limit: int) -> str:
+    """A length-prefixed ASCII field of 1..limit bytes (the length is checked before reading on)."""
+    (n,) = r.unpack("<B")
+    if not 1 <= n <= limit:
+        raise CorruptFileError(f"corrupt .sfi header: {what} of {n} bytes (the format allows 1 to {limit})")
+    try:
+        return r.take(n).decode("ascii")
+    except UnicodeDecodeError:
+        raise CorruptFileError(f"corrupt .sfi header: {what} is not ASCII") from None
 
 
 def _check_crc(data: bytes) -> None:
     (crc,) = struct.unpack("<I", data[-4:])
     if zlib.crc32(data[:-4]) & 0xFFFFFFFF != crc:
-        raise SlimfastError("corrupt .sfi file: CRC mismatch")
+        raise CorruptFileError("corrupt .sfi file: CRC mismatch")
 
 
-def _read_v1(r: _Reader, hdr: Header, flags: int, nstreams: int, header_only: bool) -> Header:
+def _v1_lengths(r: _Reader, flags: int, nstreams: int) -> tuple[list[int], int | None, int | None]:
+    """The v1 stream, alpha and ICC lengths, with the ICC limit (the only one a v1 length has)."""
     if not 1 <= nstreams <= MAX_STREAMS:
-        raise SlimfastError("corrupt .sfi header: bad stream count")
+        raise CorruptFileError("corrupt .sfi header: bad stream count")
     lengths = [r.unpack("<I")[0] for _ in range(nstreams)]
     alpha_len = r.unpack("<I")[0] if flags & _FLAG_ALPHA else None
     icc_len = r.unpack("<I")[0] if flags & _FLAG_ICC else None
+    if icc_len is not None and icc_len > MAX_ICC:
+        raise CorruptFileError(f"corrupt .sfi header: ICC profile of {icc_len} bytes is over the format's limit of {MAX_ICC}")
+    return lengths, alpha_len, icc_len
+
+
+def _read_v1(r: _Reader, hdr: Header, flags: int, nstreams: int, header_only: bool) -> Header:
+    lengths, alpha_len, icc_len = _v1_lengths(r, flags, nstreams)
     if header_only:
         return hdr
     payload = sum(lengths) + (alpha_len or 0) + (icc_len or 0)
     if r.pos + payload + 4 != len(r.data):
         if r.pos + payload + 4 > len(r.data):
-            raise SlimfastError("truncated .sfi file")
-        raise SlimfastError("corrupt .sfi file: trailing bytes after payload")
+            raise CorruptFileError("truncated .sfi file")
+        raise CorruptFileError("corrupt .sfi file: trailing bytes after payload")
     _check_crc(r.data)
     hdr.streams = [r.take(n) for n in lengths]
     hdr.alpha = r.take(alpha_len) if alpha_len is not None else None
@@ -305,33 +330,33 @@ def _walk_chunks(data: bytes, pos: int, n: int) -> list[tuple[str, int, int]]:
     spans = []
     for _ in range(n):
         if pos + 8 > end:
-            raise SlimfastError("truncated .sfi file (format version 2)")
+            raise CorruptFileError("truncated .sfi file (format version 2)")
         raw, (length,) = data[pos: pos + 4], struct.unpack_from("<I", data, pos + 4)
         if not raw.isalpha():  # bytes.isalpha() is true only for ASCII letters
-            raise SlimfastError(f"{_CORRUPT_V2}: chunk type {raw!r} is not 4 ASCII letters")
+            raise CorruptFileError(f"{_CORRUPT_V2}: chunk type {raw!r} is not 4 ASCII letters")
         pos += 8
         if pos + length > end:
-            raise SlimfastError("truncated .sfi file (format version 2)")
+            raise CorruptFileError("truncated .sfi file (format version 2)")
         spans.append((raw.decode("ascii"), pos, length))
         pos += length
     if pos != end:
-        raise SlimfastError(f"{_CORRUPT_V2}: trailing bytes after the last chunk")
+        raise CorruptFileError(f"{_CORRUPT_V2}: trailing bytes after the last chunk")
     return spans
 
 
 def _read_v2(r: _Reader, hdr: Header, nchunks: int, header_only: bool) -> Header:
     if not 1 <= nchunks <= MAX_CHUNKS:
-        raise SlimfastError("corrupt .sfi header (format version 2): bad chunk count")
+        raise CorruptFileError("corrupt .sfi header (format version 2): bad chunk count")
     if header_only:
         return hdr
     spans = _walk_chunks(r.data, r.pos, nchunks)
     _check_crc(r.data)
     unknown = next((t for t, _, _ in spans if is_critical(t) and t not in CHUNK_TYPES), None)
     if unknown:
-        raise SlimfastError(f"this file needs a newer slimfast: unknown critical chunk {unknown!r}")
+        raise UnreadableFileError(f"this file needs a newer slimfast: unknown critical chunk {unknown!r}")
     problem = _chunk_problem([(t, n) for t, _, n in spans])
     if problem:
-        raise SlimfastError(f"{_CORRUPT_V2}: {problem}")
+        raise CorruptFileError(f"{_CORRUPT_V2}: {problem}")
     for t, pos, n in spans:
         payload = r.data[pos: pos + n]
         if t == "STRM":
@@ -352,10 +377,114 @@ def unpack(data: bytes, header_only: bool = False) -> Header:
     """
     data = bytes(data)
     if len(data) < 4 or not is_sfi(data):
-        raise SlimfastError("not a slimfast (.sfi) file: wrong magic")
+        raise CorruptFileError("not a slimfast (.sfi) file: wrong magic")
+    if len(data) > MAX_FILE_BYTES:
+        raise CorruptFileError(f"corrupt .sfi file: {len(data)} bytes, over the format's limit of {MAX_FILE_BYTES}")
     r = _Reader(data)
     r.take(4)
     hdr, flags, count = _read_fixed(r)
     if hdr.format_version == 1:
         return _read_v1(r, hdr, flags, count, header_only)
     return _read_v2(r, hdr, count, header_only)
+
+
+# -- bounded reading -------------------------------------------------------------------------------
+READ_BLOCK = 1 << 20  # a lying length costs at most this much memory beyond the bytes really there
+
+
+@contextmanager
+def open_binary(src):
+    """``src`` as a readable binary file: a path (opened and closed here) or a file object (used
+    as is); a path that cannot be read is a one-line :class:`SlimfastError`."""
+    if not isinstance(src, (str, os.PathLike)):
+        yield src
+        return
+    try:
+        f = open(src, "rb")
+    except FileNotFoundError:
+        raise SlimfastError(f"no such file: {src}") from None
+    except IsADirectoryError:
+        raise SlimfastError(f"is a directory: {src}") from None
+    except PermissionError:
+        raise SlimfastError(f"permission denied: {src}") from None
+    except OSError as exc:
+        raise SlimfastError(f"cannot read {src}: {exc.strerror or exc}") from None
+    with f:
+        yield f
+
+
+def read_block(f, n: int, what: str) -> bytes:
+    """Up to ``n`` bytes of ``f``, fewer only at its end (pipes and raw files may return short
+    reads); a failing read is a one-line error."""
+    parts = []
+    try:
+        while n > 0:
+            block = f.read(n)
+            if not block:
+                break
+            parts.append(block)
+            n -= len(block)
+    except OSError as exc:
+        raise SlimfastError(f"cannot read {what}: {exc.strerror or exc}") from None
+    return b"".join(parts)
+
+
+class _FileReader(_Reader):
+    """The parser's reader over a file: reads only what the parser asks for, in order, so that a
+    lying length costs at most the bytes really there (plus one block), never the length."""
+
+    def __init__(self, f, what: str = ".sfi file"):
+        super().__init__(bytearray())
+        self.f, self.what = f, what
+
+    def take(self, n: int) -> bytes:
+        self.skip(n)
+        return bytes(self.data[self.pos - n: self.pos])
+
+    def skip(self, n: int) -> None:
+        if n < 0 or self.pos + n > MAX_FILE_BYTES:
+            raise CorruptFileError(f"corrupt .sfi file: its header declares more than the format's limit of "
+                                f"{MAX_FILE_BYTES} bytes")
+        while len(self.data) < self.pos + n:
+            block = read_block(self.f, min(self.pos + n - len(self.data), READ_BLOCK), self.what)
+            if not block:
+                raise CorruptFileError("truncated .sfi file")
+            self.data += block
+        self.pos += n
+
+
+def read_file(src, header_only: bool = False, what: str = ".sfi file") -> bytes:
+    """One ``.sfi`` file's bytes from a path or binary file object (stdin included), for
+    :func:`unpack`. It reads the fixed header, then only the lengths the header declares (never
+    past :data:`MAX_FILE_BYTES`); anything that is not .sfi stops after 4 bytes. With
+    ``header_only``, it stops after the header (at most :data:`MAX_HEADER_BYTES`). Bytes after the file are
+    an error, found by reading one more byte. ``what`` names the source in read errors."""
+    with open_binary(src) as f:
+        r = _FileReader(f, what)
+        if not is_sfi(read_block(f, 4, what)):
+            raise CorruptFileError("not a slimfast (.sfi) file: wrong magic")
+        r.data += MAGIC
+        r.pos = 4
+        hdr, flags, count = _read_fixed(r)
+        if hdr.format_version == 1:
+            streams, alpha, icc = _v1_lengths(r, flags, count)
+            if not header_only:
+                r.skip(sum(streams) + (alpha or 0) + (icc or 0) + 4)
+        elif not header_only:
+            _skip_chunks(r, count)
+        if not header_only and read_block(f, 1, what):
+            raise CorruptFileError("corrupt .sfi file: trailing bytes after the file's declared end")
+        return bytes(r.data)
+
+
+def _skip_chunks(r: _FileReader, n: int) -> None:
+    """Read ``n`` v2 chunks and the CRC through ``r``; :func:`unpack` validates them afterwards."""
+    if not 1 <= n <= MAX_CHUNKS:
+        raise CorruptFileError("corrupt .sfi header (format version 2): bad chunk count")
+    for _ in range(n):
+        kind = r.take(4)
+        if not (kind.isascii() and kind.isalpha()):  # stop at the first impossible chunk, before its length
+            raise CorruptFileError(f"{_CORRUPT_V2}: chunk type {kind!r} is not 4 ASCII letters")
+        (length,) = r.unpack("<I")
+        r.skip(length)
+    r.skip(4)

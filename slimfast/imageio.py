@@ -8,6 +8,11 @@
   convention for those modes). The codec is 8-bit; nothing else is stored.
 * Greyscale is coded as three equal channels and returned as ``L`` (mean of the decoded
   channels); alpha is stored losslessly beside the learned stream.
+* Limits: an image is refused above ``max_pixels`` (``Settings.max_pixels``, the decoder's
+  limit, default 64 Mi pixels) or the format's limits (65535 per side), from its header's size,
+  before its pixels are read (:func:`check_size`). An image file is read into memory up to
+  :func:`max_input_bytes` (8 bytes per allowed pixel plus 64 MiB: 576 MiB by default), never
+  further (:func:`read_bounded`).
 """
 from __future__ import annotations
 
@@ -15,7 +20,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import container
 from .errors import SlimfastError
+from .settings import DEFAULT_MAX_PIXELS
+
+# Room in an image file beyond its raw pixels: metadata (an ICC profile alone may be 16 MiB).
+INPUT_SLACK_BYTES = 64 << 20
 
 
 @dataclass
@@ -28,6 +38,37 @@ class CanonicalImage:
     @property
     def size(self) -> tuple[int, int]:
         return self.rgb.shape[1], self.rgb.shape[0]
+
+
+def check_size(size: tuple[int, int], max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """Refuse a (width, height) the format cannot hold or the decoder would refuse (``max_pixels``)."""
+    w, h = size
+    if w > container.MAX_SIDE or h > container.MAX_SIDE or w * h > container.MAX_PIXELS:
+        raise SlimfastError(f"image {w}x{h} exceeds the format's limits ({container.MAX_SIDE} per side, "
+                            f"{container.MAX_PIXELS} pixels)")
+    if w * h > max_pixels:
+        raise SlimfastError(f"image {w}x{h} is above the limit of {max_pixels} pixels, which decoders share "
+                            f"(max_pixels: SLIMFAST_MAX_PIXELS or --max-pixels raise it)")
+
+
+def max_input_bytes(max_pixels: int = DEFAULT_MAX_PIXELS) -> int:
+    """The most bytes an image file may have: 8 per allowed pixel (16-bit RGBA stored raw, the
+    widest layout Pillow reads) plus metadata room."""
+    return 8 * max_pixels + INPUT_SLACK_BYTES
+
+
+def read_bounded(src, limit: int, what: str = "input") -> bytes:
+    """All bytes of ``src`` (a path or a binary file object such as ``sys.stdin.buffer``), refusing
+    with a one-line error as soon as there are more than ``limit``: a device (``/dev/zero``) or an
+    endless pipe costs at most ``limit`` bytes, not all memory."""
+    with container.open_binary(src) as f:
+        data = bytearray()
+        while len(data) <= limit:
+            block = container.read_block(f, min(limit + 1 - len(data), container.READ_BLOCK), what)
+            if not block:
+                return bytes(data)
+            data += block
+    raise SlimfastError(f"{what} is larger than {limit} bytes, the most slimfast reads")
 
 
 def _from_array(a: np.ndarray) -> CanonicalImage:
@@ -103,12 +144,14 @@ def canonicalize(image) -> CanonicalImage:
     return c
 
 
-def open_image(path) -> CanonicalImage:
-    """Read an image file (or binary file object) into canonical form."""
+def open_image(path, max_pixels: int = DEFAULT_MAX_PIXELS) -> CanonicalImage:
+    """Read an image file (or binary file object) into canonical form; an image above
+    ``max_pixels`` is refused from its header, before its pixels are decoded."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
+            check_size(im.size, max_pixels)
             im.load()
             return canonicalize(im)
     except FileNotFoundError:

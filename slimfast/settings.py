@@ -18,7 +18,9 @@ SLIMFAST_ANALYSIS      fp32, bf16                  fp32                ``analysi
                                                                        (``compress --bf16``, on OpenVINO)
 SLIMFAST_SYNTHESIS     fp32, int8, bf16            fp32                ``synthesis``: the decoder's precision
                                                                        (``decompress --int8``, ``--bf16``)
-SLIMFAST_MAX_PIXELS    integer >= 1                67108864 (64 Mi)    ``max_pixels`` one decode may produce
+SLIMFAST_MAX_PIXELS    integer >= 1                67108864 (64 Mi)    ``max_pixels``: the largest image one decode
+                                                                       may produce and the encoder accepts
+                                                                       (``max_pixels=`` of load and decompress)
 SLIMFAST_MODEL_PATH    folders, ``os.pathsep``     none                ``model_path``: model folders searched after
                        between them                                    the bundled one (:mod:`slimfast.zoo`)
 SLIMFAST_CACHE_DIR     a folder; "", off, 0, none  XDG_CACHE_HOME/     ``cache_dir`` of built ONNX graphs (``None``:

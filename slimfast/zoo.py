@@ -28,14 +28,16 @@ searched after it (none by default). This module never reads the environment: th
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .errors import SlimfastError
+from .errors import SlimfastError, UnreadableFileError, printable
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "weights"
 RETIRED_FILE = "retired.json"  # in a model folder: the cards of versions retired from it
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 @dataclass
@@ -105,14 +107,35 @@ def _info_from_card(card_path: Path) -> ModelInfo:
 
 def _parse_card(card_path: Path, raw: bytes) -> ModelInfo:
     card = json.loads(raw)
+    _check_sha256(card_path, card)
     widths = card.get("widths")
     return ModelInfo(
         name=card["name"], family=card["family"], architecture=card["architecture"],
         version=str(card["version"]), default=bool(card.get("default", False)),
         widths=list(widths) if widths else None, params=int(card.get("params", 0)),
         train_steps=int(card.get("train_steps", 0)), points=list(card.get("points", [])),
-        sha256=card.get("sha256", ""), card=card, path=card_path.with_suffix(".safetensors"),
+        sha256=card["sha256"].lower(), card=card, path=card_path.with_suffix(".safetensors"),
     )
+
+
+class BadCardError(SlimfastError):
+    """A model card that must not be used; ``name`` and ``version`` say which model it claims to be."""
+
+    def __init__(self, message: str, name: str | None, version: str | None):
+        super().__init__(message)
+        self.name, self.version = name, version
+
+
+def _check_sha256(card_path: Path, card: dict) -> None:
+    """The card's pin on its weights is what makes tampered or swapped weights fail to load, and
+    what files record as their weights ID: a card without it is refused, not trusted."""
+    sha = card.get("sha256") if isinstance(card, dict) else None
+    if not (isinstance(sha, str) and _SHA256.fullmatch(sha)):
+        name = card.get("name") if isinstance(card, dict) else None
+        version = card.get("version") if isinstance(card, dict) else None
+        raise BadCardError(f"model card {printable(card_path, None, False)} has no valid sha256 of its weights "
+                           "(64 hex digits), so its weights cannot be checked; republish it with slimfast.release",
+                           None if name is None else str(name), None if version is None else str(version))
 
 
 def version_key(version: str) -> tuple:
@@ -128,7 +151,13 @@ def card_stem(name: str, version: str, current: bool = True) -> str:
 
 def all_versions(*, model_path: ModelPath = ()) -> list[ModelInfo]:
     """Every installed (name, version), bundled ones first; a (name, version) found twice counts once."""
+    return _scan(model_path)[0]
+
+
+def _scan(model_path: ModelPath) -> tuple[list[ModelInfo], list[BadCardError]]:
+    """The usable installed models, and the errors of the cards refused (see :func:`_refuse_bad_card`)."""
     seen: dict[tuple[str, str], ModelInfo] = {}
+    bad: list[BadCardError] = []
     for d in _search_dirs(model_path):
         if not d.is_dir():
             continue
@@ -137,11 +166,22 @@ def all_versions(*, model_path: ModelPath = ()) -> list[ModelInfo]:
                 continue
             try:
                 info = _info_from_card(card_path)
-            except (ValueError, KeyError):
+            except BadCardError as exc:
+                bad.append(exc)
+                continue
+            except (ValueError, KeyError, TypeError):  # not a card
                 continue
             if (info.name, info.version) not in seen and info.path.exists():
                 seen[(info.name, info.version)] = info
-    return list(seen.values())
+    return list(seen.values()), bad
+
+
+def _refuse_bad_card(name: str, version: str | None, model_path: ModelPath) -> None:
+    """Raise the error of a refused card that claims ``name`` (at ``version``, if given): asking for
+    that model must say why it is not used, not that it does not exist or silently take another."""
+    for exc in _scan(model_path)[1]:
+        if exc.name == name and version in (None, exc.version):
+            raise exc
 
 
 def list_models(*, model_path: ModelPath = ()) -> list[ModelInfo]:
@@ -176,14 +216,16 @@ def versions_of(name: str, *, model_path: ModelPath = ()) -> list[str]:
 
 def get(name: str | None = None, *, model_path: ModelPath = ()) -> ModelInfo:
     """A model by name (its newest version), ``"NAME@N"`` for version N, or ``None`` for the default."""
+    base, _, version = (name or "").partition("@")
+    version = version[1:] if version[:1] in ("v", "V") else version
+    if name is not None:
+        _refuse_bad_card(base, version or None, model_path)
     models = list_models(model_path=model_path)
     if not models:
         raise SlimfastError("no models installed: the package's slimfast/weights folder is empty")
     if name is None:
         defaults = [m for m in models if m.default] or models
         return defaults[0]
-    base, _, version = name.partition("@")
-    version = version[1:] if version[:1] in ("v", "V") else version
     for m in (all_versions(model_path=model_path) if version else models):
         if m.name == base and (not version or m.version == version):
             return m
@@ -217,21 +259,25 @@ def family_members(info: ModelInfo, *, model_path: ModelPath = ()) -> list[Model
 
 
 def find_by_id(name: str, version: str, weights_id: bytes, *, model_path: ModelPath = ()) -> ModelInfo:
-    """The installed model a file was made with, or a one-line error naming what it needs."""
+    """The installed model a file was made with, or a one-line error naming what it needs.
+
+    ``name`` and ``version`` come from the file: messages show them escaped (:func:`printable`)."""
     hexid = weights_id.hex()
     for m in all_versions(model_path=model_path):
         if m.name == name and m.version == version and m.sha256.startswith(hexid):
             return m
+    _refuse_bad_card(name, version, model_path)
+    shown, shown_version = f"'{printable(name)}'", printable(version)
     for r in retired_versions(model_path=model_path):
         if r["name"] == name and str(r.get("version")) == version and str(r.get("sha256", "")).startswith(hexid):
             where = f"slimfast {r.get('last_release', '?')}"
             if r.get("last_commit"):
                 where += f" (git {r['last_commit'][:12]})"
-            raise SlimfastError(f"file needs model {name!r} weights version {version}, retired from this release: "
-                                f"decode it with {where}, or put that release's weights for it in a folder "
-                                f"listed in SLIMFAST_MODEL_PATH")
+            raise UnreadableFileError(f"file needs model {shown} weights version {shown_version}, retired from this "
+                                      f"release: decode it with {where}, or put that release's weights for it in a "
+                                      f"folder listed in SLIMFAST_MODEL_PATH")
     have = versions_of(name, model_path=model_path)
     if have:
-        raise SlimfastError(f"file needs model {name!r} weights version {version} (sha256 {hexid}...); "
-                            f"this installation has version(s) {', '.join(have)} of it")
-    raise SlimfastError(f"file needs model {name!r} weights version {version}, which is not installed")
+        raise UnreadableFileError(f"file needs model {shown} weights version {shown_version} (sha256 {hexid}...); "
+                                  f"this installation has version(s) {', '.join(have)} of it")
+    raise UnreadableFileError(f"file needs model {shown} weights version {shown_version}, which is not installed")

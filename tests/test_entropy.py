@@ -146,3 +146,23 @@ def test_scale_index_by_table_lookup_equals_the_binary_search_everywhere():
         edges = np.rint(table * (1 << intmath.ACT_FRAC))  # the integers next to each threshold
         near = np.concatenate([edges - 1, edges, edges + 1])
         assert np.array_equal(intmath.scale_index_fixed(near, lut), intmath.scale_index(intmath.from_fixed(near), table))
+
+
+def test_the_overread_check_never_refuses_a_valid_stream():
+    """coder.decode refuses a stream whose symbols carry more than its words hold, each symbol
+    priced at the least constriction can spend on it: valid streams must always pass, for
+    tables of every shape and for the costliest sequences (every symbol the rarest entry)."""
+    rng = np.random.default_rng(7)
+    for trial in range(150):
+        t_count, width = int(rng.integers(1, 5)), int(rng.integers(1, 200))
+        lengths = rng.integers(1, width + 1, size=t_count).astype(np.int32)
+        freqs = np.zeros((t_count, width + 1), np.int32)
+        for t in range(t_count):
+            p = rng.dirichlet(np.full(lengths[t], [0.05, 1.0, 20.0][trial % 3]))
+            freqs[t, : lengths[t] + 1] = coder.pmf_to_freqs(p, float(rng.uniform(0, 1e-3)))
+        rows = rng.integers(0, t_count, size=int(rng.integers(1, 5000)))
+        rarest = np.array([np.argmin(np.where(f > 0, f, 1 << 30)) for f in freqs])
+        vals = (rarest[rows] if trial % 2 else rng.integers(0, lengths[rows])).astype(np.int32)
+        offsets = np.zeros(t_count, np.int32)
+        data = coder.encode(vals, rows, freqs, lengths, offsets)
+        assert np.array_equal(coder.decode(data, rows, freqs, lengths, offsets), vals)

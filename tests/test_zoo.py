@@ -258,7 +258,7 @@ def test_report_compares_versions_from_cards(tmp_path, monkeypatch):
         base = 0.3 if stem.startswith("vfam-a") else 0.8
         points = [{"bpp": base * k, "psnr": 26 + 3 * k + shift} for k in (1.0, 1.5)]
         card = {"name": stem.split(".")[0], "family": "vfam", "architecture": "fasinet-l", "version": version,
-                "points": points}
+                "points": points, "sha256": file_digest(src)}
         (out / f"{stem}.json").write_text(json.dumps(card))
     lines = [line for line in report.versions_section() if "vfam" in line]
     assert len(lines) == 1 and "v2 against v1" in lines[0]
@@ -300,7 +300,7 @@ def test_a_rewritten_card_is_read_again(tmp_path):
     src = zoo.BUNDLED_DIR / "fasinet-l-mse-q4.safetensors"
     (out / "cachetest.safetensors").write_bytes(src.read_bytes())
     card = {"name": "cachetest", "family": "cachetest", "architecture": "fasinet-l", "version": "1",
-            "train_steps": 111}
+            "train_steps": 111, "sha256": file_digest(src)}
     path = out / "cachetest.json"
     path.write_text(json.dumps(card))
     assert zoo.get("cachetest", **on_path).train_steps == 111

@@ -10,13 +10,16 @@ Contract of both codecs (``c`` latent channels, ``h x w`` the deepest latent's s
 * ``quantize(latents)``: float32 ``{"y"}`` (and ``{"z"}``) ``[1, c, H, W]`` to int32 symbols;
 * ``encode(symbols)``: the strings, in file order (``num_strings`` of them);
 * ``decode(strings, (h, w))``: exactly the symbols that were encoded, or ``ValueError`` /
-  :class:`~slimfast.errors.SlimfastError` for malformed strings;
+  :class:`~slimfast.errors.SlimfastError` for malformed strings. A string too short to hold
+  the symbols of an ``h x w`` latent at the cheapest cost the tables allow is refused before
+  anything of that size is allocated, so the work a file causes is bounded by its size;
 * ``dequantize(symbols)``: ``y_hat`` float32, the synthesis input;
 * ``estimate_bits(symbols)``: the size the strings would have, from the same tables.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -40,6 +43,11 @@ class Tables:
     def __post_init__(self):
         if self.freqs.size == 0:
             raise RuntimeError("weights saved before update(): no coding tables")
+
+    @cached_property
+    def min_bits(self) -> np.ndarray:
+        """Per row, the fewest bits one symbol coded with it costs (:func:`slimfast.coder.min_bits`)."""
+        return coder.min_bits(self.freqs)
 
 
 class FactorizedCodec:
@@ -75,6 +83,8 @@ class FactorizedCodec:
 
     def decode_tensor(self, data: bytes, shape: tuple[int, int]) -> np.ndarray:
         t = self.tables
+        # Each position holds one symbol per channel, each costing at least its row's min_bits.
+        coder.check_capacity(data, shape[0] * shape[1] * float(t.min_bits[: self.channels].sum()))
         return coder.decode(data, self._rows((1, self.channels, *shape)), t.freqs, t.lengths, t.offsets)
 
     def bits_tensor(self, symbols: np.ndarray) -> float:
@@ -124,6 +134,7 @@ class HyperpriorCodec:
 
     num_strings = 2
     shape_key = "z"
+    y_per_z = 4  # y's side over z's: every hyper-synthesis upsamples by 4
 
     def __init__(self, z: FactorizedCodec, scale_branch, mean_branch, tables: Tables, scale_table: np.ndarray):
         self.z = z
@@ -162,9 +173,15 @@ class HyperpriorCodec:
 
     def decode(self, strings: list[bytes], shape: tuple[int, int]) -> dict:
         _check_count(strings, 2)
+        t = self.tables
+        y_count = self.channels * (self.y_per_z * shape[0]) * (self.y_per_z * shape[1])
+        # Before z is decoded and the hyper-synthesis allocates y-sized means: whatever scales z
+        # picks, no y symbol costs less than the cheapest row.
+        coder.check_capacity(strings[1], y_count * float(t.min_bits.min()))
         z = self.z.decode_tensor(strings[0], shape)
         _, index = self.entropy_parameters(z)
-        t = self.tables
+        if index.size != y_count:
+            raise ValueError(f"the hyper-synthesis made {index.size} scales for {y_count} y symbols")
         return {"z": z, "y": coder.decode(strings[1], index, t.freqs, t.lengths, t.offsets)}
 
     def dequantize(self, symbols: dict) -> np.ndarray:
