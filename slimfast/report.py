@@ -375,6 +375,26 @@ def _repo_path(f: Path) -> str:
     return str(f.relative_to(ROOT)) if f.is_relative_to(ROOT) else str(f)
 
 
+def fuzz_section(results_dir: Path) -> list[str]:
+    """The last long fuzz run of the decoder (benchmarks/fuzz.py): cases, outcomes, time, memory."""
+    path = results_dir / "fuzz.json"
+    if not path.is_file():
+        return ["Not measured (`python benchmarks/fuzz.py`)."]
+    f = json.loads(path.read_text())
+    refused = sum(n for k, n in f["outcomes"].items() if k.startswith("refused"))
+    top = sorted(((n, k) for k, n in f["outcomes"].items() if k.startswith("refused")), reverse=True)[:5]
+    sec, mem = f["seconds"], f["traced_peak_bytes"]
+    return [f"`python benchmarks/fuzz.py --cases {f['cases']}`: {f['cases']:,} checksum-valid mutants of "
+            f"{len(f['bases'])} files ({', '.join(f['bases'])}), decoder pixel limit {f['max_pixels']:,}.", "",
+            f"- outcomes: {f['decoded']:,} decoded, {refused:,} refused with a one-line error, "
+            f"**{f['failures']} failures** (anything else raised, or work beyond the file's bounds)",
+            f"- time per case: median {sec['p50'] * 1e3:.2f} ms, p99 {sec['p99'] * 1e3:.1f} ms, "
+            f"max {sec['max'] * 1e3:.1f} ms; traced peak memory per case: median {mem['p50'] / 2**20:.2f} MiB, "
+            f"max {mem['max'] / 2**20:.2f} MiB; process peak {f['max_rss_bytes'] / 2**20:.0f} MiB; "
+            f"{f['wall_seconds']:.0f} s in all",
+            "- most frequent refusals: " + "; ".join(f"{k.removeprefix('refused: ')} ({n:,})" for n, k in top), ""]
+
+
 def ceiling_section(results_dir: Path) -> list[str]:
     """``benchmarks/results/ceiling.json`` (``benchmarks/ceiling.py``): transform ceiling against quantized PSNR."""
     f = results_dir / "ceiling.json"
@@ -421,9 +441,8 @@ def results_md(ev: dict | None, be: dict | None, runs: dict, docs: Path, root: P
         for n, b in ev["settings"]["baselines"].items():
             L.append(f"- {b['label']}: {b['version']}")
     L.append("")
-    L += ["## Targets", "", "The RD targets of the training issue, the speed targets of the runtime issue and the "
-          "per-width checks of the slimmable-models issue, "
-          "against this run's measurements.", ""] + targets_section(ev, be)
+    L += ["## Targets", "", "The targets of benchmarks/targets.json (this round's speed and rate issues, required or "
+          "aimed at), against this run's measurements.", ""] + targets_section(ev, be)
     L += ["## Rate-distortion on Kodak", ""]
     if ev:
         body = summary_md(ev, plot_prefix=rel + "/").split("\n", 2)[2]  # drop its title
@@ -444,6 +463,7 @@ def results_md(ev: dict | None, be: dict | None, runs: dict, docs: Path, root: P
     else:
         L += ["Not run.", ""]
     L += ["", "## Transform ceilings (where quality is lost)", ""] + ceiling_section(ROOT / "benchmarks" / "results")
+    L += ["", "## Hostile files (decoder fuzzing)", ""] + fuzz_section(ROOT / "benchmarks" / "results")
     L += ["", "## Slimmable models: lambda scheduling and sub-networks", ""] + slim_section(slim or {}, docs, rel)
     L += ["", "## Model versions", "",
           "A better set of weights ships as the model's next version; the one it replaces is retired from "

@@ -76,3 +76,17 @@ def test_targets_come_from_the_data_file_and_show_their_distance(monkeypatch):
     assert rows[4].endswith("| +0.80x (fam-s width 48) | -0.20x | yes |")
     assert rows[5].endswith("| +3.00x (fam-h-q4) | +1.00x | no |")
     assert "not measured" in rows[6]
+
+
+def test_fuzz_section_renders_the_last_long_run(tmp_path):
+    from slimfast import report
+
+    assert report.fuzz_section(tmp_path)[0].startswith("Not measured")
+    run = {"cases": 50000, "bases": ["a", "b"], "max_pixels": 65536, "decoded": 900, "failures": 0,
+           "outcomes": {"decoded": 900, "refused: truncated .sfi file": 49000, "refused: bad": 100},
+           "seconds": {"p50": 0.0003, "p99": 0.02, "max": 0.05}, "traced_peak_bytes": {"p50": 2 ** 20, "max": 3 * 2 ** 20},
+           "max_rss_bytes": 200 * 2 ** 20, "wall_seconds": 170.0}
+    (tmp_path / "fuzz.json").write_text(json.dumps(run))
+    text = "\n".join(report.fuzz_section(tmp_path))
+    assert "50,000 checksum-valid mutants" in text and "**0 failures**" in text and "49,100 refused" in text
+    assert "truncated .sfi file (49,000)" in text
