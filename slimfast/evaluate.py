@@ -52,7 +52,10 @@ ANCHOR_ATTRIBUTION = "published values, CompressAI model zoo (bmshj2018), Kodak;
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dir", help="folder of test images (e.g. Kodak)")
+    p.add_argument("dir", nargs="?", default=None, help="folder of test images (e.g. Kodak)")
+    p.add_argument("--heldout", default=None, metavar="TRAIN_DATA",
+                   help="evaluate the held-out training images listed in slimfast/data/heldout.txt instead, found "
+                        "under this training data folder and downscaled 0.5x (which removes their JPEG artifacts)")
     p.add_argument("--out", default="out/eval", help="output folder (default: out/eval)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes for the baselines (default 1)")
     p.add_argument("--models", nargs="+", default=None, metavar="NAME",
@@ -542,8 +545,31 @@ def evaluate(args) -> dict:
     return res
 
 
+def prepare_heldout(train_data: str | Path, out: Path) -> Path:
+    """The held-out training images, each halved (2x2 box filter), as PNGs in ``out``."""
+    from PIL import Image
+
+    from .training.heldout import heldout_names
+
+    names = sorted(heldout_names())
+    out.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        src = Path(train_data) / name
+        if not src.is_file():
+            raise SlimfastError(f"held-out image {name} is not under {train_data}")
+        dst = out / (Path(name).stem + ".png")
+        if not dst.is_file():
+            with Image.open(src) as im:
+                im.convert("RGB").reduce(2).save(dst)
+    return out
+
+
 def run(args) -> int:
     try:
+        if args.heldout:
+            args.dir = str(prepare_heldout(args.heldout, Path(args.out) / "heldout-images"))
+        elif not args.dir:
+            raise SlimfastError("give a folder of test images, or --heldout TRAIN_DATA")
         res = evaluate(args)
     except SlimfastError as e:
         print(f"slimfast evaluate: {e}", file=sys.stderr)

@@ -9,11 +9,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .heldout import heldout_names
+
 DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "train"
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".ppm", ".tif", ".tiff"}
 
 
 def list_images(folders: list[str]) -> list[Path]:
+    """Every image in ``folders`` (recursively) or named directly, less the held-out ones."""
     files: list[Path] = []
     for folder in folders:
         p = Path(folder)
@@ -21,7 +24,8 @@ def list_images(folders: list[str]) -> list[Path]:
             files.append(p)
         elif p.is_dir():
             files.extend(sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTS))
-    return files
+    held = heldout_names()
+    return [f for f in files if f"{f.parent.name}/{f.name}" not in held]
 
 
 def split_validation(files: list[Path], fraction: float) -> tuple[list[Path], list[Path]]:
