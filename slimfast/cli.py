@@ -420,11 +420,12 @@ def cmd_info(args) -> int:
          "weights_id": hdr.weights_id.hex(), "width": hdr.width, "size": list(hdr.image_size),
          "mode": hdr.mode, "bytes": hdr.total_bytes, "bpp": round(hdr.bpp, 6),
          "streams": [len(s) for s in hdr.streams], "alpha_bytes": len(hdr.alpha) if hdr.alpha else 0,
-         "icc_bytes": len(hdr.icc) if hdr.icc else 0}
+         "icc_bytes": len(hdr.icc) if hdr.icc else 0, "format": hdr.format_version,
+         "chunks": [printable(kind) for kind, _ in hdr.chunks]}
     if args.json:  # json.dumps escapes control and non-ASCII characters: the header's text is safe there
         _print(json.dumps(d, indent=2))
     else:
-        for k in ("model", "version", "width", "size", "mode", "bytes", "bpp"):
+        for k in ("model", "version", "width", "size", "mode", "bytes", "bpp", "format"):
             v = "x".join(map(str, d[k])) if k == "size" else d[k]
             _print(f"{k:8s} {printable(v)}")  # model and version are the file's text: never raw
     return 0

@@ -44,6 +44,15 @@ def test_compress_decompress_info(model_dir, png, tmp_path, capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["model"] == "test-h" and info["bytes"] == sfi.stat().st_size
     assert info["bpp"] == pytest.approx(sfi.stat().st_size * 8 / (56 * 40), abs=1e-5)
+    assert info["format"] == 1 and info["chunks"] == []  # today's layout stays version 1
+    from slimfast import container
+
+    hdr = container.unpack(sfi.read_bytes())
+    hdr.chunks = [("exif", b"Exif\0\0")]  # a skippable chunk makes it version 2
+    (tmp_path / "v2.sfi").write_bytes(container.pack(hdr))
+    assert main(["info", str(tmp_path / "v2.sfi"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["format"] == 2 and info["chunks"] == ["exif"]
     for ext in ("png", "webp", "jpg", "tiff", "bmp"):
         out = tmp_path / f"y.{ext}"
         assert main(["decompress", str(sfi), str(out)]) == 0
