@@ -382,67 +382,62 @@ def _ratios(m: dict, b: dict) -> dict:
             "total": (m["enc_ms"] + m["dec_ms"]) / (b["enc_ms"] + b["dec_ms"])}
 
 
-def bench(args) -> dict:
-    image = resolve_image(args.image)
-    img = _load(image)
-    from .evaluate import operating_points, select_models
-    from .machine import environment
-
-    infos = select_models(args.models)
-    log = (lambda s: print(s, file=sys.stderr, flush=True)) if getattr(args, "progress", True) else (lambda s: None)
-    log(f"bench: baselines sweep on {image.name}")
-    base = _Baselines(args.baselines, img, args.repeats)
-    for n in base.codecs:  # a baseline-only run still reports every baseline at its middle quality
-        base.time(n, base.codecs[n].qualities[len(base.codecs[n].qualities) // 2])
-    points = []
-    width_repeats = max(args.repeats, args.width_repeats) if args.interleave else None
+def _precisions(info, args, settings) -> list[str]:
+    """fp32, and int8 / bf16 where the card is calibrated / OpenVINO computes bf16 natively."""
     from .codec import backend
-    from .settings import Settings
 
-    settings = Settings.from_env()  # what the workers, started with this environment, will run
-    for info in infos:
-        precisions = ["fp32"]
-        on_ort = backend(settings, info.architecture) == "ort"
-        if getattr(args, "int8", True) and info.card.get("int8_synthesis") and on_ort:
-            precisions.append("int8")
-        if getattr(args, "bf16", True) and on_ort and bf16_available():
-            precisions.append("bf16")
-        widths = operating_points(info)
-        in_turn = len(widths) > 1 and width_repeats is not None
-        for synthesis in precisions:
-            tag = {"int8": " (int8 synthesis)", "bf16": " (bf16)"}.get(synthesis, "")
-            rows = []
-            for w in widths:
-                log(f"bench: {info.name}" + (f" width {w}" if w is not None else "") + tag)
-                # timed in turn below: here one run suffices for memory, bpp and PSNR
-                job = {"model": info.name, "width": w, "image": str(image), "mp": None,
-                       "repeats": 1 if in_turn else args.repeats, "threads": args.threads, "synthesis": synthesis,
-                       "profile": bool(getattr(args, "profile", None))}
-                rows.append(run_worker(job, args.timeout))
-            if in_turn:
-                # Times across widths come from one process that codes them in turn; the
-                # per-width processes above still give each width's memory, bpp and PSNR.
-                log(f"bench: {info.name}, all widths in turn" + tag)
-                job = {"model": info.name, "widths": widths, "image": str(image), "repeats": width_repeats,
-                       "threads": args.threads, "synthesis": synthesis}
-                t = run_worker(job, args.timeout)
-                for r in rows:
-                    it = (t.get("interleaved") or {}).get(str(r.get("width")))
-                    if r.get("error") is None and it:
-                        mp = r["mp"]
-                        r.update(it, enc_mps=mp / (it["enc_ms"] / 1e3), dec_mps=mp / (it["dec_ms"] / 1e3),
-                                 timing="widths in turn, one process")
-            for r in rows:
-                if r.get("error") is None:
-                    r["baselines"] = {}
-                    for n in base.codecs:
-                        bt = base.time(n, base.match(n, r["bpp"])["quality"])
-                        r["baselines"][n] = {**bt, "ratio": _ratios(r, bt)}
-            points.extend(rows)
-    tried_res = None
-    if getattr(args, "tried", True) and infos:
-        default = next((i for i in infos if i.default), infos[0])
-        tried_res = tried(default, image, base, args, log)
+    precisions = ["fp32"]
+    on_ort = backend(settings, info.architecture) == "ort"
+    if getattr(args, "int8", True) and info.card.get("int8_synthesis") and on_ort:
+        precisions.append("int8")
+    if getattr(args, "bf16", True) and on_ort and bf16_available():
+        precisions.append("bf16")
+    return precisions
+
+
+def _time_model(info, synthesis: str, image: Path, args, width_repeats: int | None, log) -> list[dict]:
+    """One row per operating point of ``info`` at ``synthesis`` precision (a fresh process each)."""
+    from .evaluate import operating_points
+
+    widths = operating_points(info)
+    in_turn = len(widths) > 1 and width_repeats is not None
+    tag = {"int8": " (int8 synthesis)", "bf16": " (bf16)"}.get(synthesis, "")
+    rows = []
+    for w in widths:
+        log(f"bench: {info.name}" + (f" width {w}" if w is not None else "") + tag)
+        # timed in turn below: here one run suffices for memory, bpp and PSNR
+        job = {"model": info.name, "width": w, "image": str(image), "mp": None,
+               "repeats": 1 if in_turn else args.repeats, "threads": args.threads, "synthesis": synthesis,
+               "profile": bool(getattr(args, "profile", None))}
+        rows.append(run_worker(job, args.timeout))
+    if in_turn:
+        # Times across widths come from one process that codes them in turn; the
+        # per-width processes above still give each width's memory, bpp and PSNR.
+        log(f"bench: {info.name}, all widths in turn" + tag)
+        job = {"model": info.name, "widths": widths, "image": str(image), "repeats": width_repeats,
+               "threads": args.threads, "synthesis": synthesis}
+        t = run_worker(job, args.timeout)
+        for r in rows:
+            it = (t.get("interleaved") or {}).get(str(r.get("width")))
+            if r.get("error") is None and it:
+                mp = r["mp"]
+                r.update(it, enc_mps=mp / (it["enc_ms"] / 1e3), dec_mps=mp / (it["dec_ms"] / 1e3),
+                         timing="widths in turn, one process")
+    return rows
+
+
+def _with_baselines(rows: list[dict], base) -> list[dict]:
+    """Each row's ratios against every baseline at the quality closest in bpp (same run)."""
+    for r in rows:
+        if r.get("error") is None:
+            r["baselines"] = {}
+            for n in base.codecs:
+                bt = base.time(n, base.match(n, r["bpp"])["quality"])
+                r["baselines"][n] = {**bt, "ratio": _ratios(r, bt)}
+    return rows
+
+
+def _size_sweep(infos, image: Path, img: np.ndarray, base, args, log) -> tuple[list[float], list[dict]]:
     sizes_mp = [m for m in args.sizes or [] if m is not None]  # "none" skips the sweep
     sizes = []
     for info in size_models(infos, getattr(args, "size_models", None)):
@@ -457,6 +452,31 @@ def bench(args) -> dict:
                 jt = base.time("jpeg", base.match("jpeg", r["bpp"])["quality"], big, args.size_repeats)
                 r["jpeg"] = {**jt, "ratio": _ratios(r, jt)}
             sizes.append(r)
+    return sizes_mp, sizes
+
+
+def bench(args) -> dict:
+    image = resolve_image(args.image)
+    img = _load(image)
+    from .evaluate import select_models
+    from .machine import environment
+    from .settings import Settings
+
+    infos = select_models(args.models)
+    log = (lambda s: print(s, file=sys.stderr, flush=True)) if getattr(args, "progress", True) else (lambda s: None)
+    log(f"bench: baselines sweep on {image.name}")
+    base = _Baselines(args.baselines, img, args.repeats)
+    for n in base.codecs:  # a baseline-only run still reports every baseline at its middle quality
+        base.time(n, base.codecs[n].qualities[len(base.codecs[n].qualities) // 2])
+    width_repeats = max(args.repeats, args.width_repeats) if args.interleave else None
+    settings = Settings.from_env()  # what the workers, started with this environment, will run
+    points = [r for info in infos for synthesis in _precisions(info, args, settings)
+              for r in _with_baselines(_time_model(info, synthesis, image, args, width_repeats, log), base)]
+    tried_res = None
+    if getattr(args, "tried", True) and infos:
+        default = next((i for i in infos if i.default), infos[0])
+        tried_res = tried(default, image, base, args, log)
+    sizes_mp, sizes = _size_sweep(infos, image, img, base, args, log)
     cold = None
     if getattr(args, "cold_repeats", 0) and infos:
         log("bench: cold start")
