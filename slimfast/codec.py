@@ -55,7 +55,7 @@ def resolve_settings(settings: Settings | None = None, *, threads: int | None = 
 
 def backend(settings: Settings, architecture: str | None = None) -> str:
     """``"ort"`` or ``"torch"``: ``settings.engine``, where ``"auto"`` takes ort when
-    ``slimfast[fast]`` is installed. Architectures the ORT runtime does not cover always use torch."""
+    ONNX Runtime imports (a core dependency). Architectures the ORT runtime does not cover always use torch."""
     from . import runtime
 
     name = settings.engine
@@ -63,7 +63,8 @@ def backend(settings: Settings, architecture: str | None = None) -> str:
         return "torch"
     if not runtime.available():
         if name == "ort":
-            raise SlimfastError("SLIMFAST_BACKEND=ort needs onnx and onnxruntime: pip install 'slimfast[fast]'")
+            raise SlimfastError("SLIMFAST_BACKEND=ort needs onnx and onnxruntime, core dependencies "
+                                "that do not import here: pip install onnx onnxruntime")
         return "torch"
     return "ort"
 

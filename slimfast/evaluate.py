@@ -40,8 +40,8 @@ MEAN_KEYS = ["bpp", "psnr", "msssim", "msssim_db", "enc_ms", "dec_ms"]
 MEAN_NOTE = ("All means are means of per-image values (CompressAI convention), bpp and MS-SSIM dB "
              "included; bpp is from real file sizes.")
 
-# Published reference points (Kodak, PSNR-RGB vs bpp) of the CompressAI model zoo, copied from
-# shared/design/anchors.md. They are not measured here: plots draw them dashed and say so.
+# Published reference points (Kodak, PSNR-RGB vs bpp) of the CompressAI model zoo, as the project's
+# design notes (not part of the package) copied them. Not measured here: plots draw them dashed and say so.
 ANCHORS = {
     "bmshj2018-factorized": [(0.123, 26.91), (0.189, 28.22), (0.288, 29.62), (0.440, 31.28),
                              (0.648, 32.96), (0.967, 35.38), (1.351, 37.40), (1.833, 39.62)],

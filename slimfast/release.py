@@ -10,8 +10,9 @@ records the fp16 points and what the packing costs. Kodak is used for measuremen
 for training.
 A (name, version) that already exists is never overwritten: bump ``--version``. The new card
 records what it supersedes. The version it replaces is retired (the zoo's retirement rule: the
-bundle holds current versions only): its card moves to ``retired.json`` with the slimfast release
-that last bundled it, and its files fail with a one-line error naming that release; bump the
+bundle holds current versions only): its weights and card leave the folder, ``retired.json`` (an
+index) names the slimfast release and git commit that last bundled them (the full card stays in
+git history there), and its files fail with a one-line error naming that release; bump the
 package version before the next release. ``--keep-previous`` keeps it installed as
 ``NAME.vN.*`` instead (for private model folders).
 ``python -m slimfast.release --retire NAME@N`` retires a version kept that way; with
@@ -41,12 +42,28 @@ DATA_TERMS = ("Trained on BSDS500 (Berkeley Segmentation Dataset) and a sample o
 
 def _write_card(path: Path, card: dict) -> None:
     """Replace a card atomically: readers never see half a card."""
+    _write_text(path, json.dumps(card, indent=2) + "\n")
+
+
+def _write_index(path: Path, entries: list[dict]) -> None:
+    """The retired index, one entry a line: small, and a retirement is a one-line diff."""
+    _write_text(path, "[\n" + ",\n".join(json.dumps(e) for e in entries) + "\n]\n")
+
+
+def _write_text(path: Path, text: str) -> None:
     import os
     import threading
 
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(card, indent=2) + "\n")
+    tmp.write_text(text)
     tmp.replace(path)
+
+
+def compact_retired(entries: list[dict]) -> list[dict]:
+    """The retired index from the full retired cards that ``retired.json`` held up to slimfast
+    0.8.0 (compact entries pass unchanged), ordered by name and version: what rewrote the shipped
+    one, once; the cards themselves stay in git history at each entry's ``last_commit``."""
+    return sorted(map(zoo.index_entry, entries), key=lambda e: (e["name"], zoo.version_key(e["version"])))
 
 
 def _card_extra(arg: str) -> dict:
@@ -134,10 +151,10 @@ def retire(name: str, version: str, out_dir: Path = zoo.BUNDLED_DIR, retired_by:
            discontinued: bool = False) -> dict:
     """Take ``name`` version ``version`` out of ``out_dir`` (the zoo's retirement rule).
 
-    Its card, less the int8 calibration ranges, goes to ``out_dir/retired.json`` with the
-    slimfast release (and the git commit, when the files are committed there) that still bundles
-    it; then its weights and card are deleted. Files made with it then fail with a one-line
-    error naming that release (:func:`slimfast.zoo.find_by_id`). The package version must be
+    Its index entry (:func:`slimfast.zoo.index_entry`) goes to ``out_dir/retired.json`` with the
+    slimfast release (and the git commit, when the files are committed there: it keeps the full
+    card) that still bundles it; then its weights and card are deleted. Files made with it then
+    fail with a one-line error naming that release (:func:`slimfast.zoo.find_by_id`). The package version must be
     bumped before the next release, so that the name of the old one stays true.
     """
     from . import __version__
@@ -152,19 +169,16 @@ def retire(name: str, version: str, out_dir: Path = zoo.BUNDLED_DIR, retired_by:
         raise SlimfastError(f"{name} version {version} is not installed in {out_dir}")
     card = json.loads(card_path.read_text())
     weights = card_path.with_suffix(".safetensors")
-    entry = {k: v for k, v in card.items() if k not in ("int8_synthesis", "default", "default_width")}
-    if "int8_synthesis" in card:
-        entry["int8_synthesis"] = {k: v for k, v in card["int8_synthesis"].items() if k != "ranges"}
     commit = _last_commit(weights) if weights.exists() else None
-    entry.update({"files": [weights.name, card_path.name], "last_release": __version__,
-                  **({"last_commit": commit} if commit else {}),
-                  **({"retired_by_version": str(retired_by)} if retired_by else {}),
-                  **({"discontinued": True} if discontinued else {})})
+    entry = zoo.index_entry({**card, "files": [weights.name, card_path.name], "last_release": __version__,
+                             "last_commit": commit, "retired_by_version": str(retired_by) if retired_by else None,
+                             "discontinued": discontinued or None})
     registry = out_dir / zoo.RETIRED_FILE
+    # Entries already there stay as they are: in a private folder an older full card may be the only copy.
     entries = json.loads(registry.read_text()) if registry.exists() else []
     entries = [e for e in entries if (e.get("name"), str(e.get("version"))) != (name, version)] + [entry]
     entries.sort(key=lambda e: (e["name"], zoo.version_key(str(e["version"]))))
-    _write_card(registry, entries)
+    _write_index(registry, entries)
     weights.unlink(missing_ok=True)
     card_path.unlink()
     return entry

@@ -166,7 +166,7 @@ def versions_section() -> list[str]:
     from . import zoo
     from .bdrate import bd_rate
 
-    # installed versions first, then retired ones (their cards keep the points); each (name, version) once
+    # installed versions first, then retired ones (their index entries keep the points); each (name, version) once
     path = _model_path()
     cards = [(m.name, m.family, m.version, m.points) for m in zoo.all_versions(model_path=path)]
     cards += [(r["name"], r.get("family"), str(r["version"]), r.get("points", []))

@@ -1,4 +1,4 @@
-"""Lambda scheduling for slimmable models (SlimCAE, Yang et al. CVPR 2021; ``design/slimcae.md``).
+"""Lambda scheduling for slimmable models (SlimCAE, Yang et al., CVPR 2021).
 
 A slimmable model trains all its widths jointly, minimizing ``sum_i lambda_i * D_i + R_i``.
 Which lambda each width should get is not known in advance; the paper finds them greedily:

@@ -10,8 +10,8 @@ arguments (``slimfast.load(threads=2)``) and command-line flags (``--threads 2``
 =====================  ==========================  ==================  ==============================================
 Variable               Values                      Default             Meaning (the :class:`Settings` field)
 =====================  ==========================  ==================  ==============================================
-SLIMFAST_BACKEND       auto, ort, torch            auto                ``engine``; auto: ort where ``slimfast[fast]``
-                                                                       is installed and covers the model, else torch
+SLIMFAST_BACKEND       auto, ort, torch            auto                ``engine``; auto: ort where ONNX Runtime (a core
+                                                                       dependency) imports and covers the model, else torch
 SLIMFAST_THREADS       integer >= 0                0: the engine's     ``threads`` of the networks (``--threads``)
                                                    (a thread per core)
 SLIMFAST_ANALYSIS      fp32, bf16                  fp32                ``analysis``: the encoder's precision

@@ -4,7 +4,7 @@ A slimmable layer owns its weights at full width and, at a narrower width, uses 
 leading block: ``W[:c_out, :c_in]`` and ``bias[:c_out]`` for a convolution (PyTorch layout
 ``[out, in, kh, kw]``), ``W[:c_in, :c_out]`` for a transposed convolution (layout
 ``[in, out, kh, kw]``). Sub-networks are therefore nested (width 48 lies inside 72, inside
-96, ...) and every convolution weight is shared by all widths. See ``design/slimcae.md``.
+96, ...) and every convolution weight is shared by all widths, as in the paper.
 
 The width API is explicit and stateless:
 

@@ -10,8 +10,10 @@ Versions: a model's current version lives in ``NAME.safetensors`` / ``NAME.json`
 
 Retirement rule: the package bundles **one version of each model, the current one**, so that the
 bundle stays within its size budget (about 25 MB; it travels with the repository to a lent GPU).
-When a new version ships, the one it replaces is *retired*: its weights leave the folder and its
-card moves to ``retired.json`` with the slimfast release (and git commit) that last bundled it.
+When a new version ships, the one it replaces is *retired*: its weights and card leave the folder
+and ``retired.json``, an index, keeps what its files need (:data:`INDEX_KEYS`) with the slimfast
+release (and git commit) that last bundled it; the full card stays in git history
+(``git show LAST_COMMIT:slimfast/weights/CARD``, ``CARD`` being the entry's ``files[1]``).
 A file made with a retired version fails with a one-line error naming that release; copying that
 release's weights and card (``NAME.vN.safetensors`` / ``NAME.vN.json``, or ``NAME.*`` if it was
 current there) into a folder on the model path makes them decode again, bit for bit: a shipped
@@ -36,7 +38,12 @@ from pathlib import Path
 from .errors import SlimfastError, UnreadableFileError, printable
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "weights"
-RETIRED_FILE = "retired.json"  # in a model folder: the cards of versions retired from it
+RETIRED_FILE = "retired.json"  # in a model folder: the index of versions retired from it
+# What a retired version's index entry keeps: enough to match a file's weights ID, name the release
+# that decodes it, and draw its curve in the version comparison. ``lambdas`` stays because a
+# training script continues from a retired model's lambdas (scripts/train_slim_v2_cpu.sh).
+INDEX_KEYS = ("name", "family", "architecture", "version", "sha256", "lambdas", "points", "files",
+              "last_release", "last_commit", "retired_by_version", "discontinued")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
@@ -194,19 +201,39 @@ def list_models(*, model_path: ModelPath = ()) -> list[ModelInfo]:
     return list(newest.values())
 
 
+def index_entry(card: dict) -> dict:
+    """A retired version's index entry: from its full card (the ``retired.json`` of releases up to
+    0.8.0, still found in older releases' folders on the model path) or from an entry already
+    compact, which it returns unchanged."""
+    entry = {k: card[k] for k in INDEX_KEYS if card.get(k) is not None}
+    entry["version"] = str(card["version"])
+    entry["points"] = [{k: p[k] for k in ("width", "bpp", "psnr") if p.get(k) is not None}
+                       for p in card.get("points") or []]
+    return entry
+
+
 def retired_versions(*, model_path: ModelPath = ()) -> list[dict]:
-    """The cards of retired versions (``retired.json`` in each model folder), bundled ones first;
-    each has ``name``, ``version``, ``sha256``, ``points`` and where it was last bundled
-    (``last_release``, ``last_commit``)."""
+    """The retired versions (``retired.json`` in each model folder, either form), bundled ones
+    first, as index entries (:func:`index_entry`): ``name``, ``version``, ``sha256``, ``points`` and
+    where it was last bundled (``last_release``, ``last_commit``)."""
     out = []
     for d in _search_dirs(model_path):
         f = d / RETIRED_FILE
         if f.is_file():
             try:
-                out += [e for e in json.loads(f.read_text()) if isinstance(e, dict) and "name" in e]
+                entries = json.loads(f.read_text())
             except ValueError:
                 continue
+            out += [e for e in map(_index_entry_or_none, entries if isinstance(entries, list) else []) if e]
     return out
+
+
+def _index_entry_or_none(raw) -> dict | None:
+    """A malformed entry in someone's model folder must not break every decode: it is skipped."""
+    try:
+        return index_entry(raw) if isinstance(raw, dict) and isinstance(raw.get("name"), str) else None
+    except (KeyError, TypeError, AttributeError):
+        return None
 
 
 def versions_of(name: str, *, model_path: ModelPath = ()) -> list[str]:

@@ -176,6 +176,7 @@ def test_a_new_version_retires_the_old_one_and_its_files_name_the_release_that_d
     assert sorted(p.name for p in out.iterdir()) == ["retired.json", "rtest.json", "rtest.safetensors"]
     (entry,) = json.loads((out / "retired.json").read_text())
     assert (entry["name"], entry["version"], entry["sha256"]) == ("rtest", "1", v1.sha256)
+    assert set(entry) <= set(zoo.INDEX_KEYS), "the index keeps no more of the card than its files need"
     assert entry["last_release"] == __version__ and entry["retired_by_version"] == "2"
     assert zoo.versions_of("rtest", **on_path) == ["2"]
     with pytest.raises(SlimfastError, match=rf"version 1, retired .*slimfast {__version__}.*SLIMFAST_MODEL_PATH"):
@@ -230,6 +231,61 @@ def test_the_bundle_holds_current_versions_only_and_retired_ones_name_an_older_r
         # the release that still bundles it is an older one: the package version was bumped
         release = lambda v: tuple(int(x) for x in v.split("."))  # noqa: E731
         assert release(r["last_release"]) < release(__version__), (r["name"], r["version"])
+
+
+# The last commit whose retired.json held full cards (slimfast 0.8.0): the index was made from it.
+FULL_RETIRED_COMMIT = "7f2bd9894b8b73a6d264e7ed6ea659cda1f5e9ed"
+
+
+def _git_show(spec: str) -> str | None:
+    import subprocess
+
+    try:
+        r = subprocess.run(["git", "-C", str(zoo.BUNDLED_DIR), "show", spec], capture_output=True, text=True,
+                           timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return r.stdout if r.returncode == 0 else None
+
+
+def test_the_shipped_retired_index_is_compact_and_the_full_cards_are_in_git_history():
+    from slimfast.release import compact_retired
+
+    registry = zoo.BUNDLED_DIR / zoo.RETIRED_FILE
+    index = json.loads(registry.read_text())
+    assert registry.stat().st_size < 12_000
+    assert all(set(e) <= set(zoo.INDEX_KEYS) for e in index)
+    assert not {"training", "data", "license"} & {k for e in index for k in e}
+    assert compact_retired(index) == index  # already compact: converting changes nothing
+    old = _git_show(f"{FULL_RETIRED_COMMIT}:slimfast/weights/{zoo.RETIRED_FILE}")
+    if old is None:
+        pytest.skip("no git history here (an installed package or a shallow clone)")
+    assert compact_retired(json.loads(old)) == index
+    for e in index:  # what README promises: git show LAST_COMMIT:slimfast/weights/CARD
+        card = _git_show(f"{e['last_commit']}:slimfast/weights/{e['files'][1]}")
+        assert card and json.loads(card)["sha256"] == e["sha256"], (e["name"], e["version"])
+
+
+def test_an_older_release_folder_with_full_retired_cards_still_names_the_release(tmp_path):
+    from slimfast.errors import UnreadableFileError
+    from slimfast.release import compact_retired
+
+    sha = "ab" * 32
+    full = {"name": "oldm", "family": "oldf", "architecture": "fasinet-l", "version": 1, "sha256": sha,
+            "lambda": 0.01, "lambdas": None, "training": {"minutes": 3}, "data": "terms", "license": "MIT",
+            "points": [{"width": None, "bpp": 0.5, "psnr": 30.0, "ms_ssim": 0.9, "images": 24}],
+            "files": ["oldm.safetensors", "oldm.json"], "last_release": "0.1.0", "last_commit": "0123456789ab" * 3,
+            "discontinued": True}
+    (tmp_path / zoo.RETIRED_FILE).write_text(json.dumps([full, {"name": "broken", "version": "1", "points": 3}]))
+    on_path = {"model_path": [tmp_path]}
+    (got,) = [r for r in zoo.retired_versions(**on_path) if r["name"] in ("oldm", "broken")]
+    assert got == compact_retired([full])[0] == {**{k: full[k] for k in (
+        "name", "family", "architecture", "sha256", "files", "last_release", "last_commit", "discontinued")},
+        "version": "1", "points": [{"bpp": 0.5, "psnr": 30.0}]}
+    with pytest.raises(UnreadableFileError, match=r"version 1, retired .*slimfast 0\.1\.0 \(git 0123456789ab\)"):
+        zoo.find_by_id("oldm", "1", bytes.fromhex(sha[:16]), **on_path)
+    with pytest.raises(SlimfastError, match=r"'oldm' is no longer bundled \(last in slimfast 0\.1\.0"):
+        zoo.get("oldm", **on_path)
 
 
 def test_a_card_names_per_width_lambdas_only_when_trained_with_them(tmp_path, monkeypatch):

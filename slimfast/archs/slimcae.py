@@ -2,7 +2,7 @@
 
 Each width ``c`` runs the leading ``c`` channels of every layer and codes a latent of ``c``
 channels with its own factorized entropy model, so one set of weights gives several rates and
-several complexities. Layer shapes follow ``design/slimcae.md`` (Balle 2017's CAE at C = 192).
+several complexities. Layer shapes follow the paper (Balle et al. 2017's CAE at C = 192).
 """
 from __future__ import annotations
 

@@ -25,7 +25,8 @@ SUPPORTED = tuple(ARCHITECTURES)
 
 @lru_cache(maxsize=1)
 def available() -> bool:
-    """Whether onnx, onnxruntime and safetensors import (the ``slimfast[fast]`` extra)."""
+    """Whether onnx, onnxruntime and safetensors import: core dependencies, yet a broken or
+    trimmed install can lack them, and then the torch backend serves."""
     import importlib.util
 
     try:
