@@ -40,7 +40,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("variant", choices=VARIANTS)
     p.add_argument("--minutes", type=float, default=4.5)
-    p.add_argument("--steps", type=int, default=0, help="> 0: stop after this many steps instead (same figures on a busy machine)")
+    p.add_argument("--steps", type=int, default=0,
+                   help="> 0: stop after this many steps instead (same figures on a busy machine)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--every", type=int, default=500, help="validate every N steps")
     p.add_argument("--analysis", default="slimfast/weights/fasinet-l-mse-q6.safetensors",

@@ -243,7 +243,9 @@ def worker(job: dict) -> dict:
 
     stages = stage_times(codec, img, width, int(job["repeats"])) if not job.get("mp") else None
     spans = one_round(codec, img, width) if job.get("profile") else None
-    return {"stages": stages, "trace_spans": spans, "backend": backend(codec.settings), "synthesis": job.get("synthesis", "fp32"), "model": job["model"], "width": width, "height": h, "width_px": w, "mp": mp, "bytes": len(data),
+    return {"stages": stages, "trace_spans": spans, "backend": backend(codec.settings),
+            "synthesis": job.get("synthesis", "fp32"), "model": job["model"], "width": width, "height": h,
+            "width_px": w, "mp": mp, "bytes": len(data),
             "bpp": metrics.bpp(len(data), h, w), "psnr": metrics.psnr(img, dec),
             "enc_ms": med_e, "dec_ms": med_d, "enc_runs_ms": te, "dec_runs_ms": td,
             "enc_mps": mp / (med_e / 1e3), "dec_mps": mp / (med_d / 1e3),
@@ -674,9 +676,12 @@ def bench_md(res: dict) -> str:
     im, st = res["image"], res["settings"]
     L = ["# Benchmark", "",
          f"Image {im['name']} ({im['width']}x{im['height']}, {im['mp']:.3f} MP). Models: {st['threads']} threads, "
-         f"backend {', '.join(sorted({r.get('backend', '?') for r in res.get('models', [])})) or '?'} (ort: ONNX Runtime, torch: reference), a fresh process per point; median of {st['repeats']} runs after one warm-up"
+         f"backend {', '.join(sorted({r.get('backend', '?') for r in res.get('models', [])})) or '?'} "
+         f"(ort: ONNX Runtime, torch: reference), a fresh process per point; median of {st['repeats']} runs "
+         "after one warm-up"
          + (f" (the widths of a slimmable model: one more process codes all its widths in turn, {st['width_repeats']} rounds, "
-            "and their medians are the times shown; memory, bpp and PSNR stay per-width processes)" if st.get("width_repeats") else "")
+            "and their medians are the times shown; memory, bpp and PSNR stay per-width processes)"
+            if st.get("width_repeats") else "")
          + ". Baselines: "
          "same run, library default threading, quality closest in bpp to each model point. "
          "Ratios are model time / baseline time (below 1 = model faster). Rows marked *int8 synthesis* "

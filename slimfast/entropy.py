@@ -238,7 +238,8 @@ class ConditionalEntropyModel(_TableMixin, nn.Module):
     def update(self) -> None:
         """Freeze one integer table per entry of ``scale_table``."""
         tail_factor = {"logistic": math.log(2 / self.tail_mass - 1),
-                       "gaussian": float(-torch.special.ndtri(torch.tensor(self.tail_mass / 2, dtype=torch.float64)))}[self.distribution]
+                       "gaussian": float(-torch.special.ndtri(torch.tensor(self.tail_mass / 2, dtype=torch.float64)))
+                       }[self.distribution]
         scales = self.scale_table.double()
         half = torch.ceil(scales * tail_factor).clamp(min=1, max=self.max_half_width).to(torch.int64)
         lengths = 2 * half + 1

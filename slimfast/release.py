@@ -349,9 +349,10 @@ def calibrate_int8(name: str, out_dir: Path = zoo.BUNDLED_DIR, train: Path | Non
     """Store int8-synthesis activation ranges in ``name``'s card, with their measured Kodak cost.
 
     Ranges come from ``images`` random training images (seed 0), their top-left ``crop`` x ``crop``
-    pixels (edge-padded where smaller), never from Kodak; Kodak measures what int8 costs against float32 synthesis, on the same decoded
-    symbols. Weights are untouched; the card gains ``int8_synthesis``. ``float_last`` keeps the
-    last convolution (the one that makes the pixels) in float as well.
+    pixels (edge-padded where smaller), never from Kodak; Kodak measures what int8 costs against
+    float32 synthesis, on the same decoded symbols. Weights are untouched; the card gains
+    ``int8_synthesis``. ``float_last`` keeps the last convolution (the one that makes the pixels)
+    in float as well.
     """
     from PIL import Image
 

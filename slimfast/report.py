@@ -478,7 +478,8 @@ def results_md(ev: dict | None, be: dict | None, runs: dict, docs: Path, root: P
           "the Speed section's run (whole decode: entropy decoding + synthesis).", ""]
     L += int8_codec_section(be)
     L += ["How the form was chosen (`codec` is the float decoder with ConvTranspose; `fp32` the same network "
-          "with the transposed convolutions as sub-pixel convolutions, now the float form of FasiNet-L; `dynamic` is ORT's ConvInteger, `qdq` static "
+          "with the transposed convolutions as sub-pixel convolutions, now the float form of FasiNet-L; "
+          "`dynamic` is ORT's ConvInteger, `qdq` static "
           "per-channel QLinearConv with min/max ranges; speed-ups and PSNR changes against `codec`):", ""]
     L += int8_section(ROOT / "benchmarks" / "results")
     L += ["", "## bf16 (opt-in: `slimfast compress --bf16`, `slimfast decompress --bf16`)", "",

@@ -2,9 +2,10 @@
 
 Floating-point tensors stored as fp16 are widened, and int8-packed ones rebuilt
 (:mod:`slimfast.storage`), to float32 exactly as :func:`slimfast.weights.load_model` does;
-integer tables and the integer hyper-synthesis keep their dtypes. GDN's reparametrization is replayed in float32 numpy with the same sequence of
-IEEE operations as :class:`slimfast.layers.NonNegativeParameterizer` (torch eager runs them
-one by one, unfused), so the effective ``beta`` / ``gamma`` are bit-identical to torch's.
+integer tables and the integer hyper-synthesis keep their dtypes. GDN's reparametrization is
+replayed in float32 numpy with the same sequence of IEEE operations as
+:class:`slimfast.layers.NonNegativeParameterizer` (torch eager runs them one by one, unfused), so
+the effective ``beta`` / ``gamma`` are bit-identical to torch's.
 """
 from __future__ import annotations
 

@@ -66,7 +66,7 @@ def test_forward_returns_reconstruction_and_likelihoods():
         assert out["x_hat"].shape == (2, 3, 128, 64)
         for lik in out["likelihoods"].values():
             assert (lik > 0).all() and (lik <= 1).all()
-        loss = out["x_hat"].mean() + sum(torch.log(l).sum() for l in out["likelihoods"].values())
+        loss = out["x_hat"].mean() + sum(torch.log(lik).sum() for lik in out["likelihoods"].values())
         loss.backward()
         assert m.g_a[0].weight.grad is not None
 

@@ -183,8 +183,9 @@ def test_subpixel_equals_transposed_convolution(k, s):
     layer = SlimConvTranspose2d(5, 3, k, stride=s)
     x = torch.randn(1, 5, 6, 7)
     ref = layer(x).detach()
-    wc, bc, (t, l, b, r) = subpixel_weights(layer.weight.detach().numpy(), layer.bias.detach().numpy(), s, layer.padding)
-    y = F.conv2d(F.pad(x, (l, r, t, b)), torch.from_numpy(wc), torch.from_numpy(bc))
+    wc, bc, (top, left, bottom, right) = subpixel_weights(layer.weight.detach().numpy(), layer.bias.detach().numpy(), s,
+                                                          layer.padding)
+    y = F.conv2d(F.pad(x, (left, right, top, bottom)), torch.from_numpy(wc), torch.from_numpy(bc))
     y = F.pixel_shuffle(y, s)  # = DepthToSpace(mode="CRD")
     assert y.shape == ref.shape
     assert torch.allclose(y, ref, atol=1e-5)

@@ -160,14 +160,14 @@ def test_slimcae_parameters_and_macs_match_design():
 
 
 def test_slim_fasinet_full_width_is_fasinet():
-    l = build("slim-fasinet-l")
-    assert l.num_parameters(192) == FasiNetL().num_parameters()
-    assert l.macs_per_pixel(192, "encode") == pytest.approx(4122, abs=1)   # design: 4.1 kMAC/px
-    assert l.macs_per_pixel(192, "decode") == pytest.approx(5436, abs=1)   # design: 5.4 kMAC/px
+    slim_l = build("slim-fasinet-l")
+    assert slim_l.num_parameters(192) == FasiNetL().num_parameters()
+    assert slim_l.macs_per_pixel(192, "encode") == pytest.approx(4122, abs=1)   # design: 4.1 kMAC/px
+    assert slim_l.macs_per_pixel(192, "decode") == pytest.approx(5436, abs=1)   # design: 5.4 kMAC/px
     h = build("slim-fasinet-h")
     assert h.num_parameters(192) == sum(p.numel() for p in FasiNetH().parameters())
     assert h.macs_per_pixel(192, "decode") == pytest.approx(1.9e3, rel=0.03)
-    macs = [l.macs_per_pixel(w) for w in l.widths]
+    macs = [slim_l.macs_per_pixel(w) for w in slim_l.widths]
     assert macs == sorted(macs, reverse=True)
 
 
@@ -243,7 +243,7 @@ def test_hyper_integer_path_uses_the_leading_block(models):
     state = {k: v.numpy() for k, v in m.state_dict().items()}
     got = run_branch(a, Specs("slimcae-hyper", m.config, state).hs_branches(w)[0])
     ref = a
-    for i, layer in enumerate(l for l in branch if isinstance(l, nn.ConvTranspose2d)):
+    for i, layer in enumerate(m for m in branch if isinstance(m, nn.ConvTranspose2d)):
         wi = getattr(branch, f"int_w{i}").numpy()[:w, :w]
         ref = intmath.conv_transpose(ref, wi, getattr(branch, f"int_s{i}").numpy()[:w],
                                      getattr(branch, f"int_b{i}").numpy()[:w], layer.stride, layer.padding,

@@ -132,5 +132,6 @@ def int8_decoder(fp32_decoder, ranges: dict[str, list[float]]):
         with _quiet():
             quantize_static(src, dst, _reader([np.zeros((1, c, 2, 2), np.float32)]), quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            nodes_to_exclude=float_nodes(fp32_decoder.graph) + keep_float, extra_options={"TensorQuantOverrides": overrides})
+                            nodes_to_exclude=float_nodes(fp32_decoder.graph) + keep_float,
+                            extra_options={"TensorQuantOverrides": overrides})
         return onnx.load(dst)

@@ -15,7 +15,7 @@ MSSSIM_MIN_SIDE = -(-MS_SSIM_MIN_SIDE // 16) * 16  # 176
 
 
 def rate_bpp(likelihoods: dict[str, torch.Tensor], num_pixels: int) -> torch.Tensor:
-    return sum(torch.log(l).sum() for l in likelihoods.values()) / (-math.log(2) * num_pixels)
+    return sum(torch.log(lik).sum() for lik in likelihoods.values()) / (-math.log(2) * num_pixels)
 
 
 def distortion(x_hat: torch.Tensor, x: torch.Tensor, metric: str) -> torch.Tensor:
@@ -72,8 +72,8 @@ class RDObjective(nn.Module):
         loss, stats = 0.0, {}
         for i, ((w, lm), out) in enumerate(zip(self.terms, outs)):
             out = {"x_hat": out["x_hat"].float(), "likelihoods": {k: v.float() for k, v in out["likelihoods"].items()}}
-            l, s = rd_loss(out, x, lm, self.metric)
-            loss = loss + (torch.log(l) if self.width_loss == "log" and len(self.terms) > 1 else l)
+            term, s = rd_loss(out, x, lm, self.metric)
+            loss = loss + (torch.log(term) if self.width_loss == "log" and len(self.terms) > 1 else term)
             if i == 0:  # the widest width's figures also go unsuffixed
                 stats.update(s)
             if w is not None:
