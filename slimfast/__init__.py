@@ -1,9 +1,12 @@
 """slimfast: a learned image codec that runs in real time on ordinary CPUs.
 
     >>> import slimfast
-    >>> codec = slimfast.load()                  # the default bundled model
-    >>> data = codec.compress(image, quality=3)  # PIL image or uint8 array -> .sfi bytes
-    >>> image = slimfast.decompress(data)        # any .sfi file -> PIL image
+    >>> data = slimfast.compress(image, quality=75)  # PIL image or uint8 array -> .sfi bytes
+    >>> image = slimfast.decompress(data)            # .sfi bytes, path or file -> PIL image
+    >>> codec = slimfast.load()                      # the default bundled model, kept loaded
+
+``quality`` runs from 0 to 100, higher is better (fractions allowed), as in Pillow, cwebp and
+avifenc; it picks one of the model family's operating points (:meth:`slimfast.codec.Codec.compress`).
 
 How it runs comes from the ``SLIMFAST_*`` environment variables (:mod:`slimfast.settings` lists
 them), overridden by keywords: ``slimfast.load(threads=2, precision="int8")``, or a whole
@@ -14,42 +17,84 @@ Importing slimfast registers the ``.sfi`` format with Pillow, so ``Image.open("x
 """
 from __future__ import annotations
 
+import os
+from typing import IO, TYPE_CHECKING, Union
+
 from . import zoo  # light: json and pathlib only
 from .errors import CorruptFileError, SlimfastError, UnreadableFileError
 from .settings import Settings  # light: dataclasses and pathlib only
 
 __version__ = "0.8.0"
 
-__all__ = ["CorruptFileError", "Settings", "SlimfastError", "UnreadableFileError", "__version__", "decompress", "load",
-           "list_models", "zoo"]
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
+
+    from .codec import Codec
+
+    ImageLike = Union[Image.Image, np.ndarray]
+
+__all__ = ["CorruptFileError", "Settings", "SlimfastError", "UnreadableFileError", "__version__", "compress",
+           "decompress", "load", "list_models", "zoo"]
 
 
 def load(name: str | None = None, *, threads: int | None = None, engine: str | None = None,
          precision: str | None = None, analysis: str | None = None, synthesis: str | None = None,
-         settings: Settings | None = None, max_pixels: int | None = None):
-    """A codec for the named bundled model (``None``: the default). See :func:`slimfast.codec.load`:
-    the keyword arguments override ``settings``, which defaults to the environment's;
-    ``max_pixels`` caps the images it encodes and decodes."""
+         settings: Settings | None = None, max_pixels: int | None = None) -> Codec:
+    """A loaded :class:`~slimfast.codec.Codec`, ready to compress many images.
+
+    ``name``: a model from :func:`list_models` (``None``: the one it marks ``default``),
+    ``"NAME@N"`` for installed version N, or a family name (its default model). The keyword
+    arguments override ``settings`` (``None``: the ``SLIMFAST_*`` environment variables):
+    ``threads`` (0: the engine's default), ``engine`` (``"auto"``, ``"ort"``, ``"torch"``),
+    ``precision`` (``"fp32"``, ``"int8"``, ``"bf16"``), ``analysis`` / ``synthesis`` (one side's
+    precision) and ``max_pixels`` (the largest image it encodes and decodes). Raises
+    :class:`SlimfastError` for an unknown model or an invalid setting.
+    """
     from .codec import load as _load
 
     return _load(name, threads=threads, engine=engine, precision=precision, analysis=analysis, synthesis=synthesis,
                  settings=settings, max_pixels=max_pixels)
 
 
-def decompress(data: bytes, *, settings: Settings | None = None, threads: int | None = None,
-               engine: str | None = None, precision: str | None = None, synthesis: str | None = None,
-               max_pixels: int | None = None):
-    """Decode ``.sfi`` bytes to a PIL image; the file names the model it needs. The keyword
-    arguments override ``settings`` (default: the environment's), as for :func:`load`;
-    ``max_pixels`` refuses larger images (default ``Settings.max_pixels``, 64 Mi pixels)."""
+def compress(image: ImageLike, *, model: str | None = None, quality: float | None = None, width: int | None = None,
+             max_bytes: int | None = None, target_bpp: float | None = None, threads: int | None = None,
+             engine: str | None = None, precision: str | None = None, analysis: str | None = None,
+             settings: Settings | None = None, max_pixels: int | None = None) -> bytes:
+    """Encode a PIL image or uint8 array (HxW, HxWx3, HxWx4) to ``.sfi`` bytes.
+
+    ``model`` as for :func:`load`. ``quality``: 0 to 100, higher is better (``None``: the
+    model's own point); ``width``: a slimmable model's width; ``max_bytes`` / ``target_bpp``:
+    the largest file that fits (:meth:`slimfast.codec.Codec.compress`). The other keywords are
+    :func:`load`'s. Invalid values raise :class:`SlimfastError` saying what is valid.
+    """
+    codec = load(model, threads=threads, engine=engine, precision=precision, analysis=analysis, settings=settings,
+                 max_pixels=max_pixels)
+    return codec.compress(image, quality=quality, width=width, max_bytes=max_bytes, target_bpp=target_bpp)
+
+
+def decompress(data: Union[bytes, str, os.PathLike, IO[bytes]], *, settings: Settings | None = None,
+               threads: int | None = None, engine: str | None = None, precision: str | None = None,
+               synthesis: str | None = None, max_pixels: int | None = None) -> Image.Image:
+    """Decode a ``.sfi`` file (its bytes, a path or a binary file object) to a PIL image; the
+    file names the model it needs. A path or file is read no further than the file's header
+    declares. The keyword arguments override ``settings`` (default: the environment's), as for
+    :func:`load`; ``max_pixels`` refuses larger images (default ``Settings.max_pixels``, 64 Mi pixels)."""
     from .codec import decompress as _decompress
 
     return _decompress(data, settings=settings, threads=threads, engine=engine, precision=precision,
                        synthesis=synthesis, max_pixels=max_pixels)
 
 
-def list_models(settings: Settings | None = None):
-    """The installed models (the bundled ones, then those on ``settings.model_path``)."""
+def list_models(settings: Settings | None = None) -> list[zoo.ModelInfo]:
+    """The installed models: the bundled ones, then those in ``settings.model_path`` (``None``:
+    ``SLIMFAST_MODEL_PATH``), current versions only.
+
+    Each :class:`~slimfast.zoo.ModelInfo` has ``name`` (what :func:`load` takes), ``version``,
+    ``family`` (the models ``quality`` chooses among), ``default`` (the default model),
+    ``widths`` (a slimmable model's widths, else ``None``), ``points`` (measured Kodak
+    ``bpp``/``psnr`` per operating point) and ``card`` (the full model card).
+    """
     from .zoo import list_models as _list
 
     return _list(model_path=(Settings.from_env() if settings is None else settings).model_path)

@@ -31,7 +31,7 @@ EPILOG = """\
 examples:
   slimfast demo                                  compress + decompress the bundled photo
   slimfast compress photo.png photo.sfi          default model and quality
-  slimfast compress photo.png photo.sfi -q 1     smallest file of the default model's family
+  slimfast compress photo.png photo.sfi -q 0     smallest file of the default model's family (-q 0..100)
   slimfast compress a.png b.jpg out/             several inputs into a folder
   slimfast compress photo.png small.sfi --max-bytes 20000
   slimfast decompress photo.sfi photo.png        output format from the extension
@@ -39,6 +39,30 @@ examples:
   slimfast info photo.sfi
   slimfast models                                what --model and --quality accept
 """
+
+
+def _quality_arg(text: str) -> float:
+    """-q's value as a number; its range is checked with the API's own message (nan included)."""
+    try:
+        return float(text)
+    except ValueError:
+        from .codec import QUALITY_RANGE
+
+        raise argparse.ArgumentTypeError(f"quality must be {QUALITY_RANGE}, not {text!r}") from None
+
+
+def _default_model_text() -> str:
+    """The default model and the quality its own point stands for, for --help (read from the cards)."""
+    try:
+        from .codec import default_quality_range, model_info
+        from .settings import Settings
+
+        path = Settings.from_env().model_path
+        info = model_info(None, path)
+        low, high = default_quality_range(info, path)
+    except Exception:  # noqa: BLE001 - help must print even where no model loads
+        return "the default model"
+    return f"{info.name}, whose own point is quality {low:.4g} to {high:.4g} (e.g. {(low + high) / 2:.4g})"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -259,11 +283,13 @@ def cmd_compress(args) -> int:
     settings = _settings(args, bf16_parts=("analysis",))
     inputs, out = args.inputs[:-1], args.inputs[-1]
     many = _batch_output(inputs, out)
+    _check_point_options(args)
     codec = load(args.model, settings=settings)
     if args.width is not None and not codec.widths:
         raise SlimfastError(f"--width applies to slimmable models only; {codec.name} is not slimmable "
                             f"(use --quality, or pick a slimmable model from `slimfast models`)")
     jobs = [(i, str(Path(out) / (Path(i).stem + ".sfi")) if many else out) for i in inputs]
+    _refuse_collisions(jobs)
     with _pillow_pixel_limit(settings.max_pixels):
         if not many:
             _compress_one(codec, *jobs[0], args, settings.max_pixels, report=not args.quiet)
@@ -284,6 +310,31 @@ def _batch_output(inputs: list[str], out: str) -> bool:
         if "-" in inputs:
             raise SlimfastError("- (stdin) cannot be combined with other inputs")
     return many
+
+
+def _check_point_options(args) -> None:
+    """-q, --max-bytes, --target-bpp: checked before any image is read, in the flags' names."""
+    from .codec import check_quality, check_size_limit
+
+    if args.quality is not None:
+        check_quality(args.quality)
+    if (args.max_bytes is not None or args.target_bpp is not None) and (args.quality, args.width) != (None, None):
+        flag = "-q/--quality" if args.quality is not None else "--width"
+        raise SlimfastError(f"{flag} cannot be combined with --max-bytes or --target-bpp "
+                            "(they choose the operating point: the largest file that fits)")
+    check_size_limit(args.max_bytes, args.target_bpp, names=("--max-bytes", "--target-bpp"))
+
+
+def _refuse_collisions(jobs: list[tuple[str, str]]) -> None:
+    """Two inputs with one stem would write one output: refused before anything is written,
+    --force or not (the second would silently replace the first)."""
+    seen: dict[str, str] = {}
+    for i, o in jobs:
+        key = os.path.normcase(os.path.abspath(o))
+        if key in seen:
+            raise SlimfastError(f"{seen[key]} and {i} would both be written to {o}; "
+                                "compress them into different folders, or rename one")
+        seen[key] = i
 
 
 def _compress_one(codec, i: str, o: str, args, max_pixels: int, report: bool = False) -> None:
@@ -312,7 +363,7 @@ def _open_input(raw: bytes, name: str, max_pixels: int):
     if size and size[0] * size[1] > max_pixels:
         raise SlimfastError(f"input image {size[0]}x{size[1]} is above the limit of {max_pixels} pixels, "
                             "which decoding it would need too (--max-pixels N raises it)")
-    return open_image(io.BytesIO(raw), max_pixels)
+    return open_image(io.BytesIO(raw), max_pixels, name="stdin" if name == "-" else name)
 
 
 def _image_size(raw: bytes) -> tuple[int, int] | None:
@@ -448,20 +499,21 @@ def cmd_models(args) -> int:
         return 1
     from .zoo import family_members
 
-    _print(f"{'name':24s} {'v':>2s} {'family':18s} {'q':>2s} {'width':>5s} {'bpp':>7s} {'PSNR':>6s}  params  steps")
+    _print(f"{'name':24s} {'v':>2s} {'family':18s} {'quality':>7s} {'width':>5s} {'bpp':>7s} {'PSNR':>6s}  params  steps")
     for m in models:
-        q = [x.name for x in family_members(m, model_path=path)].index(m.name) + 1 if not m.widths else "-"
+        members = [x.name for x in family_members(m, model_path=path)]
+        q = _quality_text(members.index(m.name), len(members)) if not m.widths else "-"
         for p in (m.points or [{}]):
             if m.widths and p.get("width") in m.widths:
-                q = sorted(m.widths).index(p["width"]) + 1
+                q = _quality_text(sorted(m.widths).index(p["width"]), len(m.widths))
             star = "*" if m.default and (not m.widths or p.get("width") == m.default_width) else " "
             bpp = f"{p['bpp']:.3f}" if p.get("bpp") is not None else "-"
             psnr = f"{p['psnr']:.2f}" if p.get("psnr") is not None else "-"
             width = p.get("width") or "-"
-            _print(f"{star}{m.name:23s} {m.version:>2s} {m.family:18s} {q!s:>2s} {width!s:>5s} {bpp:>7s} {psnr:>6s} "
+            _print(f"{star}{m.name:23s} {m.version:>2s} {m.family:18s} {q:>7s} {width!s:>5s} {bpp:>7s} {psnr:>6s} "
                    f"{m.params / 1e6:5.2f}M {m.train_steps:6d}")
     _print("\n* default model (at its default width). bpp/PSNR: mean over Kodak, measured from real files.\n"
-           "--quality Q picks the Q-th rate point of a family (1 = smallest file); --width a slimmable width.\n"
+           "quality: the --quality values (0 to 100) that pick the point within its family; --width W a slimmable width.\n"
            "v: the current weights version; older versions stay installed so their files decode "
            "(--model NAME@N uses one).")
     if args.details:
@@ -472,6 +524,13 @@ def cmd_models(args) -> int:
 
         report(models)
     return 0
+
+
+def _quality_text(index: int, n: int) -> str:
+    from .codec import quality_range
+
+    low, high = quality_range(index, n)
+    return f"{low:.0f}-{high:.0f}"
 
 
 def cmd_demo(args) -> int:
@@ -533,20 +592,34 @@ def _torch_or_exit(command: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="slimfast", description="slimfast: learned image compression in real time on CPU.",
+    p = _Parser(prog="slimfast", description="slimfast: learned image compression in real time on CPU. "
+                f"Default model: {_default_model_text()}; quality (-q) runs from 0 to 100, higher is better.",
                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"slimfast {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
+    default_model = _default_model_text()
+
+    def model_option(sp):
+        sp.add_argument("-m", "--model", default=None, metavar="NAME",
+                        help="model or family name from `slimfast models` (a family: its default model); "
+                             f"default: {default_model}")
+
+    def quality_option(sp):
+        sp.add_argument("-q", "--quality", type=_quality_arg, default=None, metavar="Q",
+                        help="0 to 100, higher is better, fractions allowed: picks one of the model family's n "
+                             "operating points (rate points, or a slimmable model's widths) evenly, point "
+                             "floor(Q / 100 * n) from the smallest file (100: the largest). Default: the model's own point")
+
     def common_threads(sp):
         sp.add_argument("--threads", type=int, default=None, metavar="N",
-                        help="CPU threads for the networks (default: all cores)")
+                        help="CPU threads for the networks, N >= 1 (default: all cores)")
 
     def max_pixels_option(sp, what: str, why: str):
         from .settings import DEFAULT_MAX_PIXELS
 
         sp.add_argument("--max-pixels", type=int, default=None, metavar="N",
-                        help=f"largest {what}, in pixels (default: SLIMFAST_MAX_PIXELS, else {DEFAULT_MAX_PIXELS}); {why}")
+                        help=f"largest {what}, in pixels, N >= 1 (default: SLIMFAST_MAX_PIXELS, else {DEFAULT_MAX_PIXELS}); {why}")
 
     def int8_option(sp, bf16_both: bool = False):
         g = sp.add_mutually_exclusive_group()
@@ -562,18 +635,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compress", help="image(s) -> .sfi", usage="slimfast compress [options] IN [IN ...] OUT",
                        epilog=(
-        "examples:\n  slimfast compress photo.png photo.sfi\n  slimfast compress photo.png photo.sfi -q 1\n"
-        "  slimfast compress *.png out/ --quality 3\n  slimfast compress photo.png x.sfi --max-bytes 30000\n"
+        "examples:\n  slimfast compress photo.png photo.sfi\n  slimfast compress photo.png photo.sfi -q 0\n"
+        "  slimfast compress *.png out/ --quality 75\n  slimfast compress photo.png x.sfi --max-bytes 30000\n"
         "  slimfast compress - - < photo.png > photo.sfi"), description=(
         "Compress images to .sfi. The last path is the output: a file, a folder (for several "
         "inputs), or - for stdout. Use - as the input to read stdin."), formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("inputs", nargs="+", metavar="PATH", help="input images, then the output (.sfi file, folder or -)")
-    c.add_argument("-m", "--model", default=None, metavar="NAME", help="model name from `slimfast models` (default: the default model)")
-    c.add_argument("-q", "--quality", type=int, default=None, metavar="Q",
-                   help="operating point within the model's family, 1 = smallest file (a rate point, or a width of a slimmable model)")
-    c.add_argument("-w", "--width", type=int, default=None, metavar="W", help="latent channels of a slimmable model")
-    c.add_argument("--max-bytes", type=int, default=None, metavar="N", help="largest file that fits N bytes (best quality that fits)")
-    c.add_argument("--target-bpp", type=float, default=None, metavar="X", help="largest file of at most X bits per pixel")
+    model_option(c)
+    quality_option(c)
+    c.add_argument("-w", "--width", type=int, default=None, metavar="W",
+                   help="latent channels of a slimmable model: one of its widths (48 72 96 144 192 for the bundled ones)")
+    c.add_argument("--max-bytes", type=int, default=None, metavar="N",
+                   help="N >= 1: the largest file of the family's operating points that fits N bytes; "
+                        "an error (nothing written) if none does. Not with -q or --width")
+    c.add_argument("--target-bpp", type=float, default=None, metavar="X",
+                   help="X > 0: as --max-bytes, for at most X bits per pixel")
     c.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
     c.add_argument("--quiet", action="store_true", help="print nothing on success")
     c.add_argument("--bf16", action="store_true",
@@ -612,8 +688,8 @@ def build_parser() -> argparse.ArgumentParser:
         "The main job: compress and decompress a photo (default: the bundled kodim23.png) with the "
         "default model, then print size, bpp, PSNR and times."))
     dm.add_argument("image", nargs="?", default=None)
-    dm.add_argument("-m", "--model", default=None, metavar="NAME")
-    dm.add_argument("-q", "--quality", type=int, default=None, metavar="Q")
+    model_option(dm)
+    quality_option(dm)
     dm.add_argument("-o", "--output", default=None, metavar="FILE.sfi", help="also keep the compressed file")
     dm.add_argument("-f", "--force", action="store_true")
     common_threads(dm)

@@ -8,6 +8,8 @@ How models run (engine, threads, precisions, runtime knobs, model path, pixel li
 from __future__ import annotations
 
 import hashlib
+import math
+import numbers
 import os
 import threading
 import zlib
@@ -19,7 +21,7 @@ import numpy as np
 
 from . import container, zoo
 from .coder import CorruptStream
-from .errors import CorruptFileError, SlimfastError
+from .errors import CorruptFileError, SlimfastError, printable
 from .imageio import CanonicalImage, canonicalize, check_size, to_pil
 from .settings import Settings
 
@@ -172,6 +174,70 @@ class OperatingPoint:
     width: int | None
 
 
+QUALITY_RANGE = "a number from 0 to 100 (higher is better, fractions allowed)"
+
+
+def check_quality(quality) -> float:
+    """``quality`` as a float in 0..100, or a one-line error saying what is valid."""
+    ok = isinstance(quality, numbers.Real) and not isinstance(quality, bool) and 0 <= quality <= 100  # nan fails
+    if not ok:
+        raise SlimfastError(f"quality must be {QUALITY_RANGE}, not {printable(repr(quality))}")
+    return float(quality)
+
+
+def quality_index(quality: float, n: int) -> int:
+    """The operating point (0 = smallest file) that ``quality`` picks among ``n``: 0..100 split
+    evenly, so that 100 is the largest file and 0 the smallest (until a continuous knob exists)."""
+    return min(n - 1, math.floor(check_quality(quality) / 100 * n))
+
+
+def quality_range(index: int, n: int) -> tuple[float, float]:
+    """The qualities ``[low, high)`` that pick point ``index`` of ``n`` (the last one includes 100)."""
+    return index * 100 / n, (index + 1) * 100 / n
+
+
+def check_size_limit(max_bytes, target_bpp, names: tuple[str, str] = ("max_bytes", "target_bpp")) -> None:
+    """One-line errors for a size limit that no file can meet or that is not a number."""
+    if max_bytes is not None and target_bpp is not None:
+        raise SlimfastError(f"give either {names[0]} or {names[1]}, not both")
+    if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, numbers.Integral)
+                                  or max_bytes < 1):
+        raise SlimfastError(f"{names[0]} must be a whole number of bytes, at least 1, not {printable(repr(max_bytes))}")
+    if target_bpp is not None and (isinstance(target_bpp, bool) or not isinstance(target_bpp, numbers.Real)
+                                   or not math.isfinite(target_bpp) or target_bpp <= 0):
+        raise SlimfastError(f"{names[1]} must be a finite number of bits per pixel above 0, "
+                            f"not {printable(repr(target_bpp))}")
+
+
+def operating_points(info: zoo.ModelInfo, model_path=()) -> list[OperatingPoint]:
+    """``info``'s family, from the smallest files (quality 0) to the largest (quality 100)."""
+    if info.widths:
+        return [OperatingPoint(info.name, w) for w in sorted(info.widths)]
+    pinned = not zoo.is_current(info, model_path=model_path)
+    return [OperatingPoint(f"{m.name}@{m.version}" if pinned else m.name, None)
+            for m in zoo.family_members(info, model_path=model_path)]
+
+
+def default_quality_range(info: zoo.ModelInfo, model_path=()) -> tuple[float, float]:
+    """The qualities that pick the point a model codes at when given none."""
+    points = operating_points(info, model_path)
+    at = next(i for i, p in enumerate(points) if p.model.partition("@")[0] == info.name
+              and p.width == info.default_width)
+    return quality_range(at, len(points))
+
+
+def model_info(name: str | None, model_path=()) -> zoo.ModelInfo:
+    """A model by name (as :func:`slimfast.zoo.get`), or by family name: the family's default
+    model, else the one quality 50 picks."""
+    if name is not None and "@" not in name:
+        models = zoo.list_models(model_path=model_path)
+        family = [m for m in models if m.family == name]
+        if family and not any(m.name == name for m in models):
+            members = zoo.family_members(family[0], model_path=model_path)
+            return next((m for m in members if m.default), members[quality_index(50, len(members))])
+    return zoo.get(name, model_path=model_path)
+
+
 class Codec:
     """A loaded model ready to code images. Get one with :func:`slimfast.load`.
 
@@ -192,20 +258,16 @@ class Codec:
 
     # -- operating points ---------------------------------------------------------------------
     def operating_points(self) -> list[OperatingPoint]:
-        """This model's family, from the smallest files (quality 1) to the largest."""
-        if self.widths:
-            return [OperatingPoint(self.name, w) for w in sorted(self.widths)]
-        path = self.settings.model_path
-        pinned = not zoo.is_current(self.info, model_path=path)
-        return [OperatingPoint(f"{m.name}@{m.version}" if pinned else m.name, None)
-                for m in zoo.family_members(self.info, model_path=path)]
+        """This model's family, from the smallest files (quality 0) to the largest (quality 100)."""
+        return operating_points(self.info, self.settings.model_path)
 
-    def resolve(self, quality: int | None, width: int | None) -> OperatingPoint:
+    def resolve(self, quality: float | None, width: int | None) -> OperatingPoint:
+        """The operating point ``quality`` (0..100) or ``width`` picks; neither: the model's default."""
         if width is not None:
             if not self.widths:
                 raise SlimfastError(f"--width applies to slimmable models only; {self.name} is not slimmable")
-            if width not in self.widths:
-                raise SlimfastError(f"width {width} not available for {self.name}; choose one of "
+            if isinstance(width, bool) or width not in self.widths:
+                raise SlimfastError(f"width {printable(repr(width))} not available for {self.name}; choose one of "
                                     f"{', '.join(map(str, sorted(self.widths)))}")
             if quality is not None:
                 raise SlimfastError("give either a quality or a width, not both")
@@ -213,24 +275,28 @@ class Codec:
         if quality is None:
             return OperatingPoint(self.name, self.info.default_width)
         points = self.operating_points()
-        if not 1 <= quality <= len(points):
-            raise SlimfastError(f"quality must be 1..{len(points)} for the {self.family} family")
-        return points[quality - 1]
+        return points[quality_index(quality, len(points))]
 
     # -- coding -------------------------------------------------------------------------------
-    def compress(self, image, quality: int | None = None, width: int | None = None,
+    def compress(self, image, quality: float | None = None, width: int | None = None,
                  max_bytes: int | None = None, target_bpp: float | None = None) -> bytes:
         """Encode a PIL image or uint8 array (HxW, HxWx3, HxWx4) to ``.sfi`` bytes.
 
-        ``quality`` (1 = smallest file) picks a rate point of the model's family, or a width of
-        a slimmable model; ``width`` picks a width directly. ``max_bytes`` / ``target_bpp``
-        pick the best operating point whose file fits (the smallest one if none does).
-        Images above ``settings.max_pixels`` (what the decoder would refuse) are refused before
-        their pixels are read.
+        ``quality`` (0..100, higher is better, fractions allowed) picks one of the ``n`` rate
+        points of the model's family, or of a slimmable model's widths, evenly: point
+        ``min(n - 1, floor(quality / 100 * n))``, smallest file first. ``None``: the model's
+        own point. ``width`` picks a width directly. ``max_bytes`` / ``target_bpp`` instead
+        pick the largest file of those points that fits, and raise :class:`SlimfastError` if
+        none does. Images above ``settings.max_pixels`` (what the decoder would refuse) are
+        refused before their pixels are read.
         """
+        limited = max_bytes is not None or target_bpp is not None
+        check_size_limit(max_bytes, target_bpp)
+        if limited and (quality is not None or width is not None):
+            raise SlimfastError("give a quality or width, or a size limit (max_bytes / target_bpp), not both")
         check_size(_declared_size(image), self.settings.max_pixels)
         img = image if isinstance(image, CanonicalImage) else canonicalize(image)
-        if max_bytes is not None or target_bpp is not None:
+        if limited:
             return self._compress_to_fit(img, max_bytes, target_bpp)
         point = self.resolve(quality, width)
         return self._compress_point(img, point)
@@ -260,22 +326,21 @@ class Codec:
         return decompress(data, candidates=[self.info], settings=self.settings)
 
     def _compress_to_fit(self, img: CanonicalImage, max_bytes, target_bpp) -> bytes:
-        limit = max_bytes if max_bytes is not None else int(target_bpp * img.size[0] * img.size[1] / 8)
-        if limit <= 0:
-            raise SlimfastError("the size limit must be positive")
-        best = None
-        for point in reversed(self.operating_points()):
-            data = self._compress_point(img, point)
-            best = data
-            if len(data) <= limit:
-                return data
-        return best  # nothing fits: the smallest operating point
+        limit = max_bytes if max_bytes is not None else math.floor(target_bpp * img.size[0] * img.size[1] / 8)
+        # Every point is coded: on a given image the rate need not grow with the point's rank.
+        files = [self._compress_point(img, p) for p in self.operating_points()]
+        fitting = [d for d in files if len(d) <= limit]
+        if not fitting:
+            raise SlimfastError(f"no operating point of {self.family} fits {limit} bytes: "
+                                f"the smallest is {min(map(len, files))} bytes")
+        return max(fitting, key=len)
 
 
-def decompress(data: bytes, candidates: list[zoo.ModelInfo] | None = None, *, settings: Settings | None = None,
+def decompress(data, candidates: list[zoo.ModelInfo] | None = None, *, settings: Settings | None = None,
                threads: int | None = None, engine: str | None = None, precision: str | None = None,
                synthesis: str | None = None, max_pixels: int | None = None):
-    """Decode ``.sfi`` bytes to a PIL image; the header names the model to use.
+    """Decode ``.sfi`` bytes, a path or a binary file object to a PIL image; the header
+    names the model to use.
 
     ``candidates`` are models to try before the installed ones (used to measure a model that
     is not installed yet). ``settings`` (``None``: the environment's) and the keyword arguments
@@ -309,8 +374,22 @@ def decode_symbols(data: bytes, *, settings: Settings | None = None) -> dict[str
         return model.decode_symbols(hdr.streams, (-(-h // m), -(-w // m)), width=hdr.width)
 
 
-def _unpack_within(data: bytes, settings: Settings) -> container.Header:
-    hdr = container.unpack(data)
+def _sfi_bytes(src) -> bytes:
+    """The bytes of ``src``: bytes as they are; a path or file object read no further than its
+    header declares (:func:`container.read_file`), so that a device costs a few bytes."""
+    if isinstance(src, bytes):
+        return src
+    if isinstance(src, (bytearray, memoryview)):
+        return bytes(src)
+    if isinstance(src, (str, os.PathLike)):
+        return container.read_file(src, what=str(src))
+    if callable(getattr(src, "read", None)):
+        return container.read_file(src, what=str(getattr(src, "name", "file object")))
+    raise SlimfastError(f"expected .sfi bytes, a path or a binary file object, got {type(src).__name__}")
+
+
+def _unpack_within(data, settings: Settings) -> container.Header:
+    hdr = container.unpack(_sfi_bytes(data))
     if hdr.pixels > settings.max_pixels:
         raise SlimfastError(f"image {hdr.image_size[0]}x{hdr.image_size[1]} is above this decoder's limit of "
                             f"{settings.max_pixels} pixels (max_pixels: SLIMFAST_MAX_PIXELS or --max-pixels raise it)")
@@ -372,7 +451,8 @@ def _alpha_plane(hdr: container.Header) -> np.ndarray | None:
 def load(name: str | None = None, *, threads: int | None = None, engine: str | None = None,
          precision: str | None = None, analysis: str | None = None, synthesis: str | None = None,
          settings: Settings | None = None, max_pixels: int | None = None) -> Codec:
-    """A :class:`Codec` for a named model (``None``: the default model).
+    """A :class:`Codec` for a named model (``None``: the default model), ``"NAME@N"`` (version
+    N) or a family name from ``slimfast models`` (its default model, else the one quality 50 picks).
 
     ``settings`` (``None``: :meth:`Settings.from_env`, the ``SLIMFAST_*`` variables) says how it
     runs; ``threads`` (0: the engine's default), ``engine`` (``"auto"``, ``"ort"``, ``"torch"``),
@@ -380,4 +460,4 @@ def load(name: str | None = None, *, threads: int | None = None, engine: str | N
     """
     settings = resolve_settings(settings, threads=threads, engine=engine, precision=precision, analysis=analysis,
                                 synthesis=synthesis, max_pixels=max_pixels)
-    return Codec(zoo.get(name, model_path=settings.model_path), settings)
+    return Codec(model_info(name, settings.model_path), settings)

@@ -16,6 +16,7 @@
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,8 +122,9 @@ def _grey(a: np.ndarray) -> tuple[np.ndarray, str]:
     return np.repeat(a[:, :, None], 3, axis=2), "L"
 
 
-def canonicalize(image) -> CanonicalImage:
-    """Any supported input to a :class:`CanonicalImage`; raises SlimfastError otherwise."""
+def canonicalize(image, name: str | None = None) -> CanonicalImage:
+    """Any supported input to a :class:`CanonicalImage`; raises SlimfastError otherwise, naming
+    the image ``name`` (its file, for the user) where given."""
     if isinstance(image, np.ndarray):
         c = _from_array(image)
     else:
@@ -137,35 +139,44 @@ def canonicalize(image) -> CanonicalImage:
         except SlimfastError:
             raise
         except (OSError, ValueError) as exc:
-            raise SlimfastError(f"cannot read image: {exc}") from None
+            where = f" {name}" if name else ""
+            raise SlimfastError(f"cannot read image{where}: {exc}") from None
     h, w = c.rgb.shape[:2]
     if h == 0 or w == 0:
         raise SlimfastError("empty image (0 pixels)")
     return c
 
 
-def open_image(path, max_pixels: int = DEFAULT_MAX_PIXELS) -> CanonicalImage:
+def open_image(path, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None) -> CanonicalImage:
     """Read an image file (or binary file object) into canonical form; an image above
-    ``max_pixels`` is refused from its header, before its pixels are decoded."""
+    ``max_pixels`` is refused from its header, before its pixels are decoded. Errors name the
+    image ``name``, else ``path`` (a file object's repr means nothing to the user)."""
     from PIL import Image, UnidentifiedImageError
 
+    shown = name if name is not None else path if isinstance(path, (str, os.PathLike)) else "input"
     try:
         with Image.open(path) as im:
             check_size(im.size, max_pixels)
             im.load()
-            return canonicalize(im)
+            return canonicalize(im, str(shown))
     except FileNotFoundError:
-        raise SlimfastError(f"no such file: {path}") from None
+        raise SlimfastError(f"no such file: {shown}") from None
     except IsADirectoryError:
-        raise SlimfastError(f"is a directory, not an image: {path}") from None
+        raise SlimfastError(f"is a directory, not an image: {shown}") from None
     except PermissionError:
-        raise SlimfastError(f"permission denied: {path}") from None
+        raise SlimfastError(f"permission denied: {shown}") from None
     except UnidentifiedImageError:
-        raise SlimfastError(f"not an image Pillow can read: {path}") from None
+        raise SlimfastError(f"not an image Pillow can read: {shown}") from None
     except (OSError, ValueError, SyntaxError) as exc:
-        raise SlimfastError(f"cannot read image {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise SlimfastError(f"cannot read image {shown}: {_reason(exc, path, shown)}") from None
     except Image.DecompressionBombError as exc:
-        raise SlimfastError(f"refusing a suspiciously large image: {exc}") from None
+        raise SlimfastError(f"refusing a suspiciously large image {shown}: {_reason(exc, path, shown)}") from None
+
+
+def _reason(exc: BaseException, path, shown) -> str:
+    """``exc``'s first line, with the source's repr (Pillow quotes it) replaced by its name."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text.replace(repr(path), str(shown)).replace(str(path), str(shown))
 
 
 def to_rgb8(x: np.ndarray, s: int = 1) -> np.ndarray:

@@ -1,5 +1,8 @@
 """Pillow plugin: ``Image.open("x.sfi")`` and ``image.save("x.sfi", quality=Q, model=NAME, width=W)``.
 
+``quality`` runs from 0 to 100, higher is better, as for Pillow's other formats (see
+:meth:`slimfast.codec.Codec.compress`); ``max_bytes`` / ``target_bpp`` pick the largest file that fits.
+
 Registered when :mod:`slimfast` is imported. Opening reads only the header (size and mode);
 pixels are decoded on ``load()``. Both ways run with the top-level API's defaults: the
 environment's settings (:meth:`slimfast.settings.Settings.from_env`), read at each call, except
@@ -91,7 +94,7 @@ def _save(im: Image.Image, fp, filename) -> None:
     opts = im.encoderinfo
     codec = load(opts.get("model"))
     fp.write(codec.compress(im, quality=opts.get("quality"), width=opts.get("width"),
-                            max_bytes=opts.get("max_bytes")))
+                            max_bytes=opts.get("max_bytes"), target_bpp=opts.get("target_bpp")))
 
 
 Image.register_open(SfiImageFile.format, SfiImageFile, _accept)

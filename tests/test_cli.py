@@ -103,7 +103,7 @@ def test_compress_errors(model_dir, png, tmp_path, case):
         "same_file": ([png, png, "--force"], "input"),
         "width_not_slim": ([png, tmp_path / "o.sfi", "-m", "test-l", "--width", "96"], "slimmable"),
         "unknown_model": ([png, tmp_path / "o.sfi", "-m", "nonesuch"], "unknown model"),
-        "bad_quality": ([png, tmp_path / "o.sfi", "-m", "test-l", "-q", "5"], "quality"),
+        "bad_quality": ([png, tmp_path / "o.sfi", "-m", "test-l", "-q", "150"], "0 to 100"),
     }[case]
     rc, _, err = run_cli("compress", *args)
     assert_clean_error(rc, err, needle)

@@ -18,7 +18,7 @@ def test_pillow_open_and_save(model_dir, small_rgb, tmp_path):
 def test_pillow_save_with_quality_and_alpha(model_dir, small_rgb, tmp_path):
     rgba = Image.fromarray(np.dstack([small_rgb, small_rgb[:, :, 1]]), "RGBA")
     p = tmp_path / "a.sfi"
-    rgba.save(p, model="test-l", quality=1)
+    rgba.save(p, model="test-l", quality=10)
     with Image.open(p) as im:
         im.load()
         assert im.mode == "RGBA"
