@@ -97,7 +97,7 @@ def slim_section(comparisons: dict[str, dict], docs: Path, rel: str) -> list[str
         L += [f"### {name}", "",
               f"Kodak ({res.get('kodak_images', '?')} images), bpp from the entropy-coded streams, PSNR-RGB on the "
               f"8-bit output. Measured by `{res.get('command', 'benchmarks/slim_compare.py')}`; the runs come from "
-              "`scripts/train_slim_cpu.sh` (reduced CPU budget, stated below).", ""]
+              "the slimmable recipes at a reduced CPU budget (stated below; `recipes/`).", ""]
         runs = res.get("runs", {})
         if runs:
             L += [f"- scheduled: `{runs['sched']['run']}`: {_budget(runs['sched'])}",

@@ -41,7 +41,7 @@ BUNDLED_DIR = Path(__file__).resolve().parent / "weights"
 RETIRED_FILE = "retired.json"  # in a model folder: the index of versions retired from it
 # What a retired version's index entry keeps: enough to match a file's weights ID, name the release
 # that decodes it, and draw its curve in the version comparison. ``lambdas`` stays because a
-# training script continues from a retired model's lambdas (scripts/train_slim_v2_cpu.sh).
+# slimmable recipe may continue from a retired model's per-width lambdas.
 INDEX_KEYS = ("name", "family", "architecture", "version", "sha256", "lambdas", "points", "files",
               "last_release", "last_commit", "retired_by_version", "discontinued")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
