@@ -56,7 +56,8 @@ def tracked_bytes() -> int | None:
     import subprocess
 
     try:
-        names = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, check=True).stdout
+        names = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                               capture_output=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
     return sum((ROOT / n).stat().st_size for n in names.decode().split("\0") if n and (ROOT / n).is_file())
@@ -128,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     skipped_bsds, skipped = skipped["bsds500"], skipped["imagenet-samples"]
 
     (args.out / "MANIFEST.json").write_text(json.dumps(
-        {"source": str(args.src), "budget_mb": args.max_mb, "bytes": used, "bsds500": n_bsds, "imagenet_samples": len(manifest) - n_bsds,
+        {"source": str(args.src), "budget_mb": args.max_mb, "bytes": used, "bsds500": n_bsds,
+         "imagenet_samples": len(manifest) - n_bsds,
          "bsds500_skipped": skipped_bsds, "imagenet_skipped": skipped, "quality": args.quality, "files": manifest}, indent=1))
     total = sum(f.stat().st_size for f in args.out.rglob("*") if f.is_file())
     print(f"{args.out}: {n_bsds} BSDS500 ({skipped_bsds} did not fit) + {len(manifest) - n_bsds} ImageNet samples "

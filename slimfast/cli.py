@@ -619,7 +619,8 @@ def build_parser() -> argparse.ArgumentParser:
         from .settings import DEFAULT_MAX_PIXELS
 
         sp.add_argument("--max-pixels", type=int, default=None, metavar="N",
-                        help=f"largest {what}, in pixels, N >= 1 (default: SLIMFAST_MAX_PIXELS, else {DEFAULT_MAX_PIXELS}); {why}")
+                        help=f"largest {what}, in pixels, N >= 1 (default: SLIMFAST_MAX_PIXELS, else "
+                             f"{DEFAULT_MAX_PIXELS}); {why}")
 
     def int8_option(sp, bf16_both: bool = False):
         g = sp.add_mutually_exclusive_group()
@@ -657,7 +658,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "BF16 or AMX): faster encoding, a slightly different file at the bpp/PSNR change RESULTS.md "
                         "measures ('bf16'); every decoder reads it")
     common_threads(c)
-    max_pixels_option(c, "input image", "a larger one is refused before it is read (its file would need a higher limit to decode)")
+    max_pixels_option(c, "input image",
+                      "a larger one is refused before it is read (its file would need a higher limit to decode)")
     c.set_defaults(func=cmd_compress)
 
     d = sub.add_parser("decompress", help=".sfi -> image", description=(
@@ -674,12 +676,14 @@ def build_parser() -> argparse.ArgumentParser:
     int8_option(d)
     d.set_defaults(func=cmd_decompress)
 
-    i = sub.add_parser("info", help="describe a .sfi file", description="Show a .sfi file's model, version, width, size, mode, bytes and bpp.")
+    i = sub.add_parser("info", help="describe a .sfi file",
+                       description="Show a .sfi file's model, version, width, size, mode, bytes, bpp and format.")
     i.add_argument("file", metavar="FILE")
     i.add_argument("--json", action="store_true", help="machine-readable output")
     i.set_defaults(func=cmd_info)
 
-    m = sub.add_parser("models", help="list bundled models", description="List the bundled models, their families, widths and measured Kodak rate-distortion points.")
+    m = sub.add_parser("models", help="list bundled models",
+                       description="List the bundled models, their families, widths and measured Kodak rate-distortion points.")
     m.add_argument("--json", action="store_true", help="machine-readable output (one object per model)")
     m.add_argument("--details", action="store_true", help="complexity per width: parameters, kMAC/pixel")
     m.set_defaults(func=cmd_models)

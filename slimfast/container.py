@@ -254,7 +254,8 @@ def _check_version(version: int) -> None:
         raise UnreadableFileError(f"this file needs a newer slimfast: .sfi format version {version} "
                             f"(this slimfast reads versions 1 to {LATEST_VERSION})")
     if version not in SUPPORTED_VERSIONS:
-        raise UnreadableFileError(f"unsupported .sfi format version {version} (this slimfast reads versions 1 to {LATEST_VERSION})")
+        raise UnreadableFileError(f"unsupported .sfi format version {version} "
+                                  f"(this slimfast reads versions 1 to {LATEST_VERSION})")
 
 
 def _read_fixed(r: _Reader) -> tuple[Header, int, int]:

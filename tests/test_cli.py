@@ -25,7 +25,7 @@ def run_cli(*args, stdin: bytes | None = None, env_extra=None):
 def assert_clean_error(rc, err, needle):
     assert rc != 0
     assert "Traceback" not in err
-    lines = [l for l in err.strip().splitlines() if l]
+    lines = [line for line in err.strip().splitlines() if line]
     assert len(lines) == 1, err
     assert needle in lines[0], err
 

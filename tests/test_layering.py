@@ -21,3 +21,14 @@ def test_import_contracts_hold():
                        timeout=300)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     assert "BROKEN" not in r.stdout and r.stdout.count("KEPT") >= 3
+
+
+def test_ruff_is_clean():
+    """The style contract of pyproject.toml ([tool.ruff]: pyflakes and pycodestyle, 130 columns)."""
+    exe = shutil.which("ruff")
+    if exe is None:
+        assert not os.environ.get("CI"), "CI installs '.[test]', which has ruff"
+        pytest.skip("ruff is not installed (pip install -e '.[test]')")
+    r = subprocess.run([exe, "check", "slimfast", "tests", "benchmarks", "scripts"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-4000:]
