@@ -283,7 +283,7 @@ def _bd(ev: dict | None, t: dict) -> tuple[float, str] | None:
 
 def _kodak_psnr(ev: dict | None) -> dict[tuple, float]:
     return {(p["codec"], p.get("param")): p["psnr"] for c in (ev or {}).get("curves", [])
-            for p in c.get("points", []) if p.get("psnr") is not None}
+            for p in c.get("points", []) if p.get("psnr") is not None and "codec" in p}
 
 
 def _speed(ev: dict | None, be: dict | None, t: dict) -> tuple[float, str] | None:
