@@ -119,6 +119,7 @@ def test_bf16_analysis_files_decode_anywhere(monkeypatch):
     assert np.abs(decoded["ort"] - decoded["torch"]).max() <= 2
 
 
+@pytest.mark.slow  # starts subprocesses or trains
 def test_bf16_errors_are_one_line(tmp_path, monkeypatch, capsys):
     """Missing OpenVINO, a CPU without bf16, the torch backend, and --int8 with --bf16."""
     import slimfast

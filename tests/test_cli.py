@@ -68,6 +68,7 @@ def test_several_inputs_into_a_folder(model_dir, png, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["in.sfi", "second.sfi"]
 
 
+@pytest.mark.slow  # starts subprocesses or trains
 def test_stdin_to_stdout(model_dir, png):
     rc, out, err = run_cli("compress", "-", "-", "-m", "test-l", stdin=png.read_bytes())
     assert rc == 0 and out[:4] == b"\x89SFI"
@@ -75,6 +76,7 @@ def test_stdin_to_stdout(model_dir, png):
     assert rc == 0 and out2[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow  # starts subprocesses or trains
 def test_existing_output_needs_force_and_is_kept(model_dir, png, tmp_path):
     sfi = tmp_path / "x.sfi"
     sfi.write_bytes(b"precious")
@@ -88,6 +90,7 @@ def test_existing_output_needs_force_and_is_kept(model_dir, png, tmp_path):
 
 @pytest.mark.parametrize("case", ["missing", "not_image", "empty", "directory", "no_outdir", "same_file",
                                   "width_not_slim", "unknown_model", "bad_quality"])
+@pytest.mark.slow  # starts subprocesses or trains
 def test_compress_errors(model_dir, png, tmp_path, case):
     junk = tmp_path / "junk.png"
     junk.write_bytes(b"this is not an image at all")
@@ -111,6 +114,7 @@ def test_compress_errors(model_dir, png, tmp_path, case):
     assert not (tmp_path / "o.sfi").exists()
 
 
+@pytest.mark.slow  # starts subprocesses or trains
 def test_zero_pixel_image_is_rejected(model_dir, tmp_path):
     # A PNG cannot hold 0 pixels; a valid-looking TIFF header claiming 0x0 must still fail cleanly.
     p = tmp_path / "zero.ppm"
@@ -119,6 +123,7 @@ def test_zero_pixel_image_is_rejected(model_dir, tmp_path):
     assert rc != 0 and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # starts subprocesses or trains
 @pytest.mark.parametrize("case", ["truncated", "crc", "magic", "version", "unknown_model", "huge", "bad_ext"])
 def test_decompress_errors(model_dir, png, tmp_path, case):
     import struct
@@ -150,6 +155,7 @@ def test_decompress_errors(model_dir, png, tmp_path, case):
     assert not out.exists()
 
 
+@pytest.mark.slow  # starts subprocesses or trains
 def test_alpha_to_jpeg_is_refused_not_dropped(model_dir, tmp_path, small_rgb):
     p = tmp_path / "a.png"
     Image.fromarray(np.dstack([small_rgb, small_rgb[:, :, 0]]), "RGBA").save(p)
@@ -174,6 +180,7 @@ def test_models_json_schema(model_dir, capsys):
     assert by_name["test-l"]["int8_synthesis"] is None  # not calibrated
 
 
+@pytest.mark.slow  # starts subprocesses or trains
 def test_version_and_help():
     rc, out, _ = run_cli("--version")
     assert rc == 0 and out.decode().startswith("slimfast ")
@@ -206,6 +213,7 @@ def _run_without_torch(*args, env_extra=None):
                           env=env, timeout=300, cwd=Path(__file__).resolve().parents[1])
 
 
+@pytest.mark.slow  # starts subprocesses or trains
 def test_codec_runs_without_torch_and_torch_commands_fail_cleanly(tmp_path):
     pytest.importorskip("onnxruntime")
     from slimfast import runtime, zoo
@@ -227,6 +235,7 @@ def test_codec_runs_without_torch_and_torch_commands_fail_cleanly(tmp_path):
         assert not (tmp_path / "b.png").exists()
 
 
+@pytest.mark.slow  # starts subprocesses or trains
 def test_demo_runs_the_main_job_and_reports_the_real_file(tmp_path):
     from slimfast import zoo
 

@@ -146,6 +146,7 @@ print(json.dumps({k: hashlib.sha256(v.tobytes()).hexdigest() for k, v in sym.ite
 """
 
 
+@pytest.mark.slow  # starts subprocesses or trains
 @pytest.mark.parametrize("name", MODELS)
 def test_decoding_is_deterministic_across_threads_and_processes(model_dir, sample_rgb, tmp_path, name):
     codec = slimfast.load(name)

@@ -54,6 +54,7 @@ CASES = [("fasinet-l", {"N": 16, "M": 32}), ("fasinet-h", {"N1": 8, "N2": 16, "M
                              "slim_hidden": False})]
 
 
+@pytest.mark.slow  # starts subprocesses or trains
 def test_every_architecture_codes_exactly_without_torch(tmp_path):
     pytest.importorskip("onnxruntime")
     r = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path), json.dumps(CASES)], capture_output=True,

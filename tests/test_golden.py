@@ -8,6 +8,9 @@ import pytest
 
 from . import golden_files as g
 
+# Each configuration is measured in its own process (engine and threads are process settings).
+pytestmark = pytest.mark.slow
+
 MANIFEST = json.loads(g.MANIFEST.read_text())
 FINGERPRINT = g.fingerprint()
 SAME_MACHINE = FINGERPRINT in MANIFEST["fingerprints"]

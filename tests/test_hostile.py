@@ -183,6 +183,7 @@ def _address_space_3g():
     resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # the old encoder then fails fast
 
 
+@pytest.mark.slow  # starts subprocesses or trains
 def test_the_command_refuses_a_huge_png_in_one_line(huge_png, tmp_path):
     out = tmp_path / "out.sfi"
     r = subprocess.run([sys.executable, "-m", "slimfast", "compress", str(huge_png), str(out), "--threads", "1"],

@@ -12,6 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # starts subprocesses or trains
 def test_import_contracts_hold():
     exe = shutil.which("lint-imports")
     if exe is None:
@@ -23,6 +24,7 @@ def test_import_contracts_hold():
     assert "BROKEN" not in r.stdout and r.stdout.count("KEPT") >= 3
 
 
+@pytest.mark.slow  # starts subprocesses or trains
 def test_ruff_is_clean():
     """The style contract of pyproject.toml ([tool.ruff]: pyflakes and pycodestyle, 130 columns)."""
     exe = shutil.which("ruff")

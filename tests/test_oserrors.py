@@ -56,6 +56,7 @@ def popen(*args, **kw) -> subprocess.Popen:
 
 
 # -- bug 3: every OS error is one line naming the file, and loses nothing --------------------------
+@pytest.mark.slow  # starts subprocesses or trains
 @pytest.mark.parametrize("command", ["compress", "decompress", "info"])
 def test_stdout_on_a_full_disk(sfi, png, command):
     args = {"compress": ("compress", png, "-", "-m", "test-l"), "decompress": ("decompress", sfi, "-"),
@@ -67,6 +68,7 @@ def test_stdout_on_a_full_disk(sfi, png, command):
     assert p.returncode == 1 and "stdout" in line and "No space left" in line, line
 
 
+@pytest.mark.slow  # starts subprocesses or trains
 @pytest.mark.parametrize("command", ["compress", "decompress"])
 def test_stdout_pipe_closed_by_the_reader(sfi, png, command):
     args = {"compress": ("compress", png, "-", "-m", "test-l"), "decompress": ("decompress", sfi, "-")}[command]
@@ -163,6 +165,7 @@ def test_stdin_that_cannot_be_read(model_dir, tmp_path, monkeypatch, capsys, cod
     assert not (tmp_path / "o.sfi").exists()
 
 
+@pytest.mark.slow  # starts subprocesses or trains
 def test_a_directory_where_a_file_is_expected(sfi, tmp_path):
     (tmp_path / "y.png").mkdir()
     for force in ([], ["--force"]):
@@ -192,6 +195,7 @@ def assert_no_control_characters(text: str) -> None:
     assert not [c for c in text.replace("\n", "") if ord(c) < 32 or ord(c) == 127], repr(text)
 
 
+@pytest.mark.slow  # starts subprocesses or trains
 def test_forged_header_text_is_escaped_in_errors(forged, tmp_path):
     rc, _, err = run_cli("decompress", forged, tmp_path / "y.png")
     line = one_line(err)
@@ -203,6 +207,7 @@ def test_forged_header_text_is_escaped_in_errors(forged, tmp_path):
     assert "\n" not in str(exc.value) and "\x1b" not in str(exc.value)
 
 
+@pytest.mark.slow  # starts subprocesses or trains
 def test_forged_header_text_is_escaped_in_info(forged):
     rc, out, err = run_cli("info", forged)
     text = out.decode()
@@ -243,6 +248,7 @@ sys.exit(main(sys.argv[3:]))
 """
 
 
+@pytest.mark.slow  # starts subprocesses or trains
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP", "SIGINT"])
 def test_a_signal_during_a_write_leaves_no_temporary_file(model_dir, png, tmp_path, sig):
     out_dir = tmp_path / "out"
@@ -263,6 +269,7 @@ def test_a_signal_during_a_write_leaves_no_temporary_file(model_dir, png, tmp_pa
     assert marker.read_text() == f".x.sfi.slimfast-{p.pid}.tmp"  # a name a later run can recognise
 
 
+@pytest.mark.slow  # starts subprocesses or trains
 def test_stale_temporary_files_of_dead_processes_are_removed(model_dir, png, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -287,6 +294,7 @@ def test_stale_temporary_files_of_dead_processes_are_removed(model_dir, png, tmp
 
 
 # -- bug 7: a model card must pin its weights ------------------------------------------------------
+@pytest.mark.slow  # starts subprocesses or trains
 @pytest.mark.parametrize("sha256", ["missing", "", "abc123", "z" * 64, None])
 def test_a_card_without_a_valid_sha256_is_refused(model_dir, png, tmp_path, monkeypatch, sha256):
     folder = tmp_path / "models"
@@ -355,6 +363,7 @@ def test_pillow_load_errors_are_oserrors(sfi, tmp_path, case):
 
 
 # -- bug 1: the pixel limit, on the command line and in Pillow --------------------------------------
+@pytest.mark.slow  # starts subprocesses or trains
 def test_max_pixels_option(sfi, png, tmp_path):
     rc, _, err = run_cli("decompress", sfi, tmp_path / "y.png", "--max-pixels", 56 * 40 - 1)
     assert_clean_error(rc, err, "limit")
@@ -372,6 +381,7 @@ def test_max_pixels_option(sfi, png, tmp_path):
         assert rc == 0 and "--max-pixels" in out.decode() and "67108864" in out.decode()
 
 
+@pytest.mark.slow  # starts subprocesses or trains
 def test_compress_within_max_pixels_meets_no_pillow_warning(model_dir, tmp_path, monkeypatch):
     big = tmp_path / "big.png"
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(big)

@@ -102,6 +102,7 @@ def test_init_references_resolve(recipe):
         earlier.add(stage["name"])
 
 
+@pytest.mark.slow  # starts subprocesses or trains
 def test_retired_warm_starts_are_in_git_history(recipe):
     if subprocess.run(["git", "-C", str(ROOT), "rev-parse"], capture_output=True, check=False).returncode:
         pytest.skip("not a git checkout")
@@ -119,6 +120,7 @@ def test_retired_warm_starts_are_in_git_history(recipe):
 CITATION = re.compile(r"((?:scripts|docs)/\S+?\.(?:sh|md))[^()]*? at ([0-9a-f]{7,40})")
 
 
+@pytest.mark.slow  # starts subprocesses or trains
 def test_learning_rates_are_the_cited_scripts(recipe):
     """The cards do not record lr and its drop: each stage names the script (and a commit holding it)
     whose command line had them."""
@@ -193,6 +195,7 @@ def test_release_names_a_bundled_family_and_model(recipe):
     assert sorted(released) == sorted(n for n, c in cards.items() if c["family"] == family)
 
 
+@pytest.mark.slow  # starts subprocesses or trains
 @pytest.mark.parametrize("path", RECIPES, ids=recipe_ids())
 def test_dry_run_prints_every_stage(path, tmp_path):
     out = subprocess.run([sys.executable, str(RUNNER), str(path), "--dry-run", "--runs", str(tmp_path)],
@@ -214,6 +217,7 @@ def test_dry_run_prints_every_stage(path, tmp_path):
     assert not list(tmp_path.iterdir()), "a dry run writes nothing"
 
 
+@pytest.mark.slow  # starts subprocesses or trains
 def test_runner_rejects_bad_recipes(tmp_path):
     def write(obj) -> Path:
         p = tmp_path / "r.json"
@@ -235,6 +239,7 @@ def test_runner_rejects_bad_recipes(tmp_path):
     assert out.returncode == 2 and "no stage 'nope'" in out.stderr
 
 
+@pytest.mark.slow  # starts subprocesses or trains
 def test_runner_trains_a_toy_recipe_in_order_and_resumes(tmp_path):
     """Two 2-step stages on tiny images: the second starts from the first; a rerun skips both."""
     data = tmp_path / "data"

@@ -220,6 +220,7 @@ def test_width_checks(models):
         rm.decode_symbols([b"", b""], (2, 2))
 
 
+@pytest.mark.slow  # starts subprocesses or trains
 def test_runtime_decodes_without_torch(models, weights_files, tmp_path):
     tm, _ = models("fasinet-h", threads=1)
     x = _image(64, 128, 192)

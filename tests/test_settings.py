@@ -229,6 +229,7 @@ def test_thread_counts_reach_the_models_and_keep_the_symbols(monkeypatch):
     assert np.abs(pa - pb).max() <= 1
 
 
+@pytest.mark.slow  # starts subprocesses or trains
 def test_a_child_process_takes_its_settings_from_the_environment():
     """How slimfast bench and evaluate configure their workers: environment in, Settings.from_env out."""
     _ort_or_skip()

@@ -352,6 +352,7 @@ def test_schedule_cli_help_and_chord_slope():
     assert sched.chord_slope({"bpp": 0.75, "psnr": 25.06}, {"bpp": 0.73, "psnr": 25.27}) == float("inf")
 
 
+@pytest.mark.slow  # starts subprocesses or trains
 def test_train_loop_runs_all_widths(tmp_path):
     from slimfast.train import TrainConfig, train
 
@@ -364,6 +365,7 @@ def test_train_loop_runs_all_widths(tmp_path):
 
 
 
+@pytest.mark.slow  # starts subprocesses or trains
 @pytest.mark.parametrize("width_loss", ["sum", "log"])
 def test_joint_loss_over_the_widths(width_loss):
     from slimfast.train import RDObjective
@@ -534,6 +536,7 @@ def test_sort_channels_keeps_the_full_width_function_and_fronts_the_rate(tmp_pat
 
 
 
+@pytest.mark.slow  # starts subprocesses or trains
 def test_train_sort_channels_flag(tmp_path, capsys):
     from slimfast.train import TrainConfig, train
     from slimfast.weights import save_model

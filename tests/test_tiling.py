@@ -150,6 +150,7 @@ print(json.dumps({"peak_mb": peak, "bytes": len(data), "shape": list(out.shape),
 """
 
 
+@pytest.mark.slow  # starts subprocesses or trains
 @pytest.mark.parametrize("name", ["fasinet-l-mse-q4", "fasinet-h-mse-q4"])
 def test_24_megapixel_photo_codes_within_64_bytes_per_pixel(name, tmp_path):
     """The issue's bound: peak RSS at most ~64 B/px above the process after imports and model load."""

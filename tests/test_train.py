@@ -173,6 +173,7 @@ def test_ms_ssim_loss_has_gradients():
     assert torch.isfinite(y.grad).all() and y.grad.abs().sum() > 0
 
 
+@pytest.mark.slow  # starts subprocesses or trains
 def test_bf16_keeps_entropy_models_in_float32():
     model = build("fasinet-h").train()
     entropy_models_in_fp32(model)

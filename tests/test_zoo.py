@@ -248,6 +248,7 @@ def _git_show(spec: str) -> str | None:
     return r.stdout if r.returncode == 0 else None
 
 
+@pytest.mark.slow  # starts subprocesses or trains
 def test_the_shipped_retired_index_is_compact_and_the_full_cards_are_in_git_history():
     from slimfast.release import compact_retired
 
