@@ -2,7 +2,7 @@
 PYTHON ?= python
 KODAK ?= ../shared/data/kodak
 
-.PHONY: results results-md evaluate bench
+.PHONY: results results-md evaluate bench cli-doc
 
 # Kodak evaluation (skipped with a message if $(KODAK) is absent) + benchmark + RESULTS.md
 results:
@@ -17,3 +17,7 @@ evaluate:
 
 bench:
 	$(PYTHON) -m slimfast.bench --out out/bench
+
+# Regenerate docs/cli.md, a transcript of real slimfast commands
+cli-doc:
+	$(PYTHON) scripts/cli_transcript.py

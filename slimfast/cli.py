@@ -292,9 +292,12 @@ def cmd_compress(args) -> int:
     _refuse_collisions(jobs)
     with _pillow_pixel_limit(settings.max_pixels):
         if not many:
-            _compress_one(codec, *jobs[0], args, settings.max_pixels, report=not args.quiet)
+            stats = _compress_one(codec, *jobs[0], args, settings.max_pixels)
+            if not args.quiet and jobs[0][1] != "-":
+                print(_file_line(stats), file=sys.stderr)
             return 0
-        return _run_batch(jobs, lambda i, o: _compress_one(codec, i, o, args, settings.max_pixels), args.quiet)
+        return _run_batch(jobs, lambda i, o: _compress_one(codec, i, o, args, settings.max_pixels),
+                          quiet=args.quiet, verbose=args.verbose)
 
 
 def _batch_output(inputs: list[str], out: str) -> bool:
@@ -337,21 +340,57 @@ def _refuse_collisions(jobs: list[tuple[str, str]]) -> None:
         seen[key] = i
 
 
-def _compress_one(codec, i: str, o: str, args, max_pixels: int, report: bool = False) -> None:
+class _Done:
+    """One compressed file, for the per-file line and the batch summary."""
+
+    def __init__(self, i: str, o: str, bytes_in: int, bytes_out: int, size: tuple[int, int], seconds: float):
+        self.i, self.o, self.bytes_in, self.bytes_out, self.size, self.seconds = i, o, bytes_in, bytes_out, size, seconds
+
+    @property
+    def bpp(self) -> float:
+        return self.bytes_out * 8 / (self.size[0] * self.size[1])
+
+
+def _compress_one(codec, i: str, o: str, args, max_pixels: int) -> _Done:
     if o != "-":
         if _same_file(i, Path(o)):
             raise SlimfastError(f"refusing to overwrite the input {i}")
         _check_target(Path(o), args.force)
-    img = _open_input(_read_image(i, max_pixels), i, max_pixels)
+    raw = _read_image(i, max_pixels)
+    img = _open_input(raw, i, max_pixels)
     t0 = time.perf_counter()
     data = codec.compress(img, quality=args.quality, width=args.width,
                           max_bytes=args.max_bytes, target_bpp=args.target_bpp)
     dt = time.perf_counter() - t0
     _write_output(o, data, args.force)
-    if report and o != "-":
-        w, h = img.size
-        print(f"{i} -> {o}: {len(data)} bytes, {len(data) * 8 / (w * h):.4f} bpp, "
-              f"{w}x{h}, {dt * 1000:.0f} ms", file=sys.stderr)
+    return _Done(i, o, len(raw), len(data), img.size, dt)
+
+
+def _file_line(d: _Done) -> str:
+    w, h = d.size
+    return f"{d.i} -> {d.o}: {d.bytes_out} bytes, {d.bpp:.4f} bpp, {w}x{h}, {d.seconds * 1000:.0f} ms"
+
+
+def _human_bytes(n: int) -> str:
+    """Decimal units, as ls -h --si and the image tools print them: 950 B, 52.1 kB, 1.9 MB."""
+    if n < 1000:
+        return f"{n} B"
+    for unit in ("kB", "MB", "GB", "TB"):
+        n /= 1000
+        if n < 999.95 or unit == "TB":
+            return f"{n:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def _summary_line(done: list[_Done], total: int) -> str:
+    """The batch's one summary line: files, bytes in and out, mean bpp over the files written."""
+    files = f"{total} files" if len(done) == total else f"{len(done)} of {total} files"
+    if not done:
+        return f"{files}: nothing written"
+    bytes_in = sum(d.bytes_in for d in done)
+    bytes_out = sum(d.bytes_out for d in done)
+    bpp = sum(d.bpp for d in done) / len(done)
+    return f"{files}: {_human_bytes(bytes_in)} -> {_human_bytes(bytes_out)}, {bpp:.2f} bpp mean"
 
 
 def _open_input(raw: bytes, name: str, max_pixels: int):
@@ -393,22 +432,35 @@ def _pillow_pixel_limit(max_pixels: int):
         Image.MAX_IMAGE_PIXELS = saved
 
 
-def _run_batch(jobs: list[tuple[str, str]], fn, quiet: bool) -> int:
+def _run_batch(jobs: list[tuple[str, str]], fn, quiet: bool = False, verbose: bool = False) -> int:
     """``fn(input, output)`` for each job; a failure is one line on stderr and the others go on.
-    Exit status 1 if any failed."""
+    A progress bar only where stderr is a terminal; ``verbose``: a line per file; then one summary
+    line (none with ``quiet``, which leaves only the errors). Exit status 1 if any failed."""
     from tqdm import tqdm
 
-    failures = 0
-    with tqdm(total=len(jobs), unit="img", file=sys.stderr, disable=quiet) as bar:
+    done: list[_Done] = []
+    with tqdm(total=len(jobs), unit="img", file=sys.stderr, disable=quiet or not _stderr_is_terminal()) as bar:
         for i, o in jobs:
             try:
-                fn(i, o)
+                d = fn(i, o)
             except (SlimfastError, OSError) as exc:  # OSError: whatever a file operation did not name
-                failures += 1
                 tqdm.write(_error_line(f"{i}: {exc if isinstance(exc, SlimfastError) else _os_text(exc)}"),
                            file=sys.stderr)
+            else:
+                done.append(d)
+                if verbose and not quiet:
+                    tqdm.write(_file_line(d), file=sys.stderr)
             bar.update(1)
-    return 1 if failures else 0
+    if not quiet:
+        print(_summary_line(done, len(jobs)), file=sys.stderr)
+    return 0 if len(done) == len(jobs) else 1
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced by an object without it, or closed
+        return False
 
 
 def _output_format(path: str, explicit: str | None) -> str:
@@ -652,7 +704,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--target-bpp", type=float, default=None, metavar="X",
                    help="X > 0: as --max-bytes, for at most X bits per pixel")
     c.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
-    c.add_argument("--quiet", action="store_true", help="print nothing on success")
+    talk = c.add_mutually_exclusive_group()
+    talk.add_argument("-v", "--verbose", action="store_true",
+                      help="a line per file: bytes, bpp, size, time (a single file prints it anyway)")
+    talk.add_argument("--quiet", action="store_true", help="print nothing on success (errors still print their line)")
     c.add_argument("--bf16", action="store_true",
                    help="run the analysis in bf16 on OpenVINO (pip install 'slimfast[openvino]'; a CPU with AVX-512 "
                         "BF16 or AMX): faster encoding, a slightly different file at the bpp/PSNR change RESULTS.md "

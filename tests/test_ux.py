@@ -160,3 +160,105 @@ def test_errors_name_the_users_file(png, tmp_path, capsys):
         assert main(["compress", str(src), str(tmp_path / "o.sfi")]) == 1
         line = one_error_line(capsys, str(src))
         assert "BytesIO" not in line and "0x" not in line
+
+
+# 9 -------------------------------------------------------------------------------------------
+import re  # noqa: E402
+import sys  # noqa: E402
+
+
+@pytest.fixture
+def three_pngs(tmp_path, small_rgb) -> list[Path]:
+    paths = []
+    for name in ("a", "b", "c"):
+        paths.append(tmp_path / f"{name}.png")
+        Image.fromarray(small_rgb).save(paths[-1])
+    (tmp_path / "out").mkdir()
+    return paths
+
+
+def batch(paths, tmp_path, *flags) -> int:
+    return main(["compress", *map(str, paths), str(tmp_path / "out"), "-m", "test-l", *flags])
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_batch_progress_bar_only_on_a_terminal(model_dir, three_pngs, tmp_path, capsys, monkeypatch, terminal):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
+    assert batch(three_pngs, tmp_path) == 0
+    err = capsys.readouterr().err
+    assert ("img/s" in err or "3/3" in err) == terminal, err
+    lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip()]
+    summary = [line for line in lines if line.startswith("3 files: ")]
+    assert len(summary) == 1 and summary[0] == lines[-1], err
+    if not terminal:
+        assert lines == summary, err  # a pipe or a log gets the summary line only
+
+
+def test_batch_summary_line(model_dir, three_pngs, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert batch(three_pngs, tmp_path) == 0
+    err = capsys.readouterr().err
+    m = re.fullmatch(r"3 files: (\d+(?:\.\d)?) (B|kB|MB) -> (\d+(?:\.\d)?) (B|kB|MB), (\d+\.\d\d) bpp mean\n", err)
+    assert m, err
+    scale = {"B": 1, "kB": 1e3, "MB": 1e6}
+    bytes_in = sum(p.stat().st_size for p in three_pngs)
+    outs = sorted((tmp_path / "out").iterdir())
+    bytes_out = sum(p.stat().st_size for p in outs)
+    assert float(m[1]) * scale[m[2]] == pytest.approx(bytes_in, rel=0.01, abs=1)
+    assert float(m[3]) * scale[m[4]] == pytest.approx(bytes_out, rel=0.01, abs=1)
+    h, w = 40, 56
+    mean_bpp = sum(p.stat().st_size * 8 / (w * h) for p in outs) / len(outs)
+    assert float(m[5]) == pytest.approx(mean_bpp, abs=0.006)
+
+
+def test_batch_summary_counts_failures(model_dir, three_pngs, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    (tmp_path / "out" / "b.sfi").write_bytes(b"precious")  # exists, no --force: b fails
+    assert batch(three_pngs, tmp_path) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("slimfast: error: ") and "b.png" in lines[0]
+    assert lines[1].startswith("2 of 3 files: ") and "bpp mean" in lines[1]
+    for p in three_pngs:
+        p.write_bytes(b"not an image")
+    assert batch(three_pngs, tmp_path, "--force") == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 4 and lines[-1] == "0 of 3 files: nothing written", lines
+
+
+def test_verbose_and_quiet(model_dir, three_pngs, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert batch(three_pngs, tmp_path, "-v") == 0
+    lines = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines()
+             if line.strip() and "img" not in line]  # the bar's refreshes
+    per_file = [line for line in lines if " -> " in line and " ms" in line]
+    assert [line.split(" -> ")[0] for line in per_file] == list(map(str, three_pngs)), lines
+    assert all(re.search(r": \d+ bytes, \d+\.\d{4} bpp, 56x40, \d+ ms$", line) for line in per_file), lines
+    assert lines[-1].startswith("3 files: ")
+    assert batch(three_pngs, tmp_path, "--quiet", "--force") == 0
+    assert capsys.readouterr().err == ""  # no bar, no summary, even on a terminal
+    # a single file: its line by default and with -v, nothing with --quiet
+    one = tmp_path / "one.sfi"
+    for flags, expected in (([], 1), (["-v"], 1), (["--quiet"], 0)):
+        assert main(["compress", str(three_pngs[0]), str(one), "-m", "test-l", "--force", *flags]) == 0
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == expected and (not expected or f"-> {one}: " in err), err
+    assert exit_status(["compress", str(three_pngs[0]), str(one), "-v", "--quiet"]) == 2
+
+
+def test_cli_transcript_matches_docs(tmp_path):
+    """docs/cli.md is generated: the script still runs, and the doc holds the session it runs now."""
+    import subprocess
+
+    out = tmp_path / "cli.md"
+    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "cli_transcript.py"), "-o", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+
+    def commands(text: str) -> list[str]:
+        return [line for line in text.splitlines() if line.startswith(("$ slimfast", "## ", "Exit status"))]
+
+    fresh, docs = out.read_text(), (ROOT / "docs" / "cli.md").read_text()
+    assert commands(fresh) == commands(docs), "docs/cli.md is stale: run `make cli-doc`"
+    assert len(commands(fresh)) >= 3 * 10 and "slimfast-cli-" not in fresh  # no temporary path
+    assert not re.search(r"\b\d+ ms\b", fresh) and "Traceback" not in fresh
