@@ -360,7 +360,7 @@ def _compress_one(codec, i: str, o: str, args, max_pixels: int) -> _Done:
     img = _open_input(raw, i, max_pixels)
     t0 = time.perf_counter()
     data = codec.compress(img, quality=args.quality, width=args.width,
-                          max_bytes=args.max_bytes, target_bpp=args.target_bpp)
+                          max_bytes=args.max_bytes, target_bpp=args.target_bpp, metadata=args.metadata)
     dt = time.perf_counter() - t0
     _write_output(o, data, args.force)
     return _Done(i, o, len(raw), len(data), img.size, dt)
@@ -501,17 +501,49 @@ def cmd_decompress(args) -> int:
 def _encode(img, fmt: str) -> bytes:
     if fmt in ("JPEG", "BMP", "PPM") and img.mode in ("RGBA", "LA"):
         raise SlimfastError(f"{fmt} cannot store the alpha channel of this {img.mode} image; use .png or .webp")
-    buf = io.BytesIO()
     params = {}
     if img.info.get("icc_profile"):
         params["icc_profile"] = img.info["icc_profile"]
     if fmt == "JPEG":
         params["quality"] = 95
+    meta = _metadata_params(img, fmt)
+    if meta:
+        try:  # metadata a format cannot hold (JPEG's 64 KiB segments) is dropped, not an error
+            return _save(img, fmt, {**params, **meta})
+        except (OSError, ValueError, KeyError):
+            pass
     try:
-        img.save(buf, format=fmt, **params)
+        return _save(img, fmt, params)
     except (OSError, ValueError, KeyError) as exc:
         raise SlimfastError(f"cannot write {fmt}: {exc}") from None
+
+
+def _save(img, fmt: str, params: dict) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **params)
     return buf.getvalue()
+
+
+def _metadata_params(img, fmt: str) -> dict:
+    """Pillow save parameters carrying the decoded image's EXIF and XMP into ``fmt``, where it
+    holds them: PNG (eXIf, XMP as iTXt), JPEG and WebP (both), TIFF (EXIF); elsewhere none."""
+    exif, xmp = img.info.get("exif"), img.info.get("xmp")
+    params = {}
+    if exif and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
+        params["exif"] = exif
+    if xmp and fmt in ("JPEG", "WEBP"):
+        params["xmp"] = xmp
+    elif xmp and fmt == "PNG":
+        from PIL.PngImagePlugin import PngInfo
+
+        try:
+            text = xmp.decode("utf-8")
+        except UnicodeDecodeError:
+            return params
+        info = PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", text, zip=False)
+        params["pnginfo"] = info
+    return params
 
 
 def cmd_info(args) -> int:
@@ -643,6 +675,7 @@ def _torch_or_exit(command: str) -> int:
     return _guard(lambda: require_torch(f"slimfast {command}"))
 
 
+# Long on purpose: one declaration per option, read top to bottom like `--help` itself.
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="slimfast", description="slimfast: learned image compression in real time on CPU. "
                 f"Default model: {_default_model_text()}; quality (-q) runs from 0 to 100, higher is better.",
@@ -703,6 +736,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "an error (nothing written) if none does. Not with -q or --width")
     c.add_argument("--target-bpp", type=float, default=None, metavar="X",
                    help="X > 0: as --max-bytes, for at most X bits per pixel")
+    c.add_argument("--metadata", choices=("all", "icc", "none"), default="all",
+                   help="what to keep besides pixels: all (ICC profile, EXIF with orientation reset to 1, XMP; "
+                        "the default), icc (ICC profile only: EXIF may hold the GPS location) or none")
     c.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
     talk = c.add_mutually_exclusive_group()
     talk.add_argument("-v", "--verbose", action="store_true",

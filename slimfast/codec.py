@@ -7,6 +7,7 @@ How models run (engine, threads, precisions, runtime knobs, model path, pixel li
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import numbers
@@ -22,7 +23,7 @@ import numpy as np
 from . import container, zoo
 from .coder import CorruptStream
 from .errors import CorruptFileError, SlimfastError, printable
-from .imageio import CanonicalImage, canonicalize, check_size, to_pil
+from .imageio import CanonicalImage, canonicalize, check_metadata, check_size, to_pil
 from .settings import Settings
 
 _lock = threading.Lock()
@@ -279,7 +280,7 @@ class Codec:
 
     # -- coding -------------------------------------------------------------------------------
     def compress(self, image, quality: float | None = None, width: int | None = None,
-                 max_bytes: int | None = None, target_bpp: float | None = None) -> bytes:
+                 max_bytes: int | None = None, target_bpp: float | None = None, metadata: str = "all") -> bytes:
         """Encode a PIL image or uint8 array (HxW, HxWx3, HxWx4) to ``.sfi`` bytes.
 
         ``quality`` (0..100, higher is better, fractions allowed) picks one of the ``n`` rate
@@ -289,13 +290,22 @@ class Codec:
         pick the largest file of those points that fits, and raise :class:`SlimfastError` if
         none does. Images above ``settings.max_pixels`` (what the decoder would refuse) are
         refused before their pixels are read.
+
+        ``metadata``: what the file carries besides pixels: ``"all"`` (the ICC profile, EXIF
+        with its orientation reset to 1 as the pixels are turned, and XMP), ``"icc"`` (the ICC
+        profile only: EXIF may hold the GPS location) or ``"none"``. A file with EXIF or XMP is
+        format version 2; one without stays version 1.
         """
+        check_metadata(metadata)
         limited = max_bytes is not None or target_bpp is not None
         check_size_limit(max_bytes, target_bpp)
         if limited and (quality is not None or width is not None):
             raise SlimfastError("give a quality or width, or a size limit (max_bytes / target_bpp), not both")
         check_size(_declared_size(image), self.settings.max_pixels)
         img = image if isinstance(image, CanonicalImage) else canonicalize(image)
+        if metadata != "all" and (img.exif is not None or img.xmp is not None or
+                                  (metadata == "none" and img.icc is not None)):
+            img = dataclasses.replace(img, exif=None, xmp=None, icc=img.icc if metadata == "icc" else None)
         if limited:
             return self._compress_to_fit(img, max_bytes, target_bpp)
         point = self.resolve(quality, width)
@@ -318,7 +328,8 @@ class Codec:
         hdr = container.Header(model=info.name, weights_version=info.version,
                                weights_id=bytes.fromhex(info.sha256[:16]),
                                width=lat.width, image_size=(w, h), mode=img.mode,
-                               streams=lat.strings, alpha=alpha, icc=img.icc)
+                               streams=lat.strings, alpha=alpha, icc=img.icc,
+                               chunks=_metadata_chunks(img))
         return container.pack(hdr)
 
     def decompress(self, data: bytes):
@@ -334,6 +345,20 @@ class Codec:
             raise SlimfastError(f"no operating point of {self.family} fits {limit} bytes: "
                                 f"the smallest is {min(map(len, files))} bytes")
         return max(fitting, key=len)
+
+
+def _metadata_chunks(img: CanonicalImage) -> list[tuple[str, bytes]]:
+    """The ``exif`` / ``xmpd`` chunks of ``img`` (none: the file stays format version 1)."""
+    chunks = []
+    for ctype, what, payload in (("exif", "EXIF", img.exif), ("xmpd", "XMP", img.xmp)):
+        if payload is None:
+            continue
+        limit = container.CHUNK_TYPES[ctype].max_len
+        if len(payload) > limit:
+            raise SlimfastError(f"the image's {what} is {len(payload)} bytes, over the format's limit of {limit} "
+                                f"(metadata='icc' / --metadata icc drops it)")
+        chunks.append((ctype, bytes(payload)))
+    return chunks
 
 
 def decompress(data, candidates: list[zoo.ModelInfo] | None = None, *, settings: Settings | None = None,
@@ -357,7 +382,7 @@ def decompress(data, candidates: list[zoo.ModelInfo] | None = None, *, settings:
         rgb = model.decompress_rgb8(hdr.streams, shape, width=hdr.width)
     if rgb.shape[:2] != (h, w):
         rgb = np.ascontiguousarray(rgb[:h, :w])
-    return to_pil(rgb, hdr.mode, _alpha_plane(hdr), hdr.icc)
+    return to_pil(rgb, hdr.mode, _alpha_plane(hdr), hdr.icc, hdr.chunk("exif"), hdr.chunk("xmpd"))
 
 
 def decode_symbols(data: bytes, *, settings: Settings | None = None) -> dict[str, np.ndarray]:

@@ -77,11 +77,17 @@ class ChunkType:
 
 # Every chunk type this slimfast knows. STRM, ALPH and iccp fill Header.streams/alpha/icc; any
 # other type added here travels in Header.chunks, so adding one needs no parser change.
-# Reserved for later (docs/format.md): LAYT (stream layout), QUAL or qual (quality), exif, xmpd.
+# exif (the EXIF block, TIFF-structured, no "Exif\0\0" prefix) and xmpd (the XMP packet) are
+# ancillary: a reader that predates them skips them. Reserved for later (docs/format.md): LAYT
+# (stream layout), QUAL or qual (quality).
+MAX_EXIF = 1 << 24
+MAX_XMP = 1 << 24
 CHUNK_TYPES: dict[str, ChunkType] = {
     "STRM": ChunkType(max_count=MAX_STREAMS),
     "ALPH": ChunkType(),
     "iccp": ChunkType(max_len=MAX_ICC),
+    "exif": ChunkType(max_len=MAX_EXIF),
+    "xmpd": ChunkType(max_len=MAX_XMP),
 }
 _FIELD_CHUNKS = ("STRM", "ALPH", "iccp")
 # v2 body errors name the version: a damaged version byte then reads as "which version" trouble.

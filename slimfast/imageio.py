@@ -1,8 +1,10 @@
 """Bringing user images to the codec's canonical form and back.
 
 * Input: a PIL image or a uint8 numpy array (HxW, HxWx3, HxWx4). EXIF orientation is applied,
-  the ICC profile is kept. Modes map to one of ``L``, ``RGB``, ``RGBA``, ``LA``: palette images
-  become RGB(A), CMYK/YCbCr/HSV/LAB become RGB, 1-bit becomes L.
+  the ICC profile is kept, and so are EXIF (its orientation reset to 1, since the pixels are
+  turned) and XMP (:func:`read_metadata`); ``to_pil`` puts all three back in ``info``.
+  Modes map to one of ``L``, ``RGB``, ``RGBA``, ``LA``: palette images become RGB(A),
+  CMYK/YCbCr/HSV/LAB become RGB, 1-bit becomes L.
 * 16-bit and 32-bit integer or float input (``I;16*``, ``I``, ``F``) is reduced to 8 bits by
   ``round(v / 257)`` for 16-bit data, and by clipping to 0..255 for ``I``/``F`` (Pillow's own
   convention for those modes). The codec is 8-bit; nothing else is stored.
@@ -17,6 +19,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +38,8 @@ class CanonicalImage:
     mode: str                  # L, RGB, RGBA or LA
     alpha: np.ndarray | None   # uint8 HxW
     icc: bytes | None
+    exif: bytes | None = None  # TIFF-structured EXIF, without JPEG's b"Exif\\0\\0" prefix; orientation 1
+    xmp: bytes | None = None   # the XMP packet (UTF-8 XML)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -84,7 +89,66 @@ def _from_array(a: np.ndarray) -> CanonicalImage:
     raise SlimfastError(f"numpy images must be HxW, HxWx3 or HxWx4, got shape {a.shape}")
 
 
+EXIF_PREFIX = b"Exif\x00\x00"
+_ORIENTATION = 0x0112
+METADATA = ("all", "icc", "none")
+
+
+def check_metadata(metadata) -> str:
+    """``metadata`` if it is one of :data:`METADATA`, else a one-line error saying what is valid."""
+    if not isinstance(metadata, str) or metadata not in METADATA:
+        from .errors import printable
+
+        raise SlimfastError(f"metadata must be 'all', 'icc' or 'none', not {printable(repr(metadata))}")
+    return metadata
+
+
+def _exif_of(im) -> bytes | None:
+    """``im``'s EXIF as stored (no ``Exif\\0\\0`` prefix), with its orientation reset to 1 (the
+    pixels are turned on reading); a block Pillow cannot parse is kept as it is."""
+    raw = im.info.get("exif")  # not getexif() alone: for a TIFF that is the file's own tags
+    if isinstance(raw, str):
+        raw = raw.encode("latin-1", "replace")
+    if not raw:
+        return None
+    try:
+        exif = im.getexif()
+        if exif.get(_ORIENTATION, 1) != 1:
+            exif[_ORIENTATION] = 1
+            raw = exif.tobytes()
+    except Exception:  # a broken EXIF block must not make a valid image unreadable
+        pass
+    raw = bytes(raw)
+    return raw[len(EXIF_PREFIX):] if raw.startswith(EXIF_PREFIX) else raw
+
+
+_XMP_ORIENTATION = re.compile(rb'(tiff:Orientation\s*(?:=\s*["\']|>)\s*)[2-8]')
+
+
+def _xmp_of(im) -> bytes | None:
+    """``im``'s XMP packet as bytes (``info["xmp"]``, PNG's iTXt), its tiff:Orientation set to 1."""
+    xmp = im.info.get("xmp") or im.info.get("XML:com.adobe.xmp")
+    if isinstance(xmp, tuple):  # TIFF may give a tuple
+        xmp = xmp[0] if xmp else None
+    if isinstance(xmp, str):
+        xmp = xmp.encode("utf-8")
+    if not xmp:
+        return None
+    return _XMP_ORIENTATION.sub(rb"\g<1>1", bytes(xmp))
+
+
+def read_metadata(im) -> tuple[bytes | None, bytes | None]:
+    """(EXIF, XMP) of a PIL image, as the container stores them (see :class:`CanonicalImage`)."""
+    return _exif_of(im), _xmp_of(im)
+
+
 def _from_pil(im) -> CanonicalImage:
+    c = _pixels_of_pil(im)
+    c.exif, c.xmp = read_metadata(im)
+    return c
+
+
+def _pixels_of_pil(im) -> CanonicalImage:
     from PIL import ImageOps
 
     try:
@@ -203,8 +267,11 @@ def to_rgb8(x: np.ndarray, s: int = 1) -> np.ndarray:
     return rgb.reshape(h * s, w * s, 3)
 
 
-def to_pil(rgb: np.ndarray, mode: str, alpha: np.ndarray | None, icc: bytes | None):
-    """The decoded planes back to a PIL image of the original mode."""
+def to_pil(rgb: np.ndarray, mode: str, alpha: np.ndarray | None, icc: bytes | None,
+           exif: bytes | None = None, xmp: bytes | None = None):
+    """The decoded planes back to a PIL image of the original mode, with its ICC profile
+    (``info["icc_profile"]``), EXIF (``info["exif"]``, with Pillow's ``Exif\\0\\0`` prefix) and XMP
+    (``info["xmp"]``) where the file has them."""
     from PIL import Image
 
     if mode in ("L", "LA"):
@@ -216,4 +283,8 @@ def to_pil(rgb: np.ndarray, mode: str, alpha: np.ndarray | None, icc: bytes | No
         im = Image.fromarray(rgb, "RGB")
     if icc:
         im.info["icc_profile"] = icc
+    if exif:
+        im.info["exif"] = EXIF_PREFIX + bytes(exif)
+    if xmp:
+        im.info["xmp"] = bytes(xmp)
     return im
