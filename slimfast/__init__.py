@@ -60,14 +60,16 @@ def load(name: str | None = None, *, threads: int | None = None, engine: str | N
 def compress(image: ImageLike, *, model: str | None = None, quality: float | None = None, width: int | None = None,
              max_bytes: int | None = None, target_bpp: float | None = None, threads: int | None = None,
              engine: str | None = None, precision: str | None = None, analysis: str | None = None,
-             settings: Settings | None = None, max_pixels: int | None = None, metadata: str = "all") -> bytes:
+             settings: Settings | None = None, max_pixels: int | None = None, metadata: str = "all",
+             first_frame: bool = False) -> bytes:
     """Encode a PIL image or uint8 array (HxW, HxWx3, HxWx4) to ``.sfi`` bytes.
 
     ``model`` as for :func:`load`. ``quality``: 0 to 100, higher is better (``None``: the
     model's own point); ``width``: a slimmable model's width; ``max_bytes`` / ``target_bpp``:
     the largest file that fits (:meth:`slimfast.codec.Codec.compress`). ``metadata``: ``"all"``
     (ICC, EXIF, XMP; the default), ``"icc"`` (drops EXIF, which may hold the GPS location, and
-    XMP) or ``"none"``. The other keywords are
+    XMP) or ``"none"``. ``first_frame``: code an animated image's first frame (without it, an
+    animated image is refused). The other keywords are
     :func:`load`'s. Invalid values raise :class:`SlimfastError` saying what is valid.
     """
     from .imageio import check_metadata
@@ -76,7 +78,7 @@ def compress(image: ImageLike, *, model: str | None = None, quality: float | Non
     codec = load(model, threads=threads, engine=engine, precision=precision, analysis=analysis, settings=settings,
                  max_pixels=max_pixels)
     return codec.compress(image, quality=quality, width=width, max_bytes=max_bytes, target_bpp=target_bpp,
-                          metadata=metadata)
+                          metadata=metadata, first_frame=first_frame)
 
 
 def decompress(data: Union[bytes, str, os.PathLike, IO[bytes]], *, settings: Settings | None = None,

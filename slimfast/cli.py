@@ -357,7 +357,7 @@ def _compress_one(codec, i: str, o: str, args, max_pixels: int) -> _Done:
             raise SlimfastError(f"refusing to overwrite the input {i}")
         _check_target(Path(o), args.force)
     raw = _read_image(i, max_pixels)
-    img = _open_input(raw, i, max_pixels)
+    img = _open_input(raw, i, max_pixels, getattr(args, "first_frame", False))
     t0 = time.perf_counter()
     data = codec.compress(img, quality=args.quality, width=args.width,
                           max_bytes=args.max_bytes, target_bpp=args.target_bpp, metadata=args.metadata)
@@ -393,7 +393,7 @@ def _summary_line(done: list[_Done], total: int) -> str:
     return f"{files}: {_human_bytes(bytes_in)} -> {_human_bytes(bytes_out)}, {bpp:.2f} bpp mean"
 
 
-def _open_input(raw: bytes, name: str, max_pixels: int):
+def _open_input(raw: bytes, name: str, max_pixels: int, first_frame: bool = False):
     from .imageio import open_image
 
     if not raw:
@@ -402,7 +402,7 @@ def _open_input(raw: bytes, name: str, max_pixels: int):
     if size and size[0] * size[1] > max_pixels:
         raise SlimfastError(f"input image {size[0]}x{size[1]} is above the limit of {max_pixels} pixels, "
                             "which decoding it would need too (--max-pixels N raises it)")
-    return open_image(io.BytesIO(raw), max_pixels, name="stdin" if name == "-" else name)
+    return open_image(io.BytesIO(raw), max_pixels, name="stdin" if name == "-" else name, first_frame=first_frame)
 
 
 def _image_size(raw: bytes) -> tuple[int, int] | None:
@@ -739,6 +739,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--metadata", choices=("all", "icc", "none"), default="all",
                    help="what to keep besides pixels: all (ICC profile, EXIF with orientation reset to 1, XMP; "
                         "the default), icc (ICC profile only: EXIF may hold the GPS location) or none")
+    c.add_argument("--first-frame", action="store_true",
+                   help="code an animated image's (GIF, WebP, APNG) first frame; without it one is refused, "
+                        "since a .sfi file stores one frame")
     c.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
     talk = c.add_mutually_exclusive_group()
     talk.add_argument("-v", "--verbose", action="store_true",

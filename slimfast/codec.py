@@ -280,7 +280,8 @@ class Codec:
 
     # -- coding -------------------------------------------------------------------------------
     def compress(self, image, quality: float | None = None, width: int | None = None,
-                 max_bytes: int | None = None, target_bpp: float | None = None, metadata: str = "all") -> bytes:
+                 max_bytes: int | None = None, target_bpp: float | None = None, metadata: str = "all",
+                 first_frame: bool = False) -> bytes:
         """Encode a PIL image or uint8 array (HxW, HxWx3, HxWx4) to ``.sfi`` bytes.
 
         ``quality`` (0..100, higher is better, fractions allowed) picks one of the ``n`` rate
@@ -295,6 +296,9 @@ class Codec:
         with its orientation reset to 1 as the pixels are turned, and XMP), ``"icc"`` (the ICC
         profile only: EXIF may hold the GPS location) or ``"none"``. A file with EXIF or XMP is
         format version 2; one without stays version 1.
+
+        An animated image (GIF, WebP, APNG) is refused, since a file stores one frame, unless
+        ``first_frame`` (then its first frame is coded).
         """
         check_metadata(metadata)
         limited = max_bytes is not None or target_bpp is not None
@@ -302,7 +306,7 @@ class Codec:
         if limited and (quality is not None or width is not None):
             raise SlimfastError("give a quality or width, or a size limit (max_bytes / target_bpp), not both")
         check_size(_declared_size(image), self.settings.max_pixels)
-        img = image if isinstance(image, CanonicalImage) else canonicalize(image)
+        img = image if isinstance(image, CanonicalImage) else canonicalize(image, first_frame=first_frame)
         if metadata != "all" and (img.exif is not None or img.xmp is not None or
                                   (metadata == "none" and img.icc is not None)):
             img = dataclasses.replace(img, exif=None, xmp=None, icc=img.icc if metadata == "icc" else None)

@@ -169,6 +169,10 @@ def _pixels_of_pil(im) -> CanonicalImage:
         im = im.convert("RGBA")
     elif mode == "1":
         im = im.convert("L")
+    elif mode == "RGBa":  # premultiplied: Pillow un-premultiplies, so the alpha plane is kept
+        im = im.convert("RGBA")
+    elif mode == "La":
+        im = im.convert("LA")
     elif mode not in ("L", "LA", "RGB", "RGBA"):
         im = im.convert("RGB")
         icc = None if mode == "CMYK" else icc  # a CMYK profile does not describe the RGB result
@@ -186,9 +190,29 @@ def _grey(a: np.ndarray) -> tuple[np.ndarray, str]:
     return np.repeat(a[:, :, None], 3, axis=2), "L"
 
 
-def canonicalize(image, name: str | None = None) -> CanonicalImage:
+FIRST_FRAME_API = "first_frame=True codes the first"
+FIRST_FRAME_CLI = "--first-frame codes the first"
+
+
+def check_frames(im, first_frame: bool, hint: str = FIRST_FRAME_API) -> None:
+    """Refuse an animated PIL image (GIF, WebP, APNG) unless ``first_frame``, which rewinds it
+    to its first frame: a ``.sfi`` file stores one frame, and dropping the rest silently is not
+    what the image tools do."""
+    n = getattr(im, "n_frames", 1) or 1
+    if n > 1 or getattr(im, "is_animated", False):
+        if not first_frame:
+            raise SlimfastError(f"animated image ({n} frames): slimfast stores one frame; {hint}")
+        if im.tell() != 0:
+            im.seek(0)
+            im.load()
+
+
+def canonicalize(image, name: str | None = None, first_frame: bool = False,
+                 _hint: str = FIRST_FRAME_API) -> CanonicalImage:
     """Any supported input to a :class:`CanonicalImage`; raises SlimfastError otherwise, naming
-    the image ``name`` (its file, for the user) where given."""
+    the image ``name`` (its file, for the user) where given. An animated image is refused
+    unless ``first_frame`` (then its first frame is coded); premultiplied ``RGBa`` / ``La`` is
+    un-premultiplied, keeping its alpha."""
     if isinstance(image, np.ndarray):
         c = _from_array(image)
     else:
@@ -199,6 +223,7 @@ def canonicalize(image, name: str | None = None) -> CanonicalImage:
         if not isinstance(image, Image.Image):
             raise SlimfastError(f"expected a PIL image or a uint8 numpy array, got {type(image).__name__}")
         try:
+            check_frames(image, first_frame, _hint)
             c = _from_pil(image)
         except SlimfastError:
             raise
@@ -211,18 +236,22 @@ def canonicalize(image, name: str | None = None) -> CanonicalImage:
     return c
 
 
-def open_image(path, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None) -> CanonicalImage:
+def open_image(path, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None,
+               first_frame: bool = False) -> CanonicalImage:
     """Read an image file (or binary file object) into canonical form; an image above
     ``max_pixels`` is refused from its header, before its pixels are decoded. Errors name the
-    image ``name``, else ``path`` (a file object's repr means nothing to the user)."""
+    image ``name``, else ``path`` (a file object's repr means nothing to the user). An animated
+    image is refused, before its pixels are decoded, unless ``first_frame`` (the CLI's
+    ``--first-frame``)."""
     from PIL import Image, UnidentifiedImageError
 
     shown = name if name is not None else path if isinstance(path, (str, os.PathLike)) else "input"
     try:
         with Image.open(path) as im:
             check_size(im.size, max_pixels)
+            check_frames(im, first_frame, FIRST_FRAME_CLI)
             im.load()
-            return canonicalize(im, str(shown))
+            return canonicalize(im, str(shown), first_frame=first_frame, _hint=FIRST_FRAME_CLI)
     except FileNotFoundError:
         raise SlimfastError(f"no such file: {shown}") from None
     except IsADirectoryError:
