@@ -2,7 +2,6 @@
 frame is asked for; premultiplied alpha (RGBa, La) keeps its alpha plane."""
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
