@@ -262,3 +262,30 @@ def test_cli_transcript_matches_docs(tmp_path):
     assert commands(fresh) == commands(docs), "docs/cli.md is stale: run `make cli-doc`"
     assert len(commands(fresh)) >= 3 * 10 and "slimfast-cli-" not in fresh  # no temporary path
     assert not re.search(r"\b\d+ ms\b", fresh) and "Traceback" not in fresh
+
+
+def test_outputs_honour_the_umask_like_cp(model_dir, tmp_path):  # item 2
+    import os
+    import stat
+
+    import numpy as np
+    from PIL import Image
+
+    from slimfast.cli import main as cli_main
+
+    png = tmp_path / "in.png"
+    Image.fromarray(np.full((24, 32, 3), 90, np.uint8)).save(png)
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "a.sfi"
+        assert cli_main(["compress", str(png), str(out), "-m", "test-l", "--quiet"]) == 0
+        assert stat.S_IMODE(out.stat().st_mode) == 0o644
+        os.chmod(out, 0o644)
+        assert cli_main(["compress", str(png), str(out), "-m", "test-l", "--quiet", "--force"]) == 0
+        assert stat.S_IMODE(out.stat().st_mode) == 0o644  # --force does not narrow an existing file
+        os.umask(0o077)
+        private = tmp_path / "b.sfi"
+        assert cli_main(["compress", str(png), str(private), "-m", "test-l", "--quiet"]) == 0
+        assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    finally:
+        os.umask(old)
