@@ -212,7 +212,6 @@ def _read_sfi(name: str) -> bytes:
     pipe costs a few bytes, not all memory: container.read_file)."""
     from .container import read_file
 
-    _check_readable(name)
     return read_file(sys.stdin.buffer if name == "-" else name, what="stdin" if name == "-" else name)
 
 
@@ -220,16 +219,8 @@ def _read_image(name: str, max_pixels: int) -> bytes:
     """An image file's bytes, at most what an image of ``max_pixels`` can take (imageio.read_bounded)."""
     from .imageio import max_input_bytes, read_bounded
 
-    _check_readable(name)
     return read_bounded(sys.stdin.buffer if name == "-" else name, max_input_bytes(max_pixels),
                         what="stdin" if name == "-" else name)
-
-
-def _check_readable(name: str) -> None:
-    if name != "-" and not Path(name).exists():
-        raise SlimfastError(f"no such file: {name}")
-    if name != "-" and Path(name).is_dir():
-        raise SlimfastError(f"is a directory: {name}")
 
 
 def _same_file(a: str, b: Path) -> bool:

@@ -26,6 +26,8 @@ import slimfast
 from slimfast import container, imageio
 from slimfast.errors import SlimfastError
 
+from .fuzzing import _uvarint, stream_parts
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "slimfast" / "data" / "kodim23.png"
 MODELS = ("fasinet-l-mse-q1", "fasinet-h-mse-q1")  # a factorized and a hyperprior stream layout
@@ -52,25 +54,10 @@ def files() -> dict[str, bytes]:
     return {m: slimfast.load(m, threads=1).compress(_photo()) for m in MODELS}
 
 
-def _uvarint(v: int) -> bytes:
-    """A stream's word or escape count: a zig-zag varint, like the escape values (2 * v)."""
-    out, v = bytearray(), 2 * v
-    while True:
-        out.append((v & 0x7F) | (0x80 if v >> 7 else 0))
-        v >>= 7
-        if not v:
-            return bytes(out)
-
-
 def _words(stream: bytes) -> tuple[int, bytes, bytes]:
     """(word count, words, escape part) of a stream (docs/format.md, "Streams")."""
-    n = shift = p = 0
-    while True:
-        n |= (stream[p] & 0x7F) << shift
-        shift, p = shift + 7, p + 1
-        if not stream[p - 1] & 0x80:
-            n //= 2  # zig-zag
-            return n, stream[p: p + 4 * n], stream[p + 4 * n:]
+    words, rest = stream_parts(stream)
+    return len(words) // 4, words, rest
 
 
 # -- bug 1: work bounded by the file ---------------------------------------------------------------
