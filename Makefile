@@ -6,17 +6,17 @@ KODAK ?= ../shared/data/kodak
 
 # Kodak evaluation (skipped with a message if $(KODAK) is absent) + benchmark + RESULTS.md
 results:
-	$(PYTHON) -m slimfast.report --kodak $(KODAK)
+	$(PYTHON) -m slimfast.tools.report --kodak $(KODAK)
 
 # Rewrite RESULTS.md from the JSON already in out/ (no measuring)
 results-md:
-	$(PYTHON) -m slimfast.report --from-json
+	$(PYTHON) -m slimfast.tools.report --from-json
 
 evaluate:
-	$(PYTHON) -m slimfast.evaluate $(KODAK) --out out/eval --anchors
+	$(PYTHON) -m slimfast.tools.evaluate $(KODAK) --out out/eval --anchors
 
 bench:
-	$(PYTHON) -m slimfast.bench --out out/bench
+	$(PYTHON) -m slimfast.tools.bench --out out/bench
 
 # Regenerate docs/cli.md, a transcript of real slimfast commands
 cli-doc:

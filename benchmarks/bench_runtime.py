@@ -5,7 +5,7 @@
 
 Builds random-initialized models with :mod:`slimfast.models` (rescaled so that latents and
 reconstructions have realistic ranges and the entropy coder sees non-trivial symbols), calls
-``update()``, saves them with :func:`slimfast.weights.save_model` to a temporary folder, then
+``update()``, saves them with :func:`slimfast.models.weights.save_model` to a temporary folder, then
 times, round-robin so that background load hits every variant alike:
 
 * ``enc``: ``compress`` (analysis, quantization, entropy coding), ``dec``: ``decompress``
@@ -38,7 +38,7 @@ def liven(model, seed: int = 0) -> None:
     """Rescale a random-initialized FasiNet so its latents span about +-10 and x_hat is image-like."""
     import torch
 
-    from slimfast.layers import GDN
+    from slimfast.nn.layers import GDN
 
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -59,7 +59,7 @@ def make_weights(arch: str, folder: Path) -> Path:
     import torch
 
     from slimfast.models import build
-    from slimfast.weights import save_model
+    from slimfast.models.weights import save_model
 
     torch.manual_seed(0)
     m = build(arch).eval()
@@ -93,7 +93,7 @@ def main(argv=None) -> dict:
     from PIL import Image
 
     from slimfast import runtime
-    from slimfast.weights import load_model
+    from slimfast.models.weights import load_model
 
     rgb = np.asarray(Image.open(args.image).convert("RGB"))
     variants = [tuple(v.split(":")) for v in (args.variants or

@@ -78,7 +78,7 @@ def main(argv=None) -> int:
 
     from slimfast import zoo
     from slimfast.codec import pad_image
-    from slimfast.weights import load_model
+    from slimfast.models.weights import load_model
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", required=True, help="installed model names")

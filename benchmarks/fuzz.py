@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 import slimfast  # noqa: E402
-from slimfast import container  # noqa: E402
+from slimfast.format import container  # noqa: E402
 from slimfast.errors import SlimfastError  # noqa: E402
 from tests import fuzzing  # noqa: E402
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from _rd import stream_rd  # benchmarks/_rd.py
 
-from slimfast.weights import load_model
+from slimfast.models.weights import load_model
 
 
 def kodak_point(path: Path, files: list[str]) -> tuple[float, float]:

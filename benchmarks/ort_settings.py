@@ -33,7 +33,7 @@ def main() -> None:
     from PIL import Image
 
     from slimfast import runtime, zoo
-    from slimfast.bench import resolve_image
+    from slimfast.tools.bench import resolve_image
 
     with Image.open(resolve_image(a.image)) as im:
         img = np.asarray(im.convert("RGB"), dtype=np.float32) / 255

@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 from _rd import stream_rd  # benchmarks/_rd.py
 
-from slimfast import bdrate
-from slimfast.release import run_stage
-from slimfast.weights import load_model
+from slimfast.tools import bdrate
+from slimfast.tools.release import run_stage
+from slimfast.models.weights import load_model
 
 
 def kodak_points(path: str, files: list[str]) -> list[tuple[int, float, float]]:

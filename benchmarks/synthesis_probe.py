@@ -54,10 +54,10 @@ def main(argv=None) -> int:
     import torch
     from torch import nn
 
-    from slimfast.layers import GDN
-    from slimfast.slim import SlimConvTranspose2d as tconv
-    from slimfast.train import PatchSampler, list_images, load_rgb, split_validation
-    from slimfast.weights import load_model
+    from slimfast.nn.layers import GDN
+    from slimfast.nn.slim import SlimConvTranspose2d as tconv
+    from slimfast.tools.train import PatchSampler, list_images, load_rgb, split_validation
+    from slimfast.models.weights import load_model
 
     torch.set_num_threads(1)
     torch.manual_seed(0)

@@ -15,7 +15,7 @@ anyway). Within each set, images are taken in a fixed pseudo-random order (CRC32
 so that every class has the same chance; any that would overflow the budget is skipped and the
 next one tried.
 
-File names (and sub-folders) are kept, so :func:`slimfast.train.split_validation`, which
+File names (and sub-folders) are kept, so :func:`slimfast.tools.train.split_validation`, which
 hashes the name, holds out exactly the packed images that it holds out of the full set.
 Kodak is never packed. A ``MANIFEST.json`` lists every file, its size and how it was packed.
 Only Pillow is needed; nothing is downloaded.

@@ -13,7 +13,7 @@ that version; a retired version comes out of git history at the commit retired.j
 against its SHA-256). ``--jobs N`` runs up to N stages at once as soon as their warm starts exist (one
 GPU holds several); each stage's output goes to RUNS/FAMILY/logs/STAGE.log.
 
-``--release`` then runs the recipe's ``python -m slimfast.release`` commands into RUNS/FAMILY/release
+``--release`` then runs the recipe's ``python -m slimfast.tools.release`` commands into RUNS/FAMILY/release
 (``--release-dir``): candidates with measured Kodak cards, to hold against the bundled cards. Never
 into slimfast/weights unless asked (``--release-dir slimfast/weights --release-version N``).
 """
@@ -224,7 +224,7 @@ class Runner:
 
     def train_command(self, stage: dict, fetch: bool) -> tuple[list[str], list[str]]:
         args, notes = resolve(stage["args"], self.recipe, self.runs, fetch)
-        cmd = [self.a.python, "-m", "slimfast.train", *args,
+        cmd = [self.a.python, "-m", "slimfast.tools.train", *args,
                "--out", str(run_dir(self.runs, self.family, stage["name"])),
                "--threads", str(self.a.threads), "--no-progress"]
         if self.a.data:
@@ -237,13 +237,13 @@ class Runner:
         if self.a.release_version:
             args = _replace(args, "--version", self.a.release_version)
         final = run_dir(self.runs, self.family, rel["stage"]) / "final.safetensors"
-        cmd = [self.a.python, "-m", "slimfast.release", str(final), *args, "--out-dir", out]
+        cmd = [self.a.python, "-m", "slimfast.tools.release", str(final), *args, "--out-dir", out]
         if rel.get("card_extra"):
             cmd += ["--card-extra", json.dumps(rel["card_extra"])]
         cmds = [cmd]
         if rel.get("calibrate") is not None:
             name = flag_value(rel["args"], "--name")
-            cmds.append([self.a.python, "-m", "slimfast.release", "--calibrate-int8", name, "--out-dir", out,
+            cmds.append([self.a.python, "-m", "slimfast.tools.release", "--calibrate-int8", name, "--out-dir", out,
                          *rel["calibrate"]])
         return cmds
 

@@ -72,7 +72,7 @@ def compress(image: ImageLike, *, model: str | None = None, quality: float | Non
     animated image is refused). The other keywords are
     :func:`load`'s. Invalid values raise :class:`SlimfastError` saying what is valid.
     """
-    from .imageio import check_metadata
+    from .format.imageio import check_metadata
 
     check_metadata(metadata)  # before a model loads
     codec = load(model, threads=threads, engine=engine, precision=precision, analysis=analysis, settings=settings,

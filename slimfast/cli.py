@@ -210,14 +210,14 @@ def _os_reason(exc: OSError) -> str:
 def _read_sfi(name: str) -> bytes:
     """An .sfi file's bytes, read no further than its header declares (a device or an endless
     pipe costs a few bytes, not all memory: container.read_file)."""
-    from .container import read_file
+    from .format.container import read_file
 
     return read_file(sys.stdin.buffer if name == "-" else name, what="stdin" if name == "-" else name)
 
 
 def _read_image(name: str, max_pixels: int) -> bytes:
     """An image file's bytes, at most what an image of ``max_pixels`` can take (imageio.read_bounded)."""
-    from .imageio import max_input_bytes, read_bounded
+    from .format.imageio import max_input_bytes, read_bounded
 
     return read_bounded(sys.stdin.buffer if name == "-" else name, max_input_bytes(max_pixels),
                         what="stdin" if name == "-" else name)
@@ -385,7 +385,7 @@ def _summary_line(done: list[_Done], total: int) -> str:
 
 
 def _open_input(raw: bytes, name: str, max_pixels: int, first_frame: bool = False):
-    from .imageio import open_image
+    from .format.imageio import open_image
 
     if not raw:
         raise SlimfastError(f"empty input: {name}")
@@ -538,7 +538,7 @@ def _metadata_params(img, fmt: str) -> dict:
 
 
 def cmd_info(args) -> int:
-    from . import container
+    from .format import container
 
     data = _read_sfi(args.file)
     hdr = container.unpack(data)
@@ -595,7 +595,7 @@ def cmd_models(args) -> int:
         from .errors import require_torch
 
         require_torch("slimfast models --details (it builds the networks to count their operations)")
-        from .complexity import report
+        from .tools.complexity import report
 
         report(models)
     return 0
@@ -612,7 +612,7 @@ def cmd_demo(args) -> int:
     import numpy as np
 
     from .codec import decompress, load
-    from .imageio import open_image
+    from .format.imageio import open_image
 
     settings = _settings(args, bf16_parts=("analysis", "synthesis"))  # the demo codes both ways
     path = args.image or str(Path(__file__).parent / "data" / "kodim23.png")
@@ -655,7 +655,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_train(argv: list[str]) -> int:
-    from .train import main
+    from .tools.train import main
 
     return main(argv)
 
@@ -803,11 +803,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "train":
         return cmd_train(argv[1:])
     if argv and argv[0] == "schedule":
-        from .schedule import main as schedule_main
+        from .tools.schedule import main as schedule_main
 
         return schedule_main(argv[1:])
     if argv and argv[0] == "report":
-        from .report import main as report_main
+        from .tools.report import main as report_main
 
         return report_main(argv[1:])
     if argv and argv[0] in ("evaluate", "bench"):

@@ -1,6 +1,6 @@
 """Images to ``.sfi`` bytes and back: padding, modes, alpha, ICC, operating points.
 
-This layer joins a model (``slimfast.models``) to the container (``slimfast.container``).
+This layer joins a model (``slimfast.models``) to the container (``slimfast.format.container``).
 How models run (engine, threads, precisions, runtime knobs, model path, pixel limit) is one
 :class:`~slimfast.settings.Settings`, passed down explicitly; :func:`load`, :func:`decompress` and
 :class:`Codec` start from the environment's (:meth:`Settings.from_env`) when given none.
@@ -20,10 +20,11 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import container, zoo
-from .coder import CorruptStream
+from .format import container
+from . import zoo
+from .coding.coder import CorruptStream
 from .errors import CorruptFileError, SlimfastError, printable
-from .imageio import CanonicalImage, canonicalize, check_metadata, check_size, to_pil
+from .format.imageio import CanonicalImage, canonicalize, check_metadata, check_size, to_pil
 from .settings import Settings
 
 _lock = threading.Lock()
@@ -126,7 +127,7 @@ def _load_weights(path: str, sha256: str, backend: str = "torch", int8_ranges: s
     from .errors import require_torch
 
     require_torch(f"the torch engine (weights {os.path.basename(path)})")
-    from .weights import load_model
+    from .models.weights import load_model
 
     return load_model(path).coding_path(dict(options).get("threads", 0))
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from . import container
+from .format import container
 from .errors import SlimfastError, UnreadableFileError
 
 
@@ -48,7 +48,7 @@ class SfiImageFile(ImageFile.ImageFile):
     format_description = "slimfast learned image"
 
     def _open(self) -> None:
-        from .imageio import read_bounded
+        from .format.imageio import read_bounded
 
         try:  # at most the format's largest file: a damaged one must still open (and fail at load)
             data = read_bounded(self.fp, container.MAX_FILE_BYTES, what=".sfi file")

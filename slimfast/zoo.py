@@ -141,7 +141,7 @@ def _check_sha256(card_path: Path, card: dict) -> None:
         name = card.get("name") if isinstance(card, dict) else None
         version = card.get("version") if isinstance(card, dict) else None
         raise BadCardError(f"model card {printable(card_path, None, False)} has no valid sha256 of its weights "
-                           "(64 hex digits), so its weights cannot be checked; republish it with slimfast.release",
+                           "(64 hex digits), so its weights cannot be checked; republish it with slimfast.tools.release",
                            None if name is None else str(name), None if version is None else str(version))
 
 

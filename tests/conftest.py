@@ -26,8 +26,8 @@ os.environ["SLIMFAST_CACHE_DIR"] = tempfile.mkdtemp(prefix="slimfast-graphs-")
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory) -> Path:
     from slimfast.models import FasiNetH, FasiNetL
-    from slimfast.release import publish
-    from slimfast.weights import save_model
+    from slimfast.tools.release import publish
+    from slimfast.models.weights import save_model
 
     root = tmp_path_factory.mktemp("zoo")
     out = root / "models"

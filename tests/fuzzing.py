@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 import slimfast
-from slimfast import container
+from slimfast.format import container
 
 SAMPLE = Path(slimfast.__file__).resolve().parent / "data" / "kodim23.png"
 # The valid files: (model, width, mode, format version). FasiNet-L and -H, both slimmable

@@ -2,8 +2,8 @@
 
 Every tensor an architecture's description names (:mod:`slimfast.archs`) gets random values;
 the frozen coding tables are built in numpy the way ``update()`` builds them (a discretized
-density per channel or per scale through :func:`slimfast.coder.pmf_to_freqs`), and the
-hyper-synthesis gets its integer copy from :func:`slimfast.intmath.quantize_weight`. The result
+density per channel or per scale through :func:`slimfast.coding.coder.pmf_to_freqs`), and the
+hyper-synthesis gets its integer copy from :func:`slimfast.coding.intmath.quantize_weight`. The result
 is a file every engine loads, so the one coding path can be tested in a process without torch.
 """
 from __future__ import annotations
@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from slimfast import archs, coder, intmath
+from slimfast import archs
+from slimfast.coding import coder, intmath
 from slimfast.archs import grammar as g
 
 SCALES = np.exp(np.linspace(np.log(0.11), np.log(256), 64))

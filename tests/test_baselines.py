@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from slimfast import baselines, metrics
+from slimfast.tools import baselines
+from slimfast import metrics
 
 SIGNATURES = {
     "jpeg": lambda d: d[:2] == b"\xff\xd8",
@@ -66,7 +67,7 @@ def _write_images(folder, n=2):
 
 
 def _eval_args(argv):
-    from slimfast import evaluate
+    from slimfast.tools import evaluate
 
     p = argparse.ArgumentParser()
     evaluate.add_arguments(p)
@@ -75,7 +76,7 @@ def _eval_args(argv):
 
 def test_evaluate_baselines_end_to_end(tmp_path):
     pytest.importorskip("scipy", reason="scipy not installed")
-    from slimfast import evaluate
+    from slimfast.tools import evaluate
 
     imgs = _write_images(tmp_path / "imgs")
     out = tmp_path / "out"
@@ -105,7 +106,7 @@ def test_evaluate_baselines_end_to_end(tmp_path):
 
 
 def test_evaluate_rejects_unknown_names_and_empty_folders(tmp_path):
-    from slimfast import evaluate
+    from slimfast.tools import evaluate
 
     imgs = _write_images(tmp_path / "imgs", 1)
     assert evaluate.run(_eval_args([str(imgs), "--out", str(tmp_path / "o"), "--models", "none",
@@ -117,7 +118,7 @@ def test_evaluate_rejects_unknown_names_and_empty_folders(tmp_path):
 
 def test_evaluate_learned_model_writes_and_decodes_real_files(tmp_path, model_dir):
     pytest.importorskip("scipy", reason="scipy not installed")
-    from slimfast import evaluate
+    from slimfast.tools import evaluate
 
     imgs = _write_images(tmp_path / "imgs", 1)
     out = tmp_path / "out"
@@ -132,7 +133,7 @@ def test_evaluate_learned_model_writes_and_decodes_real_files(tmp_path, model_di
 
 
 def test_bench_baselines_only(tmp_path):
-    from slimfast import bench
+    from slimfast.tools import bench
 
     Image.fromarray(_image()).save(tmp_path / "s.png")
     p = argparse.ArgumentParser()
@@ -147,7 +148,7 @@ def test_bench_baselines_only(tmp_path):
 
 
 def test_bench_size_helpers():
-    from slimfast import bench
+    from slimfast.tools import bench
 
     h, w = bench.size_for(2.0)
     assert h % 16 == 0 and w % 16 == 0 and abs(h * w / 2e6 - 1) < 0.05 and abs(w / h - 1.5) < 0.05
@@ -158,7 +159,8 @@ def test_bench_size_helpers():
 
 
 def test_bench_cold_start_and_install_size():
-    from slimfast import bench, runtime, zoo
+    from slimfast.tools import bench
+    from slimfast import runtime, zoo
 
     inst = bench.install_sizes()
     if "error" in inst:
@@ -181,7 +183,7 @@ def test_bench_times_widths_in_turn(monkeypatch):
     """Every width gets exactly ``repeats`` timed runs after a warm-up, and each round starts one
     width further along, so no width is always first (or last) in a round."""
     import slimfast
-    from slimfast import bench
+    from slimfast.tools import bench
 
     calls = []
 

@@ -75,7 +75,7 @@ def test_bf16_decode_keeps_the_symbols_and_costs_little(monkeypatch):
     assert 0 < np.abs(bf16 - fp32).max() <= BF16_MAX_LEVELS  # really bf16, and close
     assert metrics.psnr(img, fp32.astype(np.uint8)) - metrics.psnr(img, bf16.astype(np.uint8)) < BF16_MAX_COST_DB
     # the entropy decoder sees the same symbols whichever precision synthesizes
-    from slimfast import container
+    from slimfast.format import container
 
     hdr = container.unpack(data)
     m = model.pad_multiple
@@ -89,7 +89,8 @@ def test_bf16_decode_keeps_the_symbols_and_costs_little(monkeypatch):
 
 @needs_native_bf16
 def test_bf16_cost_measures_both_sides():
-    from slimfast import evaluate, zoo
+    from slimfast.tools import evaluate
+    from slimfast import zoo
 
     (r,) = evaluate.bf16_cost([zoo.get()], [("sample", _sample())])
     assert r["model"] == zoo.get().name and r["images"] == 1
@@ -166,7 +167,8 @@ def test_bench_times_tried_settings_in_rounds(monkeypatch):
     """Each TRIED setting runs once per round, interleaved; its times are medians over rounds."""
     import argparse
 
-    from slimfast import bench, zoo
+    from slimfast.tools import bench
+    from slimfast import zoo
 
     calls = []
 

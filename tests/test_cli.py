@@ -45,7 +45,7 @@ def test_compress_decompress_info(model_dir, png, tmp_path, capsys):
     assert info["model"] == "test-h" and info["bytes"] == sfi.stat().st_size
     assert info["bpp"] == pytest.approx(sfi.stat().st_size * 8 / (56 * 40), abs=1e-5)
     assert info["format"] == 1 and info["chunks"] == []  # today's layout stays version 1
-    from slimfast import container
+    from slimfast.format import container
 
     hdr = container.unpack(sfi.read_bytes())
     hdr.chunks = [("exif", b"Exif\0\0")]  # a skippable chunk makes it version 2
@@ -133,7 +133,7 @@ def test_decompress_errors(model_dir, png, tmp_path, case):
     assert main(["compress", str(png), str(sfi), "-m", "test-l", "--quiet"]) == 0
     data = sfi.read_bytes()
     fix = lambda d: d[:-4] + struct.pack("<I", zlib.crc32(d[:-4]) & 0xFFFFFFFF)  # noqa: E731
-    from slimfast import container
+    from slimfast.format import container
 
     hdr = container.unpack(data)
     hdr.model = "gone-model"
@@ -256,7 +256,7 @@ def test_demo_runs_the_main_job_and_reports_the_real_file(tmp_path):
 def test_bench_size_sweep_argument():
     import argparse
 
-    from slimfast import bench
+    from slimfast.tools import bench
 
     p = argparse.ArgumentParser()
     bench.add_arguments(p)
@@ -270,7 +270,8 @@ def test_bench_size_sweep_argument():
 
 def test_bench_tried_settings_run_and_render(monkeypatch):
     """Each setting of bench.TRIED is a real change: its worker runs and codes the same file."""
-    from slimfast import bench, zoo
+    from slimfast.tools import bench
+    from slimfast import zoo
 
     info = zoo.get()  # the default model
     image = bench.resolve_image(None)

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 import slimfast
-from slimfast import container
+from slimfast.format import container
 from slimfast.codec import pad_image, to_input
 
 from .conftest import KODAK, SAMPLE
@@ -89,7 +89,7 @@ def test_palette_and_one_bit_images(model_dir, small_rgb):
 
 
 def test_sixteen_bit_input_is_reduced_to_8_bits(model_dir):
-    from slimfast.imageio import canonicalize
+    from slimfast.format.imageio import canonicalize
 
     a16 = (np.arange(64 * 32, dtype=np.uint16).reshape(32, 64) * 32)
     im = Image.fromarray(a16)
@@ -105,7 +105,7 @@ def test_exif_orientation_applied_and_icc_carried(model_dir, small_rgb, tmp_path
     icc = b"\x00\x00\x02\x0cfake-icc-profile" * 10
     path = tmp_path / "rot.jpg"
     im.save(path, exif=exif, icc_profile=icc, quality=95)
-    from slimfast.imageio import open_image
+    from slimfast.format.imageio import open_image
 
     c = open_image(path)
     assert c.size == (small_rgb.shape[0], small_rgb.shape[1])  # width/height swapped
@@ -135,7 +135,7 @@ _DECODE_SCRIPT = """
 import sys, json, hashlib, numpy as np, torch
 torch.set_num_threads(int(sys.argv[2]))
 import slimfast
-from slimfast import container
+from slimfast.format import container
 data = open(sys.argv[1], 'rb').read()
 hdr = container.unpack(data)
 codec = slimfast.load(hdr.model)

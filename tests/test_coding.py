@@ -76,7 +76,7 @@ def test_engines_agree_symbol_for_symbol_on_numpy_weights(tmp_path):
 
     from slimfast.models import build
     from slimfast.runtime import RuntimeModel
-    from slimfast.weights import load_state
+    from slimfast.models.weights import load_state
 
     from . import numpy_weights
 

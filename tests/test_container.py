@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import slimfast
-from slimfast import container
+from slimfast.format import container
 from slimfast.errors import SlimfastError
 
 

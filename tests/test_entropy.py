@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from slimfast import coder, intmath
+from slimfast.coding import coder, intmath
 from slimfast.coding.latent_codecs import FactorizedCodec, Tables
-from slimfast.entropy import ConditionalEntropyModel, EntropyBottleneck
+from slimfast.nn.entropy import ConditionalEntropyModel, EntropyBottleneck
 from slimfast.errors import SlimfastError
 
 

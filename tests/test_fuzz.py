@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import slimfast
-from slimfast import container
+from slimfast.format import container
 from slimfast.errors import SlimfastError
 
 from . import fuzzing

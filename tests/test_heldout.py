@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from slimfast.training.heldout import heldout_names
+from slimfast.tools.training.heldout import heldout_names
 
 TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "train"
 
@@ -18,7 +18,7 @@ def test_at_least_30_held_out_images_disjoint_from_validation():
 
 
 def test_training_never_sees_them(tmp_path):
-    from slimfast.training.data import list_images
+    from slimfast.tools.training.data import list_images
 
     name = sorted(heldout_names())[0]
     folder = tmp_path / Path(name).parent
@@ -32,7 +32,7 @@ def test_training_never_sees_them(tmp_path):
 def test_evaluated_halved(tmp_path):
     from PIL import Image
 
-    from slimfast.evaluate import prepare_heldout
+    from slimfast.tools.evaluate import prepare_heldout
 
     out = prepare_heldout(TRAIN, tmp_path / "h")
     first = sorted(heldout_names())[0]

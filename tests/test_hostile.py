@@ -23,7 +23,7 @@ import pytest
 from PIL import Image, ImageFile
 
 import slimfast
-from slimfast import container, imageio
+from slimfast.format import container, imageio
 from slimfast.errors import SlimfastError
 
 from .fuzzing import _uvarint, stream_parts

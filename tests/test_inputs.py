@@ -11,7 +11,7 @@ from PIL import Image
 import slimfast
 from slimfast.cli import main
 from slimfast.errors import SlimfastError
-from slimfast.imageio import canonicalize, open_image
+from slimfast.format.imageio import canonicalize, open_image
 
 
 def _frames(small_rgb):

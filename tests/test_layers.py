@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from slimfast.archs import grammar as g
-from slimfast.layers import GDN
+from slimfast.nn.layers import GDN
 from slimfast.models import FasiNetH, FasiNetL
-from slimfast.slim import SlimConvTranspose2d, SlimIQR
+from slimfast.nn.slim import SlimConvTranspose2d, SlimIQR
 
 
 @pytest.mark.parametrize("cls,expected", [(FasiNetL, 1.33e6), (FasiNetH, 2.2e6)])
@@ -75,7 +75,7 @@ def test_forward_returns_reconstruction_and_likelihoods():
                                          # fasinet-h-mse version 3's options (docs/architecture.md)
                                          (lambda: FasiNetH(N1=96, N2=96, K=7, final_gdn=False), 5.17, 2.59)])
 def test_macs_per_pixel_match_design(cls, enc, dec):
-    from slimfast.complexity import count
+    from slimfast.tools.complexity import count
 
     c = count(cls())
     if enc is not None:

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, ImageOps
 
 import slimfast
-from slimfast import container
+from slimfast.format import container
 from slimfast.cli import main
 from slimfast.errors import CorruptFileError, SlimfastError
 

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from slimfast import bdrate, metrics
+from slimfast.tools import bdrate
+from slimfast import metrics
 
 
 def _image(h=192, w=256, seed=0) -> np.ndarray:

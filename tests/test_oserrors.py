@@ -18,7 +18,7 @@ import pytest
 from PIL import Image, UnidentifiedImageError
 
 import slimfast
-from slimfast import container
+from slimfast.format import container
 from slimfast.cli import main
 
 from .test_cli import assert_clean_error, run_cli
@@ -320,7 +320,7 @@ def test_a_card_without_a_valid_sha256_is_refused(model_dir, png, tmp_path, monk
 
 
 def test_published_cards_carry_their_weights_sha256(model_dir):
-    from slimfast.weights import file_digest
+    from slimfast.models.weights import file_digest
     from slimfast.zoo import BUNDLED_DIR
 
     for card_path in [*BUNDLED_DIR.glob("*.json"), *model_dir.glob("*.json")]:

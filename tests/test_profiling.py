@@ -1,4 +1,4 @@
-"""The stage breakdown of slimfast bench (slimfast.profiling): every stage timed, a readable trace."""
+"""The stage breakdown of slimfast bench (slimfast.tools.profiling): every stage timed, a readable trace."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,7 @@ import json
 import pytest
 
 import slimfast
-from slimfast import profiling
+from slimfast.tools import profiling
 
 
 @pytest.mark.parametrize("name,hyper", [("test-l", False), ("test-h", True)])
@@ -28,7 +28,7 @@ def test_stages_cover_both_sides_and_the_trace_opens(model_dir, small_rgb, name,
 
 
 def test_bench_markdown_shows_where_the_time_goes():
-    from slimfast.bench import stages_md
+    from slimfast.tools.bench import stages_md
 
     st = {f"{side}: {s}": 1.0 for side, ss in (("encode", profiling.ENCODE), ("decode", profiling.DECODE)) for s in ss}
     st.update({"encode: other": 0.5, "decode: other": 0.25, "encode: total": 3.5, "decode: total": 3.25})

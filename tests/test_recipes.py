@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from slimfast.train import build_parser
+from slimfast.tools.train import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "recipes").glob("*.json"))
@@ -202,7 +202,7 @@ def test_dry_run_prints_every_stage(path, tmp_path):
                          capture_output=True, text=True, cwd=ROOT, check=False)
     assert out.returncode == 0, out.stderr
     recipe = rr.load_recipe(path)
-    commands = [ln for ln in out.stdout.splitlines() if ln.startswith("python -m slimfast.train")]
+    commands = [ln for ln in out.stdout.splitlines() if ln.startswith("python -m slimfast.tools.train")]
     assert len(commands) == len(recipe["stages"])
     parser = build_parser()
     for stage, line in zip(recipe["stages"], commands):
@@ -212,7 +212,7 @@ def test_dry_run_prints_every_stage(path, tmp_path):
         init = rr.flag_value(stage["args"], "--init")
         if init and init.startswith("stage:"):
             assert ns.init == str(tmp_path / recipe["family"] / init[6:] / "final.safetensors")
-    releases = [ln for ln in out.stdout.splitlines() if ln.startswith("python -m slimfast.release")]
+    releases = [ln for ln in out.stdout.splitlines() if ln.startswith("python -m slimfast.tools.release")]
     assert len(releases) == 2 * len(recipe["release"])
     assert not list(tmp_path.iterdir()), "a dry run writes nothing"
 

@@ -3,7 +3,7 @@ import json
 
 
 def test_ceiling_section_renders_the_gap_and_names_the_command(tmp_path):
-    from slimfast import report
+    from slimfast.tools import report
 
     assert report.ceiling_section(tmp_path) == ["Not measured (`benchmarks/ceiling.py`)."]
     rows = [{"model": "m-a", "version": "2", "width": None, "images": 24, "ceiling_psnr": 29.24, "quantized_psnr": 28.97},
@@ -23,7 +23,7 @@ def test_ceiling_section_renders_the_gap_and_names_the_command(tmp_path):
 
 
 def test_bf16_section_renders_the_costs_and_the_bench_times(monkeypatch):
-    from slimfast import report
+    from slimfast.tools import report
 
     row = {"model": "m", "width": 96, "bpp_fp32": 0.5, "psnr_fp32": 30.0, "psnr_bf16_synthesis": 29.95,
            "bpp_bf16": 0.505, "psnr_bf16": 29.97, "max_abs_diff": 3, "images": 24}
@@ -38,7 +38,7 @@ def test_bf16_section_renders_the_costs_and_the_bench_times(monkeypatch):
 
 
 def test_targets_come_from_the_data_file_and_show_their_distance(monkeypatch):
-    from slimfast import report
+    from slimfast.tools import report
 
     targets = report.load_targets()
     assert targets and all({"issue", "required", "measure", "subject", "at_most"} <= set(t) for t in targets)
@@ -79,7 +79,7 @@ def test_targets_come_from_the_data_file_and_show_their_distance(monkeypatch):
 
 
 def test_fuzz_section_renders_the_last_long_run(tmp_path):
-    from slimfast import report
+    from slimfast.tools import report
 
     assert report.fuzz_section(tmp_path)[0].startswith("Not measured")
     run = {"cases": 50000, "bases": ["a", "b"], "max_pixels": 65536, "decoded": 900, "failures": 0,

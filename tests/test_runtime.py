@@ -19,10 +19,10 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from slimfast import runtime  # noqa: E402
-from slimfast.layers import GDN  # noqa: E402
+from slimfast.nn.layers import GDN  # noqa: E402
 from slimfast.models import FasiNetH, FasiNetL, SlimCAE, SlimFasiNetH, SlimFasiNetL  # noqa: E402
-from slimfast.slim import SlimGDNPlus  # noqa: E402
-from slimfast.weights import load_model, save_model  # noqa: E402
+from slimfast.nn.slim import SlimGDNPlus  # noqa: E402
+from slimfast.models.weights import load_model, save_model  # noqa: E402
 
 from .conftest import ROOT, SAMPLE  # noqa: E402
 
@@ -157,7 +157,7 @@ def test_entropy_parameters_are_bit_identical(models, arch, width):
 
 
 def test_gdn_effective_params_are_bit_identical(models):
-    from slimfast import weightfile as rweights
+    from slimfast.format import weightfile as rweights
 
     tm, rm = models("fasinet-l", threads=1)
     for prefix, mod in (("g_a.1.", tm.g_a[1]), ("g_s.1.", tm.g_s[1])):
@@ -177,7 +177,7 @@ def test_subpixel_equals_transposed_convolution(k, s):
     import torch.nn.functional as F
 
     from slimfast.engines.onnxgraph import subpixel_weights
-    from slimfast.slim import SlimConvTranspose2d
+    from slimfast.nn.slim import SlimConvTranspose2d
 
     torch.manual_seed(k * 10 + s)
     layer = SlimConvTranspose2d(5, 3, k, stride=s)
@@ -329,7 +329,7 @@ def test_int8_synthesis_through_the_card(tmp_path, monkeypatch, small_rgb):
 
     from slimfast import codec, zoo
     from slimfast.errors import SlimfastError
-    from slimfast.release import calibrate_int8, publish
+    from slimfast.tools.release import calibrate_int8, publish
 
     run = tmp_path / "run"
     run.mkdir()
@@ -360,7 +360,7 @@ def test_int8_synthesis_through_the_card(tmp_path, monkeypatch, small_rgb):
     import argparse
     import json
 
-    from slimfast import bench
+    from slimfast.tools import bench
 
     Image.fromarray(small_rgb).save(tmp_path / "small.png")
     bp = argparse.ArgumentParser()
@@ -454,7 +454,7 @@ def test_graph_cache_reuses_exactly_the_built_graph(weights_files, tmp_path, mon
 
 
 def test_to_rgb8_interleaves_subpixel_phases_like_depth_to_space():
-    from slimfast.imageio import to_rgb8
+    from slimfast.format.imageio import to_rgb8
 
     rng = np.random.default_rng(0)
     s, h, w = 4, 3, 5
@@ -474,8 +474,8 @@ def test_to_rgb8_interleaves_subpixel_phases_like_depth_to_space():
 def test_bytes_straight_from_the_phases_equal_the_float_path(models, monkeypatch, arch, width, tile):
     # The decoder's last sub-pixel layer goes to bytes without DepthToSpace: the same pixels,
     # whole and in tiles (tile 4 forces many tiles with halos, in phase space).
-    from slimfast import tiling
-    from slimfast.imageio import to_rgb8
+    from slimfast.coding import tiling
+    from slimfast.format.imageio import to_rgb8
 
     monkeypatch.setattr(tiling, "SYNTHESIS_TILE", tile)
     _, rm = models(arch, threads=1)

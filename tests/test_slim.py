@@ -11,10 +11,10 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from slimfast import intmath
-from slimfast.layers import GDN
+from slimfast.coding import intmath
+from slimfast.nn.layers import GDN
 from slimfast.models import FasiNetH, FasiNetL, build
-from slimfast.slim import SlimConv2d, SlimConvTranspose2d, SlimGDNPlus, SwitchableGDN
+from slimfast.nn.slim import SlimConv2d, SlimConvTranspose2d, SlimGDNPlus, SwitchableGDN
 
 torch.set_num_threads(1)
 
@@ -200,7 +200,7 @@ def test_exact_symbol_round_trip_at_every_width(models, arch):
 
 @pytest.mark.parametrize("arch", HYPER_ARCHS)
 def test_hyper_entropy_parameters_are_bit_exact(models, arch, tmp_path):
-    from slimfast.weights import load_model, save_model
+    from slimfast.models.weights import load_model, save_model
 
     m = models[arch]
     x = _image(64, seed=2)
@@ -283,8 +283,8 @@ def _write_images(folder, n_train=4, n_val=2, side=48, fraction=0.3):
 
 
 def test_schedule_tiny_run_writes_its_log(tmp_path, monkeypatch):
-    from slimfast import schedule as sched
-    from slimfast.weights import load_model
+    from slimfast.tools import schedule as sched
+    from slimfast.models.weights import load_model
 
     frac = _write_images(tmp_path / "data")
     cfg = sched.ScheduleConfig(architecture="slimcae", model_config={"C": 16, "widths": [16, 12, 8]},
@@ -319,7 +319,7 @@ def test_schedule_tiny_run_writes_its_log(tmp_path, monkeypatch):
 
 
 def test_schedule_real_evaluation_and_rollback(tmp_path):
-    from slimfast import schedule as sched
+    from slimfast.tools import schedule as sched
 
     frac = _write_images(tmp_path / "data")
     cfg = sched.ScheduleConfig(architecture="slimcae", model_config={"C": 16, "widths": [16, 8]},
@@ -341,7 +341,7 @@ def test_schedule_real_evaluation_and_rollback(tmp_path):
 
 
 def test_schedule_cli_help_and_chord_slope():
-    from slimfast import schedule as sched
+    from slimfast.tools import schedule as sched
 
     text = sched.build_parser().format_help()
     for flag in ("--trial-steps", "--trial-minutes", "--on-stop", "--lambdas", "--max-tries", "--val-fraction"):
@@ -354,7 +354,7 @@ def test_schedule_cli_help_and_chord_slope():
 
 @pytest.mark.slow  # starts subprocesses or trains
 def test_train_loop_runs_all_widths(tmp_path):
-    from slimfast.train import TrainConfig, train
+    from slimfast.tools.train import TrainConfig, train
 
     frac = _write_images(tmp_path / "data")
     cfg = TrainConfig(architecture="slim-fasinet-l", model_config={"N": 8, "M": 16, "widths": [16, 8]},
@@ -368,7 +368,7 @@ def test_train_loop_runs_all_widths(tmp_path):
 @pytest.mark.slow  # starts subprocesses or trains
 @pytest.mark.parametrize("width_loss", ["sum", "log"])
 def test_joint_loss_over_the_widths(width_loss):
-    from slimfast.train import RDObjective
+    from slimfast.tools.train import RDObjective
 
     torch.manual_seed(0)
     model = build("slim-fasinet-l", {"N": 8, "M": 16, "widths": [16, 8]}).train()
@@ -397,7 +397,7 @@ def test_joint_loss_over_the_widths(width_loss):
 
 
 def test_width_loss_is_checked():
-    from slimfast.train import RDObjective, build_parser
+    from slimfast.tools.train import RDObjective, build_parser
 
     with pytest.raises(SystemExit):
         RDObjective(build("slim-fasinet-l", {"N": 8, "M": 16, "widths": [16, 8]}), 0.0, [0.02, 0.01], "mse", False, "mean")
@@ -406,7 +406,7 @@ def test_width_loss_is_checked():
 
 def test_slim_fasinet_l_warm_starts_from_fasinet_l_weights(tmp_path):
     from slimfast.models import FasiNetL as _FasiNetL
-    from slimfast.weights import load_for_training, save_model
+    from slimfast.models.weights import load_for_training, save_model
 
     torch.manual_seed(3)
     src = _FasiNetL().eval()
@@ -431,7 +431,7 @@ H3 = {"N1": 96, "N2": 96, "M": 192, "S": 32, "K": 7, "final_gdn": False}  # fasi
 
 
 def test_slim_fasinet_h_warm_starts_from_fasinet_h_weights(tmp_path):
-    from slimfast.weights import load_for_training, load_model, save_model
+    from slimfast.models.weights import load_for_training, load_model, save_model
 
     torch.manual_seed(4)
     src = FasiNetH(**H3).eval()
@@ -465,7 +465,7 @@ def test_slim_fasinet_h_warm_starts_from_fasinet_h_weights(tmp_path):
 
 
 def test_widest_width_of_slim_fasinet_h_is_a_fasinet_h_that_codes_identically(tmp_path):
-    from slimfast.weights import load_for_training, save_model
+    from slimfast.models.weights import load_for_training, save_model
 
     torch.manual_seed(6)
     m = build("slim-fasinet-h", dict(H3, slim_hidden=False, widths=[192, 96, 48])).eval()
@@ -502,7 +502,7 @@ def test_slim_fasinet_h_full_hidden_costs():
 
 
 def test_sort_channels_keeps_the_full_width_function_and_fronts_the_rate(tmp_path):
-    from slimfast.weights import load_for_training, save_model
+    from slimfast.models.weights import load_for_training, save_model
 
     torch.manual_seed(5)
     src = FasiNetH(**H3).eval()
@@ -538,8 +538,8 @@ def test_sort_channels_keeps_the_full_width_function_and_fronts_the_rate(tmp_pat
 
 @pytest.mark.slow  # starts subprocesses or trains
 def test_train_sort_channels_flag(tmp_path, capsys):
-    from slimfast.train import TrainConfig, train
-    from slimfast.weights import save_model
+    from slimfast.tools.train import TrainConfig, train
+    from slimfast.models.weights import save_model
 
     torch.manual_seed(6)
     src = FasiNetH(N1=16, N2=16, M=32, S=8, K=7, final_gdn=False).eval()

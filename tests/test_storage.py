@@ -1,4 +1,4 @@
-"""int8 weight storage (slimfast.storage): bounded error, identical floats on both backends,
+"""int8 weight storage (slimfast.format.storage): bounded error, identical floats on both backends,
 and files that still round-trip exactly."""
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from slimfast import storage
+from slimfast.format import storage
 from slimfast.models import SlimFasiNetL
-from slimfast.weights import load_model, read_metadata, save_model
+from slimfast.models.weights import load_model, read_metadata, save_model
 
 
 def test_pack_error_is_at_most_half_a_step_per_slice():
@@ -41,7 +41,7 @@ def test_frequency_tables_are_stored_as_uint16_and_read_back_exactly(slim_files)
         raw = load_file(str(d / f"{st}.safetensors"))
         assert all(raw[k].dtype == np.uint16 for k in ref), st
         torch_state = load_model(d / f"{st}.safetensors").state_dict()
-        rw = pytest.importorskip("slimfast.weightfile")
+        rw = pytest.importorskip("slimfast.format.weightfile")
         _, rt_state = rw.load(d / f"{st}.safetensors")
         for k, v in ref.items():
             assert torch_state[k].dtype == torch.int32 and np.array_equal(torch_state[k].numpy(), v), k
@@ -77,7 +77,7 @@ def test_int8_file_is_smaller_and_says_so(slim_files):
 def test_int8_weights_load_identically_in_torch_and_runtime(slim_files):
     m, d = slim_files
     a = load_model(d / "int8.safetensors").state_dict()
-    rw = pytest.importorskip("slimfast.weightfile")
+    rw = pytest.importorskip("slimfast.format.weightfile")
     pytest.importorskip("safetensors")
     _, b = rw.load(d / "int8.safetensors")
     assert set(a) == set(b)
@@ -144,7 +144,7 @@ def test_int8_hyperprior_file_keeps_the_integer_copy_exactly(tmp_path):
     assert ints and all(k + storage.INTN_SUFFIX in raw and k not in raw for k in ints)
     assert all(k in load_file(str(tmp_path / "h16.safetensors")) for k in ints)  # other storages: as before
     a = load_model(tmp_path / "h8.safetensors").state_dict()
-    rw = pytest.importorskip("slimfast.weightfile")
+    rw = pytest.importorskip("slimfast.format.weightfile")
     _, b = rw.load(tmp_path / "h8.safetensors")
     for k, v in ints.items():
         assert a[k].dtype == torch.int16 and np.array_equal(a[k].numpy(), v), k
@@ -157,7 +157,7 @@ def test_int8_file_stores_the_hyper_synthesis_once_and_codes_the_same(arch, tmp_
     integer copy (int_w * scale), and the file codes exactly like one that stores both."""
     from safetensors.numpy import load_file, save_file
 
-    from slimfast.layers import IntegerCopyMixin
+    from slimfast.nn.layers import IntegerCopyMixin
     from slimfast.models import build
 
     torch.manual_seed(0)

@@ -1,4 +1,4 @@
-"""Tiled coding (slimfast.tiling): the same latents and pixels as untiled, in bounded memory."""
+"""Tiled coding (slimfast.coding.tiling): the same latents and pixels as untiled, in bounded memory."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from slimfast import tiling
+from slimfast.coding import tiling
 from slimfast.models import build
 
 ARCHS = ["fasinet-l", "fasinet-h", "slimcae", "slimcae-hyper", "slim-fasinet-l", "slim-fasinet-h"]
@@ -80,7 +80,7 @@ def test_halos_cover_the_receptive_fields_of_every_architecture(arch, small_tile
 @pytest.mark.parametrize("name", ["fasinet-l-mse-q4", "fasinet-h-mse-q4"])
 def test_tiled_coding_of_a_photo_equals_untiled(name, monkeypatch):
     from slimfast import zoo
-    from slimfast.weights import load_model
+    from slimfast.models.weights import load_model
 
     m = load_model(zoo.get(name).path)
     x = torch.from_numpy(_photo(192, 256)).permute(2, 0, 1)[None].float() / 255
@@ -104,7 +104,7 @@ def test_tiled_coding_of_a_photo_equals_untiled(name, monkeypatch):
 
 def _photo(h, w):
     """A bundled natural image, cropped: trained weights need real content to produce symbols."""
-    from slimfast.bench import PACKAGE_SAMPLE
+    from slimfast.tools.bench import PACKAGE_SAMPLE
     from PIL import Image
 
     return np.asarray(Image.open(PACKAGE_SAMPLE).convert("RGB"))[:h, :w].copy()
@@ -133,7 +133,7 @@ def test_runtime_tiled_equals_untiled(small_tiles):
 _MEMORY_SCRIPT = r"""
 import json, sys
 import numpy as np
-from slimfast import bench
+from slimfast.tools import bench
 import slimfast
 
 name, h, w = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])

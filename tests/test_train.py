@@ -16,10 +16,10 @@ import torch
 from PIL import Image
 
 from slimfast import metrics
-from slimfast import train as T
+from slimfast.tools import train as T
 from slimfast.models import build
-from slimfast.training.checkpoint import tensor_bytes
-from slimfast.training.objective import entropy_models_in_fp32
+from slimfast.tools.training.checkpoint import tensor_bytes
+from slimfast.tools.training.objective import entropy_models_in_fp32
 
 from . import golden_files
 
@@ -114,7 +114,7 @@ def test_checkpoint_is_pickle_free_and_self_contained(straight_run):
     assert {"rng.torch.0", "rng.torch"} <= keys
     summary = json.loads((straight_run / "summary.json").read_text())
     assert summary["steps"] == 6 and summary["device"] == "cpu"
-    from slimfast.weights import load_model
+    from slimfast.models.weights import load_model
 
     model = load_model(straight_run / "final.safetensors")
     assert model.architecture == "fasinet-l" and model.entropy_bottleneck.updated
@@ -189,7 +189,7 @@ def test_ddp_two_ranks_stay_identical(tiny_data, tmp_path):
     args = common(tiny_data, out, "--debug-state-hash", hashes)
     args[args.index("--steps") + 1] = "3"
     p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                        "-m", "slimfast.train", *args], capture_output=True, text=True, env=env, timeout=240,
+                        "-m", "slimfast.tools.train", *args], capture_output=True, text=True, env=env, timeout=240,
                        cwd=tmp_path)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     r0 = json.loads((hashes / "rank0.json").read_text())
@@ -206,7 +206,7 @@ def test_ddp_two_ranks_stay_identical(tiny_data, tmp_path):
 
 
 def test_snapshots_keep_weights_without_changing_the_run(straight_run, tiny_data, tmp_path):
-    from slimfast.weights import load_model
+    from slimfast.models.weights import load_model
 
     out = tmp_path / "snap"
     assert T.main(common(tiny_data, out, "--snapshot-minutes", "1e-9")) == 0
@@ -227,7 +227,7 @@ def _old_checkpoint_args(run: Path) -> list[str]:
 
 
 def test_checkpoint_of_the_old_train_py_resumes_exactly(tmp_path, capsys):
-    """A checkpoint written at step 2 by train.py before it became slimfast.training continues
+    """A checkpoint written at step 2 by train.py before it became slimfast.tools.training continues
     as that code continued it: every logged value, every checkpoint tensor, every RNG state."""
     expected = json.loads((OLD_CHECKPOINT / "expected.json").read_text())
     run = tmp_path / "run"

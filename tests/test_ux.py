@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import slimfast
-from slimfast import container
+from slimfast.format import container
 from slimfast.cli import main
 from slimfast.codec import quality_index
 

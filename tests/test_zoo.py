@@ -8,7 +8,7 @@ import pytest
 
 from slimfast import zoo
 from slimfast.errors import SlimfastError
-from slimfast.weights import file_digest, read_metadata
+from slimfast.models.weights import file_digest, read_metadata
 
 BUNDLED = sorted(p for p in zoo.BUNDLED_DIR.glob("*.json") if p.name != zoo.RETIRED_FILE)
 
@@ -18,7 +18,7 @@ def _random_weights(path, seed: int):
     import torch
 
     from slimfast.models import FasiNetL
-    from slimfast.weights import save_model
+    from slimfast.models.weights import save_model
 
     torch.manual_seed(seed)
     m = FasiNetL().eval()
@@ -91,7 +91,7 @@ def test_compact_storage_states_its_measured_cost(card_path):
 
 
 def test_release_chain_sums_stages_and_keeps_the_schedule(tmp_path):
-    from slimfast.release import chain_info
+    from slimfast.tools.release import chain_info
 
     warm, sched, final = (tmp_path / n for n in ("warm", "sched", "final"))
     for d in (warm, sched, final):
@@ -107,9 +107,10 @@ def test_release_chain_sums_stages_and_keeps_the_schedule(tmp_path):
 
 
 def test_a_kept_previous_version_stays_decodable(tmp_path, monkeypatch, small_rgb):
-    from slimfast import codec, container
+    from slimfast import codec
+    from slimfast.format import container
     from slimfast.errors import SlimfastError
-    from slimfast.release import publish, set_default
+    from slimfast.tools.release import publish, set_default
 
     out = tmp_path / "models"
     monkeypatch.setenv("SLIMFAST_MODEL_PATH", str(out))
@@ -151,10 +152,11 @@ def test_a_new_version_retires_the_old_one_and_its_files_name_the_release_that_d
         tmp_path, monkeypatch, small_rgb, capsys):
     import shutil
 
-    from slimfast import __version__, cli, codec, report
+    from slimfast import __version__, cli, codec
+    from slimfast.tools import report
     from slimfast.errors import SlimfastError
-    from slimfast.release import main as release_main
-    from slimfast.release import publish
+    from slimfast.tools.release import main as release_main
+    from slimfast.tools.release import publish
 
     out = tmp_path / "models"
     monkeypatch.setenv("SLIMFAST_MODEL_PATH", str(out))
@@ -250,7 +252,7 @@ def _git_show(spec: str) -> str | None:
 
 @pytest.mark.slow  # starts subprocesses or trains
 def test_the_shipped_retired_index_is_compact_and_the_full_cards_are_in_git_history():
-    from slimfast.release import compact_retired
+    from slimfast.tools.release import compact_retired
 
     registry = zoo.BUNDLED_DIR / zoo.RETIRED_FILE
     index = json.loads(registry.read_text())
@@ -269,7 +271,7 @@ def test_the_shipped_retired_index_is_compact_and_the_full_cards_are_in_git_hist
 
 def test_an_older_release_folder_with_full_retired_cards_still_names_the_release(tmp_path):
     from slimfast.errors import UnreadableFileError
-    from slimfast.release import compact_retired
+    from slimfast.tools.release import compact_retired
 
     sha = "ab" * 32
     full = {"name": "oldm", "family": "oldf", "architecture": "fasinet-l", "version": 1, "sha256": sha,
@@ -290,7 +292,7 @@ def test_an_older_release_folder_with_full_retired_cards_still_names_the_release
 
 
 def test_a_card_names_per_width_lambdas_only_when_trained_with_them(tmp_path, monkeypatch):
-    from slimfast.release import publish
+    from slimfast.tools.release import publish
 
     out = tmp_path / "models"
     monkeypatch.setenv("SLIMFAST_MODEL_PATH", str(out))
@@ -303,7 +305,7 @@ def test_a_card_names_per_width_lambdas_only_when_trained_with_them(tmp_path, mo
 
 
 def test_report_compares_versions_from_cards(tmp_path, monkeypatch):
-    from slimfast import report
+    from slimfast.tools import report
 
     out = tmp_path / "models"
     out.mkdir()
@@ -326,7 +328,7 @@ def test_report_compares_versions_from_cards(tmp_path, monkeypatch):
 def test_a_new_version_of_the_default_stays_default_and_pinned_ladders_keep_their_version(tmp_path, monkeypatch):
     from slimfast import codec
     from slimfast.errors import SlimfastError
-    from slimfast.release import publish, set_default
+    from slimfast.tools.release import publish, set_default
 
     out = tmp_path / "models"
     monkeypatch.setenv("SLIMFAST_MODEL_PATH", str(out))
@@ -377,7 +379,7 @@ def test_a_rewritten_card_is_read_again(tmp_path):
 
 
 def test_release_card_extra_takes_inline_json_or_a_file_and_fails_in_one_line(tmp_path):
-    from slimfast import release
+    from slimfast.tools import release
     from slimfast.errors import SlimfastError
 
     assert release._card_extra('{"note": "x"}') == {"note": "x"}

@@ -5,7 +5,7 @@ one ``in_pixels * c_in * c_out * kh * kw``, a GDN ``pixels * c^2``; entropy codi
 elementwise operations are not counted. Figures are per input pixel, by top-level part
 (``g_a``, ``h_a``, ``h_s_scale``, ``h_s_mean``, ``iqr``, ``g_s``). Parameters are those of the
 transforms a width runs: the leading weight blocks and the width's own GDNs (the entropy
-models' density parameters belong to training, :meth:`slimfast.slim.SlimMixin.num_parameters`).
+models' density parameters belong to training, :meth:`slimfast.nn.slim.SlimMixin.num_parameters`).
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ same lists :mod:`slimfast.models` builds the torch modules (training, the torch 
 
 Padding rules (both builders): a convolution pads ``(k - 1) / 2`` on both sides unless
 ``pads`` (top, left, bottom, right) says otherwise; a transposed convolution's output is
-exactly ``stride`` times its input (:func:`slimfast.shapes.tconv_padding`).
+exactly ``stride`` times its input (:func:`slimfast.archs.shapes.tconv_padding`).
 """
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ class Abs:
 class Branch:
     """One hyper-synthesis branch at ``key``: its float layers (:class:`TConv`, 1x1
     :class:`Conv`, :class:`ReLU`) and, for coding, the integer copy of its convolutions stored
-    as ``key.int_{w,s,b}{i}`` in layer order (:mod:`slimfast.intmath`)."""
+    as ``key.int_{w,s,b}{i}`` in layer order (:mod:`slimfast.coding.intmath`)."""
 
     key: str
     layers: tuple
@@ -132,7 +132,7 @@ class Architecture:
         return dict(self.options)
 
     def check_width(self, width: int | None) -> int:
-        from ..shapes import check_width
+        from .shapes import check_width
 
         return check_width(self.name, self.widths, self.latent_channels, width)
 

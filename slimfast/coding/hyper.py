@@ -1,7 +1,7 @@
 """Integer-exact entropy parameters of a hyperprior model, in numpy only.
 
 The hyperprior latent codec (:class:`slimfast.coding.latent_codecs.HyperpriorCodec`) runs it
-for every engine: every step is a :mod:`slimfast.intmath` call or an IEEE float64 elementwise
+for every engine: every step is a :mod:`slimfast.coding.intmath` call or an IEEE float64 elementwise
 operation, hence bit-identical wherever it runs. The branches come from the architecture's
 description over the weights' ``int_*`` tensors (:meth:`slimfast.engines.specs.Specs.hs_branches`).
 """
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import intmath
+from . import intmath
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class IntLayer:
 
 
 def run_branch(a: np.ndarray, layers: list[IntLayer]) -> np.ndarray:
-    """Fixed-point ``[Cin, h, w]`` through ``layers``; fixed-point out (see :mod:`slimfast.intmath`)."""
+    """Fixed-point ``[Cin, h, w]`` through ``layers``; fixed-point out (see :mod:`slimfast.coding.intmath`)."""
     for lay in layers:
         if lay.kind == "relu":
             a = intmath.relu(a)
@@ -56,7 +56,7 @@ _LUTS: dict[bytes, np.ndarray] = {}
 
 
 def _lut(scale_table: np.ndarray) -> np.ndarray:
-    """The scale-index table of :func:`slimfast.intmath.scale_index_lut`, built once per scale table."""
+    """The scale-index table of :func:`slimfast.coding.intmath.scale_index_lut`, built once per scale table."""
     key = scale_table.astype(np.float64).tobytes()
     if key not in _LUTS:
         _LUTS[key] = intmath.scale_index_lut(scale_table)

@@ -23,7 +23,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .. import coder, intmath
+from . import coder, intmath
 from . import hyper
 
 
@@ -34,7 +34,7 @@ def check_symbols(symbols: np.ndarray, c: int) -> None:
 
 @dataclass(frozen=True)
 class Tables:
-    """A frozen table set for :mod:`slimfast.coder`: one row per channel or per scale."""
+    """A frozen table set for :mod:`slimfast.coding.coder`: one row per channel or per scale."""
 
     freqs: np.ndarray
     lengths: np.ndarray
@@ -46,7 +46,7 @@ class Tables:
 
     @cached_property
     def min_bits(self) -> np.ndarray:
-        """Per row, the fewest bits one symbol coded with it costs (:func:`slimfast.coder.min_bits`)."""
+        """Per row, the fewest bits one symbol coded with it costs (:func:`slimfast.coding.coder.min_bits`)."""
         return coder.min_bits(self.freqs)
 
 
@@ -128,7 +128,7 @@ class HyperpriorCodec:
         y symbols = round(y - mu), coded with the table of their scale index
 
     The hyper-synthesis runs on the integer-exact copy (:mod:`slimfast.coding.hyper`,
-    :mod:`slimfast.intmath`), so the tables chosen are the same on every machine. Strings, in
+    :mod:`slimfast.coding.intmath`), so the tables chosen are the same on every machine. Strings, in
     order: z's, then y's.
     """
 

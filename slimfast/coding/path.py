@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..shapes import check_width
+from ..archs.shapes import check_width
 
 
 @dataclass

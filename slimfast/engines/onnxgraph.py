@@ -2,7 +2,7 @@
 
 A network is described by a short list of layer specs (plain tuples, see :class:`Builder`),
 which :func:`build_model` turns into an ONNX ``ModelProto`` with dynamic height and width.
-Convolutions keep the padding rules of :mod:`slimfast.layers`: ``conv`` pads ``(k - 1) / 2``
+Convolutions keep the padding rules of :mod:`slimfast.nn.layers`: ``conv`` pads ``(k - 1) / 2``
 on both sides, ``tconv`` uses ``padding`` / ``output_padding`` so that its output is exactly
 ``stride`` times its input.
 
@@ -30,7 +30,7 @@ IR_VERSION = 8  # understood by every onnxruntime that supports opset 17
 
 
 def conv_spec(w: np.ndarray, b: np.ndarray | None, stride=(1, 1), pads: tuple[int, int, int, int] | None = None):
-    """A ``conv`` spec with :func:`slimfast.layers.conv`'s symmetric padding unless ``pads`` is given."""
+    """A ``conv`` spec with :func:`slimfast.nn.layers.conv`'s symmetric padding unless ``pads`` is given."""
     kh, kw = w.shape[2:]
     if pads is None:
         pads = ((kh - 1) // 2, (kw - 1) // 2, (kh - 1) // 2, (kw - 1) // 2)

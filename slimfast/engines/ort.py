@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import tiling
-from ..imageio import to_rgb8
+from ..coding import tiling
+from ..format.imageio import to_rgb8
 from . import onnxgraph
 from .openvino import PRECISIONS as OV_PRECISIONS
 
@@ -74,8 +74,8 @@ def _graph_source_digest() -> str:
     pkg = Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
     here = Path(__file__).resolve().parent
-    files = [*(here / n for n in ("ort.py", "onnxgraph.py", "specs.py", "quantize.py")), pkg / "weightfile.py",
-             *sorted((pkg / "archs").glob("*.py")), pkg / "storage.py", pkg / "shapes.py"]
+    files = [*(here / n for n in ("ort.py", "onnxgraph.py", "specs.py", "quantize.py")),
+             pkg / "format" / "weightfile.py", pkg / "format" / "storage.py", *sorted((pkg / "archs").glob("*.py"))]
     for f in files:
         h.update(f.read_bytes())
     return h.hexdigest()

@@ -10,7 +10,7 @@ static QDQ format: per-channel int8 weights, uint8 activations; GDN's normalizat
 (:func:`float_nodes`). Activation ranges are not
 recomputed at run time (that would need training images on the user's machine, and would
 make the pixels depend on them): :func:`calibrate` measures them once, on training images
-(never Kodak), and ``slimfast.release --calibrate-int8`` stores them in the model card
+(never Kodak), and ``slimfast.tools.release --calibrate-int8`` stores them in the model card
 (``int8_synthesis.ranges``, per width). :func:`int8_decoder` rebuilds the same quantized
 graph from those stored ranges on any machine, so int8 pixels are reproducible for a given
 card, backend build and thread count. What it costs in PSNR and gains in speed is measured
@@ -128,7 +128,7 @@ def int8_decoder(fp32_decoder, ranges: dict[str, list[float]]):
         missing = sorted(set(probe) - set(ranges))
         if missing:
             raise ValueError(f"stored int8 ranges do not match this decoder graph (missing {missing[0]!r}); "
-                             "recalibrate with slimfast.release --calibrate-int8")
+                             "recalibrate with slimfast.tools.release --calibrate-int8")
         with _quiet():
             quantize_static(src, dst, _reader([np.zeros((1, c, 2, 2), np.float32)]), quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,

@@ -12,8 +12,8 @@ import numpy as np
 
 from .. import archs
 from ..archs import grammar as g
-from ..shapes import tconv_padding
-from .. import weightfile as weights
+from ..archs.shapes import tconv_padding
+from ..format import weightfile as weights
 from ..coding.hyper import IntLayer
 from .onnxgraph import conv_spec
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import tiling
-from ..imageio import to_rgb8
+from ..coding import tiling
+from ..format.imageio import to_rgb8
 
 
 class TorchEngine:

@@ -3,13 +3,13 @@
 ``ARCHITECTURES`` maps an architecture name to its torch class; ``build(name, config)``
 instantiates one. Each class is :class:`~.base.CompressionModel` over its description, with
 the description's name and docstring, plus the warm starts that apply to it
-(:mod:`.warmstart`); slimmable ones add the width bookkeeping of :class:`slimfast.slim.SlimMixin`.
+(:mod:`.warmstart`); slimmable ones add the width bookkeeping of :class:`slimfast.nn.slim.SlimMixin`.
 """
 from __future__ import annotations
 
 from .. import archs
 from ..archs import grammar
-from ..slim import SlimMixin
+from ..nn.slim import SlimMixin
 from . import warmstart
 from .base import CompressionModel
 

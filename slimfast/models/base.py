@@ -4,7 +4,7 @@
 key (so the shipped weights' keys load as they are) and runs the description's layer lists
 at any width: the torch modules and the ONNX graphs (:mod:`slimfast.engines.specs`) are two
 readings of the same lists. The modules themselves are the slimmable layers of
-:mod:`slimfast.slim`, which at full width are ordinary convolutions and GDNs.
+:mod:`slimfast.nn.slim`, which at full width are ordinary convolutions and GDNs.
 """
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from .. import archs
 from ..archs import grammar as g
 from ..coding.path import Latents
-from ..entropy import ConditionalEntropyModel, EntropyBottleneck
-from ..layers import GDN, IntegerCopyMixin
-from ..slim import SlimConv2d, SlimConvTranspose2d, SlimGDNPlus, SlimIQR, SwitchableGDN
+from ..nn.entropy import ConditionalEntropyModel, EntropyBottleneck
+from ..nn.layers import GDN, IntegerCopyMixin
+from ..nn.slim import SlimConv2d, SlimConvTranspose2d, SlimGDNPlus, SlimIQR, SwitchableGDN
 
 
 class Part(nn.Module):

@@ -13,7 +13,7 @@ import re
 import torch
 import torch.nn.functional as F
 
-from ..slim import SlimConvTranspose2d
+from ..nn.slim import SlimConvTranspose2d
 
 _TABLES = ("freqs", "lengths", "offsets", "_medians")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from .. import archs
 from ..coding.path import CodingPath, Latents
 from ..engines.ort import OrtEngine
-from .. import weightfile as weights
+from ..format import weightfile as weights
 from ..engines.specs import Specs
 
 

@@ -4,7 +4,7 @@
   ``y = x / sqrt(beta + gamma @ x^2)``; the inverse multiplies instead.
 * :class:`IntegerCopyMixin` -- an integer-exact copy of some convolutions (the hyper-synthesis).
 
-Convolutions, FasiNet's IQR and the slimmable variants are in :mod:`slimfast.slim`; how they
+Convolutions, FasiNet's IQR and the slimmable variants are in :mod:`slimfast.nn.slim`; how they
 are put together (ISD, ISU, ...) is written once per architecture in :mod:`slimfast.archs`.
 
 Only torch is imported here: this module is the bottom of the package.
@@ -64,7 +64,7 @@ class IntegerCopyMixin:
     """An integer-exact copy of some convolution layers, frozen into ``int_*`` buffers.
 
     ``int_w{i}`` (int16 weights), ``int_s{i}`` (float64 per-channel scales) and ``int_b{i}``
-    (biases in fixed point) travel in the state dict; see :mod:`slimfast.intmath`. Mixed into
+    (biases in fixed point) travel in the state dict; see :mod:`slimfast.coding.intmath`. Mixed into
     the hyper-synthesis modules, whose output selects entropy tables and so must be exact.
     """
 
@@ -81,7 +81,7 @@ class IntegerCopyMixin:
     def _freeze_layers(self, layers) -> None:
         import numpy as np
 
-        from . import intmath
+        from ..coding import intmath
 
         for i, layer in enumerate(layers):
             w_int, scale = self._quantize(layer)
@@ -96,7 +96,7 @@ class IntegerCopyMixin:
 
     @classmethod
     def _quantize(cls, layer: nn.Module):
-        from . import intmath
+        from ..coding import intmath
 
         return intmath.quantize_weight(layer.weight.detach().cpu().double().numpy(), cls._out_axis(layer))
 

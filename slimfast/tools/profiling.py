@@ -52,7 +52,7 @@ def one_round(codec, img: np.ndarray, width: int | None) -> list[tuple[str, floa
     """One encode and decode of ``img`` through ``codec`` (a :class:`slimfast.codec.Codec`):
     each stage timed, then the whole API calls (``encode: total``, ``decode: total``)."""
     import slimfast
-    from .codec import pad_image, to_input
+    from ..codec import pad_image, to_input
 
     path = codec.model
     c = path.check_width(width if width is not None else codec.info.default_width)

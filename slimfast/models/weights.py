@@ -2,7 +2,7 @@
 
 A weights file holds the state dict plus string metadata: ``architecture``, ``config`` (JSON),
 ``name`` and ``version``. Floating-point parameters may be stored as fp16, and large convolution
-weights as int8 with a scale per slice (:mod:`slimfast.storage`); integer tables and the
+weights as int8 with a scale per slice (:mod:`slimfast.format.storage`); integer tables and the
 integer hyper-synthesis keep their exact values (with int8 storage, the latter's 13-bit
 weights are bit-packed losslessly, and the float copy of the same layers is not stored but
 rebuilt from them on loading). Loading rebuilds the same float32 weights on
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .models import CompressionModel, build
+from . import CompressionModel, build
 
 # Buffers that coding relies on bit-exactly keep their dtype whatever ``half`` says.
 _EXACT_SUFFIXES = ("freqs", "lengths", "offsets", "_medians", "scale_table")
@@ -37,7 +37,7 @@ def save_model(model: CompressionModel, path: str | Path, name: str = "", versio
     int8 (convolution weights packed per slice, the other floats fp16)."""
     from safetensors.torch import save_file
 
-    from . import storage as packing
+    from ..format import storage as packing
 
     storage = storage or ("fp16" if half else "fp32")
     if storage not in STORAGES:
@@ -75,7 +75,7 @@ def _derivable_weights(model: CompressionModel) -> set[str]:
     integer copy of the same layers (the hyper-synthesis: about 0.6 MB of a FasiNet-H file;
     ``IntegerCopyMixin.weights_stored_once``). Files saved before this (slimfast <= 0.7.1)
     still hold them; both load the same way."""
-    from .layers import IntegerCopyMixin
+    from ..nn.layers import IntegerCopyMixin
 
     return {f"{name}.{key}" if name else key for name, m in model.named_modules()
             if isinstance(m, IntegerCopyMixin) for key in m.weights_stored_once()}
@@ -92,7 +92,7 @@ def load_state(path: str | Path) -> dict[str, torch.Tensor]:
     """The state dict in a weights file: fp16 widened and int8-packed tensors rebuilt as float32."""
     from safetensors.torch import load_file
 
-    from .storage import INTN_SUFFIX, SCALE_SUFFIX, unpack_state
+    from ..format.storage import INTN_SUFFIX, SCALE_SUFFIX, unpack_state
 
     state = load_file(str(path))
     if any(k.endswith((SCALE_SUFFIX, INTN_SUFFIX)) or v.dtype == torch.uint16 for k, v in state.items()):

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..metrics import MS_SSIM_MIN_SIDE, ms_ssim_tensor
+from ...metrics import MS_SSIM_MIN_SIDE, ms_ssim_tensor
 
 # --patch-size rule of ms-ssim runs: the smallest multiple of 16 (the finest padding multiple
 # of the models) that MS-SSIM accepts.
@@ -83,7 +83,7 @@ class RDObjective(nn.Module):
 
 def entropy_models_in_fp32(model) -> None:
     """Run the entropy models outside autocast: likelihoods in bf16 would ruin the rate."""
-    from ..entropy import ConditionalEntropyModel, EntropyBottleneck
+    from ...nn.entropy import ConditionalEntropyModel, EntropyBottleneck
 
     def pre(module, args):
         ctx = torch.autocast(args[0].device.type, enabled=False)

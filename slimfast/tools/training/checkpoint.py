@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..weights import save_model
+from ...models.weights import save_model
 
 CHECKPOINT_FORMAT = "slimfast-checkpoint-2"
 

@@ -1,10 +1,10 @@
-"""``slimfast train`` / ``python -m slimfast.train``: the command line of :mod:`slimfast.training`.
+"""``slimfast train`` / ``python -m slimfast.tools.train``: the command line of :mod:`slimfast.tools.training`.
 
 Runs wherever torch runs (CPU here, CUDA on a lent GPU), one process or several under
 ``torchrun`` (DistributedDataParallel: gloo on CPU, NCCL on CUDA). Checkpoints are
 pickle-free and resuming reproduces the uninterrupted run's loss trajectory exactly (same
 device, threads and world size; on CUDA add ``--deterministic``): see
-:mod:`slimfast.training.checkpoint`.
+:mod:`slimfast.tools.training.checkpoint`.
 
 The names below are re-exported for the scripts, benchmarks and tests that import them from here.
 """
@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 
-from .metrics import ms_ssim_tensor as ms_ssim
+from ..metrics import ms_ssim_tensor as ms_ssim
 from .training.checkpoint import (CHECKPOINT_FORMAT, capture_rng, has_checkpoint, load_checkpoint, restore_rng,
                                   save_checkpoint, state_hash)
 from .training.config import TrainConfig
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="slimfast train", description="Train a slimfast model (see docs/training.md).",
         epilog="Re-running the same command resumes from the run folder's checkpoint. Several processes: "
-               "torchrun --nproc_per_node N -m slimfast.train ...")
+               "torchrun --nproc_per_node N -m slimfast.tools.train ...")
     _model_flags(p.add_argument_group("model"))
     _objective_flags(p.add_argument_group("objective"), d)
     g = p.add_argument_group("budget")

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..metrics import ms_ssim_tensor
+from ...metrics import ms_ssim_tensor
 from .checkpoint import model_device
 from .objective import MSSSIM_MIN_SIDE, rate_bpp
 

@@ -1,10 +1,10 @@
 """Weights files read with ``safetensors.numpy`` (no torch), and GDN's effective parameters.
 
 Floating-point tensors stored as fp16 are widened, and int8-packed ones rebuilt
-(:mod:`slimfast.storage`), to float32 exactly as :func:`slimfast.weights.load_model` does;
+(:mod:`slimfast.format.storage`), to float32 exactly as :func:`slimfast.models.weights.load_model` does;
 integer tables and the integer hyper-synthesis keep their dtypes. GDN's reparametrization is
 replayed in float32 numpy with the same sequence of IEEE operations as
-:class:`slimfast.layers.NonNegativeParameterizer` (torch eager runs them one by one, unfused), so
+:class:`slimfast.nn.layers.NonNegativeParameterizer` (torch eager runs them one by one, unfused), so
 the effective ``beta`` / ``gamma`` are bit-identical to torch's.
 """
 from __future__ import annotations
@@ -56,13 +56,13 @@ def nonneg(v: np.ndarray, minimum: float = 0.0, reparam_offset: float = REPARAM_
 
 
 def gdn_params(state: dict[str, np.ndarray], prefix: str, beta_min: float = GDN_BETA_MIN) -> tuple[np.ndarray, np.ndarray]:
-    """Effective ``(beta [C], gamma [C, C])`` of the :class:`~slimfast.layers.GDN` at ``prefix``."""
+    """Effective ``(beta [C], gamma [C, C])`` of the :class:`~slimfast.nn.layers.GDN` at ``prefix``."""
     return nonneg(state[prefix + "beta"], beta_min), nonneg(state[prefix + "gamma"])
 
 
 def slim_gdn_plus_params(state: dict[str, np.ndarray], prefix: str, index: int, c: int,
                          beta_min: float = GDN_BETA_MIN) -> tuple[np.ndarray, np.ndarray]:
-    """Effective ``(beta, gamma)`` of :class:`~slimfast.slim.SlimGDNPlus` at width index ``index``."""
+    """Effective ``(beta, gamma)`` of :class:`~slimfast.nn.slim.SlimGDNPlus` at width index ``index``."""
     s = lambda name: nonneg(state[prefix + name])[index]  # noqa: E731
     beta = s("beta_scale") * nonneg(state[prefix + "beta"], beta_min)[:c] + s("beta_bias")
     beta = beta + (np.maximum(beta, np.float32(beta_min)) - beta)

@@ -45,10 +45,10 @@ from pathlib import Path
 import numpy as np
 
 from . import baselines as _baselines
-from . import metrics
-from .errors import SlimfastError
+from .. import metrics
+from ..errors import SlimfastError
 
-PACKAGE_SAMPLE = Path(__file__).resolve().parent / "data" / "kodim23.png"
+PACKAGE_SAMPLE = Path(__file__).resolve().parents[1] / "data" / "kodim23.png"
 DEFAULT_BASELINES = ["jpeg", "webp", "avif", "heic"]
 RESULT_MARK = "SLIMFAST_BENCH_RESULT "
 
@@ -235,7 +235,7 @@ def worker(job: dict) -> dict:
     dec = np.asarray(out.convert("RGB"))
     h, w = img.shape[:2]
     mp = h * w / 1e6
-    from .codec import backend
+    from ..codec import backend
     from .complexity import count
 
     cx = count(codec.info, width)
@@ -265,7 +265,7 @@ def run_worker(job: dict, timeout: float) -> dict:
                SLIMFAST_SYNTHESIS=job.get("synthesis", "fp32"),
                SLIMFAST_ANALYSIS="bf16" if job.get("synthesis") == "bf16" else "fp32")
     env.update(job.get("env") or {})
-    cmd = [sys.executable, "-m", "slimfast.bench", "--worker", json.dumps(job)]
+    cmd = [sys.executable, "-m", "slimfast.tools.bench", "--worker", json.dumps(job)]
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
@@ -337,7 +337,7 @@ TRIED = [
 
 def bf16_available() -> bool:
     """Whether bf16 synthesis runs here: OpenVINO installed and native bf16 in the CPU."""
-    from .engines import openvino as ov_backend
+    from ..engines import openvino as ov_backend
 
     return not ov_backend.unavailable_reason()
 
@@ -386,7 +386,7 @@ def _ratios(m: dict, b: dict) -> dict:
 
 def _precisions(info, args, settings) -> list[str]:
     """fp32, and int8 / bf16 where the card is calibrated / OpenVINO computes bf16 natively."""
-    from .codec import backend
+    from ..codec import backend
 
     precisions = ["fp32"]
     on_ort = backend(settings, info.architecture) == "ort"
@@ -462,7 +462,7 @@ def bench(args) -> dict:
     img = _load(image)
     from .evaluate import select_models
     from .machine import environment
-    from .settings import Settings
+    from ..settings import Settings
 
     infos = select_models(args.models)
     log = (lambda s: print(s, file=sys.stderr, flush=True)) if getattr(args, "progress", True) else (lambda s: None)
@@ -509,7 +509,7 @@ def bench(args) -> dict:
 def size_models(infos: list, names: list[str] | None) -> list:
     if names:
         return [i for i in infos if i.name in names]
-    from . import runtime
+    from .. import runtime
 
     picked = []
     for fam in dict.fromkeys(i.family for i in infos):
@@ -522,7 +522,7 @@ def size_models(infos: list, names: list[str] | None) -> list:
 
 def _python_env() -> dict:
     env = dict(os.environ)
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
@@ -767,7 +767,7 @@ def write_trace(res: dict, path: Path) -> None:
 
 
 def stages_md(res: dict) -> list[str]:
-    """Where the time goes, per model point (median ms of each stage; see slimfast.profiling)."""
+    """Where the time goes, per model point (median ms of each stage; see slimfast.tools.profiling)."""
     from .profiling import DECODE, ENCODE
 
     rows = [r for r in res["models"] if r.get("stages") and r.get("synthesis", "fp32") == "fp32"]
@@ -775,7 +775,7 @@ def stages_md(res: dict) -> list[str]:
         return []
     cols = [f"encode: {s}" for s in ENCODE] + ["encode: other"] + [f"decode: {s}" for s in DECODE] + ["decode: other"]
     L = ["", "## Where the time goes", "",
-         "Median ms of each stage, one process per point (`slimfast.profiling`); other: what the API call costs "
+         "Median ms of each stage, one process per point (`slimfast.tools.profiling`); other: what the API call costs "
          "beyond its stages (image conversion, padding, container, PIL image). `--profile` writes the same as a trace.",
          "", "| model | width | " + " | ".join(cols) + " | encode / decode total |", "|---" * (len(cols) + 3) + "|"]
     for r in rows:

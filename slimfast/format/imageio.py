@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import container
-from .errors import SlimfastError
-from .settings import DEFAULT_MAX_PIXELS
+from ..errors import SlimfastError
+from ..settings import DEFAULT_MAX_PIXELS
 
 # Room in an image file beyond its raw pixels: metadata (an ICC profile alone may be 16 MiB).
 INPUT_SLACK_BYTES = 64 << 20
@@ -97,7 +97,7 @@ METADATA = ("all", "icc", "none")
 def check_metadata(metadata) -> str:
     """``metadata`` if it is one of :data:`METADATA`, else a one-line error saying what is valid."""
     if not isinstance(metadata, str) or metadata not in METADATA:
-        from .errors import printable
+        from ..errors import printable
 
         raise SlimfastError(f"metadata must be 'all', 'icc' or 'none', not {printable(repr(metadata))}")
     return metadata

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-HELDOUT_LIST = Path(__file__).resolve().parents[1] / "data" / "heldout.txt"
+HELDOUT_LIST = Path(__file__).resolve().parents[2] / "data" / "heldout.txt"
 
 
 def heldout_names(path: Path = HELDOUT_LIST) -> set[str]:

@@ -44,7 +44,7 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from .errors import CorruptFileError, SlimfastError, UnreadableFileError
+from ..errors import CorruptFileError, SlimfastError, UnreadableFileError
 
 MAGIC = b"\x89SFI"
 FORMAT_VERSION = 1  # the version pack() writes by default: files stay v1 until a chunk needs v2

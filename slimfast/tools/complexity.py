@@ -7,8 +7,8 @@ operations are not counted. Parameters are the transforms' at that width.
 """
 from __future__ import annotations
 
-from . import archs
-from .archs.complexity import count as count_arch
+from .. import archs
+from ..archs.complexity import count as count_arch
 
 
 def count(model, width: int | None = None) -> dict:

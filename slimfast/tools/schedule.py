@@ -25,7 +25,7 @@ Every trial (lambdas, per-width bpp and PSNR, chord slope, decision) is appended
 folder also holds a checkpoint of the last *accepted* state and ``schedule_state.json``, so
 an interrupted run resumes by re-running the trial in progress.
 
-Lambdas follow :func:`slimfast.train.rd_loss`: ``loss = lambda * MSE + bpp`` with MSE on the
+Lambdas follow :func:`slimfast.tools.train.rd_loss`: ``loss = lambda * MSE + bpp`` with MSE on the
 0..255 scale, i.e. the paper's [0, 1]-scale lambda divided by 255^2 (its 4000 is 0.0615).
 """
 from __future__ import annotations
@@ -34,8 +34,8 @@ import argparse
 import json
 import sys
 
-# The search lives in slimfast.training.schedule (Scheduler), its trials train with slimfast
-# train's step (slimfast.training.trainer.Trainer); this module is its command line.
+# The search lives in slimfast.tools.training.schedule (Scheduler), its trials train with slimfast
+# train's step (slimfast.tools.training.trainer.Trainer); this module is its command line.
 from .training.schedule import PAPER_SCALE, ScheduleConfig, Scheduler, chord_slope, schedule
 
 __all__ = ["PAPER_SCALE", "ScheduleConfig", "Scheduler", "build_parser", "chord_slope", "main", "schedule"]
@@ -44,14 +44,14 @@ __all__ = ["PAPER_SCALE", "ScheduleConfig", "Scheduler", "build_parser", "chord_
 EPILOG = """\
 examples:
   # the paper's recipe: naive equal lambdas (4000 on the [0,1] scale), 2000 steps per trial
-  python -m slimfast.schedule --arch slimcae --out runs/slimcae-sched --trial-steps 2000
+  python -m slimfast.tools.schedule --arch slimcae --out runs/slimcae-sched --trial-steps 2000
 
   # warm start from a jointly trained model, 20 minutes per trial, 5 tries per pair
-  python -m slimfast.schedule --init runs/slimcae/final.safetensors --out runs/slimcae-sched \\
+  python -m slimfast.tools.schedule --init runs/slimcae/final.safetensors --out runs/slimcae-sched \\
       --trial-minutes 20 --max-tries 5
 
   # then train longer with the lambdas it found:
-  python -m slimfast.train --arch slimcae --init runs/slimcae-sched/final.safetensors \\
+  python -m slimfast.tools.train --arch slimcae --init runs/slimcae-sched/final.safetensors \\
       --lambdas $(python -c "import json;print(*json.load(open('runs/slimcae-sched/lambdas.json'))['lambdas'])") ...
 
 outputs in --out: trials.csv / trials.jsonl (one row per trial: lambdas, per-width bpp and
@@ -68,7 +68,7 @@ measure nothing but noise: give trials a real budget.
 def build_parser() -> argparse.ArgumentParser:
     d = ScheduleConfig()
     p = argparse.ArgumentParser(
-        prog="python -m slimfast.schedule", description=__doc__.replace("``", ""),
+        prog="python -m slimfast.tools.schedule", description=__doc__.replace("``", ""),
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("model")
     g.add_argument("--arch", dest="architecture", default=None,

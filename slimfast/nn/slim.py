@@ -29,7 +29,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from .layers import GDN, NonNegativeParameterizer
-from .shapes import tconv_padding
+from ..archs.shapes import tconv_padding
 
 
 # -- convolutions --------------------------------------------------------------------------------
@@ -139,7 +139,7 @@ class SlimGDNPlus(nn.Module):
         gamma' = gamma_scale[i] * gamma[:c, :c] + gamma_bias[i]
         beta'  = max(beta_scale[i] * beta[:c] + beta_bias[i], beta_min)
 
-    ``beta`` and ``gamma`` use :class:`~slimfast.layers.GDN`'s reparametrization; the
+    ``beta`` and ``gamma`` use :class:`~slimfast.nn.layers.GDN`'s reparametrization; the
     scalars are kept non-negative the same way (scales start at 1, biases at 0).
     """
 
@@ -216,7 +216,7 @@ class SlimMixin:
 
     def macs_breakdown(self, width: int | None = None) -> dict[str, float]:
         """MACs per pixel of each top-level part (``g_a``, ``h_a``, ``h_s_*``, ``iqr``, ``g_s``)."""
-        from .archs.complexity import count
+        from ..archs.complexity import count
 
         return {k: v * 1000 for k, v in count(self.arch, width)["by_part"].items()}
 
@@ -240,7 +240,7 @@ class SlimMixin:
 
         ``entropy=False`` counts only the transforms (the design's "encoder+decoder" figure).
         """
-        from .archs.complexity import count
+        from ..archs.complexity import count
 
         n = count(self.arch, width)["params"]
         return n + (sum(p.numel() for p in self.entropy_model(width).parameters()) if entropy else 0)

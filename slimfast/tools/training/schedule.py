@@ -1,7 +1,7 @@
-"""The lambda schedule's search (SlimCAE's greedy lambda search; ``python -m slimfast.schedule``).
+"""The lambda schedule's search (SlimCAE's greedy lambda search; ``python -m slimfast.tools.schedule``).
 
-Its trials train with :class:`~slimfast.training.trainer.Trainer`'s step, the one of
-``slimfast train``; see :mod:`slimfast.schedule` for the search itself.
+Its trials train with :class:`~slimfast.tools.training.trainer.Trainer`'s step, the one of
+``slimfast train``; see :mod:`slimfast.tools.schedule` for the search itself.
 """
 from __future__ import annotations
 

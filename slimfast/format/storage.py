@@ -51,7 +51,7 @@ def int_bits(a: np.ndarray) -> int:
 
 def intn_packable(name: str, a: np.ndarray) -> bool:
     """The integer hyper-synthesis weights (``int_w*``: int16 holding 13-bit values, see
-    :mod:`slimfast.intmath`) are worth packing losslessly at their own bit width."""
+    :mod:`slimfast.coding.intmath`) are worth packing losslessly at their own bit width."""
     return (name.rsplit(".", 1)[-1].startswith("int_w") and a.dtype == np.int16 and a.size >= MIN_ELEMENTS
             and int_bits(a) < 16)
 
@@ -84,7 +84,7 @@ def unpack_intn(packed: np.ndarray, header: np.ndarray) -> np.ndarray:
 
 def narrow_table(name: str, a: np.ndarray) -> np.ndarray | None:
     """An entropy model's frequency table (``*.freqs``, int32) as uint16, or None where it does
-    not fit. Frequencies sum to 2^16 over at least two symbols (:mod:`slimfast.coder`), so every
+    not fit. Frequencies sum to 2^16 over at least two symbols (:mod:`slimfast.coding.coder`), so every
     entry fits, and a table is as wide as its widest channel: uint16 halves it, exactly."""
     if (name.rsplit(".", 1)[-1] != "freqs" or a.dtype != np.int32 or a.size == 0
             or a.min() < 0 or a.max() > np.iinfo(np.uint16).max):

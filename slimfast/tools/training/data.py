@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from .heldout import heldout_names
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "train"
+DEFAULT_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "train"
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".ppm", ".tif", ".tiff"}
 
 

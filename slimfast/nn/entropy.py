@@ -14,10 +14,10 @@ Contract (shared by both):
   the *noisy* latent ``y + u``, ``u ~ U(-1/2, 1/2)``, so ``-log2`` of them is a differentiable
   rate. ``y_out`` is the hard-quantized latent with a straight-through gradient, the value the
   decoder sees at inference time.
-* ``update()`` freezes integer frequency tables (:mod:`slimfast.coder`) into buffers. They are
+* ``update()`` freezes integer frequency tables (:mod:`slimfast.coding.coder`) into buffers. They are
   saved with the weights, so coding never recomputes floats. It must be called after training
   and before coding; coding an un-updated model raises.
-* Symbols are ``int32``; see :mod:`slimfast.coder` for the coding guarantees.
+* Symbols are ``int32``; see :mod:`slimfast.coding.coder` for the coding guarantees.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from . import coder
+from ..coding import coder
 
 LIKELIHOOD_BOUND = 1e-9
 
@@ -200,7 +200,7 @@ class ConditionalEntropyModel(_TableMixin, nn.Module):
     For coding, each element's scale is mapped to the smallest entry of ``scale_table`` that
     is >= it (:meth:`scale_index`), and the symbol ``round(y - mean)`` is coded with that
     entry's frozen table. The caller must compute means and scale indices identically on
-    both sides; FasiNet-H does so with integer arithmetic (:mod:`slimfast.intmath`).
+    both sides; FasiNet-H does so with integer arithmetic (:mod:`slimfast.coding.intmath`).
     """
 
     def __init__(self, distribution: str = "logistic", scale_table: torch.Tensor | None = None,

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import CorruptFileError, SlimfastError
+from ..errors import CorruptFileError, SlimfastError
 
 PRECISION = 16
 TOTAL = 1 << PRECISION

@@ -1,4 +1,4 @@
-"""``python -m slimfast.report`` (``make results``): regenerate ``RESULTS.md`` from real runs.
+"""``python -m slimfast.tools.report`` (``make results``): regenerate ``RESULTS.md`` from real runs.
 
 Steps: ``slimfast evaluate`` on Kodak (``../shared/data/kodak`` beside the repository; skipped
 with a message when absent), ``slimfast bench`` on the bundled sample, then ``RESULTS.md`` at
@@ -19,8 +19,8 @@ from pathlib import Path
 
 from .machine import environment
 
-ROOT = Path(__file__).resolve().parent.parent
-COMMAND = "make results  (python -m slimfast.report)"
+ROOT = Path(__file__).resolve().parents[2]
+COMMAND = "make results  (python -m slimfast.tools.report)"
 
 
 # -- training logs ------------------------------------------------------------------------------
@@ -155,7 +155,7 @@ def learning_section(results_dir: Path, docs: Path, rel: str) -> list[str]:
 
 def _model_path() -> tuple:
     """The model folders beyond the bundled one: like the API, from ``SLIMFAST_MODEL_PATH``."""
-    from .settings import Settings
+    from ..settings import Settings
 
     return Settings.from_env().model_path
 
@@ -163,7 +163,7 @@ def _model_path() -> tuple:
 def versions_section() -> list[str]:
     """Each family whose weights shipped in more than one version: the new curve against the old,
     both from the cards' Kodak points (real files, measured at release)."""
-    from . import zoo
+    from .. import zoo
     from .bdrate import bd_rate
 
     # installed versions first, then retired ones (their index entries keep the points); each (name, version) once
@@ -194,7 +194,7 @@ def versions_section() -> list[str]:
 def int8_codec_section(be: dict | None) -> list[str]:
     """The opt-in int8 synthesis of the codec: each calibrated card's Kodak cost, and the decode
     times of the same bench run with and without it."""
-    from . import zoo
+    from .. import zoo
 
     times = {}
     for r in (be or {}).get("models", []):
@@ -215,13 +215,13 @@ def int8_codec_section(be: dict | None) -> list[str]:
                      f"{p['psnr_change_db']:+.3f} dB | {_ms(fp)} | {_ms(i8)} | {speedup} | "
                      + (f"{heic['ratio']['dec']:.2f} |" if heic else "- |"))
     if len(L) == 2:
-        return ["No model card is calibrated yet (`python -m slimfast.release --calibrate-int8 NAME`)."]
+        return ["No model card is calibrated yet (`python -m slimfast.tools.release --calibrate-int8 NAME`)."]
     return L + [""]
 
 
 def bf16_unavailable() -> str:
     """Why bf16 cannot run here, or ``""``."""
-    from .engines import openvino as ov_backend
+    from ..engines import openvino as ov_backend
 
     reason = ov_backend.unavailable_reason()
     return f"bf16 {reason}" if reason else ""
@@ -264,7 +264,7 @@ def load_targets(path: Path = TARGETS_FILE) -> list[dict]:
 
 def _families() -> dict[str, str]:
     """Family name -> architecture, and the default model's family under the key ``None``."""
-    from . import zoo
+    from .. import zoo
 
     models = zoo.list_models(model_path=_model_path())
     out = {m.family: m.architecture for m in models}
@@ -295,7 +295,7 @@ def _speed(ev: dict | None, be: dict | None, t: dict) -> tuple[float, str] | Non
             ratio[(r["model"], r.get("width"))] = b["ratio"][t["part"]]
     psnr = _kodak_psnr(ev)
     if t["subject"] == "default_point":
-        from . import zoo
+        from .. import zoo
 
         default = zoo.get(None, model_path=_model_path())
         keys = [k for k in ratio if k[0] == default.name and k[1] in (None, default.default_width)]
@@ -474,7 +474,7 @@ def results_md(ev: dict | None, be: dict | None, runs: dict, docs: Path, root: P
           "file decodes to the same symbols either way. The int8 decoder is ONNX Runtime's static QDQ form "
           "(per-channel int8 weights, uint8 activations, transposed convolutions as sub-pixel convolutions) "
           "with activation ranges calibrated on training images and stored in the model card "
-          "(`python -m slimfast.release --calibrate-int8 NAME`). PSNR: Kodak, from the card; decode times: "
+          "(`python -m slimfast.tools.release --calibrate-int8 NAME`). PSNR: Kodak, from the card; decode times: "
           "the Speed section's run (whole decode: entropy decoding + synthesis).", ""]
     L += int8_codec_section(be)
     L += ["How the form was chosen (`codec` is the float decoder with ConvTranspose; `fp32` the same network "
@@ -505,7 +505,7 @@ def _copy_plots(res: dict | None, docs: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m slimfast.report", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m slimfast.tools.report", description=__doc__.splitlines()[0])
     p.add_argument("--kodak", default=str(ROOT.parent / "shared" / "data" / "kodak"), help="Kodak folder")
     p.add_argument("--out", default=str(ROOT / "out"), help="where evaluate/bench write (default: out/)")
     p.add_argument("--results", default=str(ROOT / "RESULTS.md"), help="Markdown to write (default: RESULTS.md)")

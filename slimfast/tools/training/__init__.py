@@ -3,5 +3,5 @@
 ``validate``, ``log`` (log.csv, progress, plot), ``trainer`` (:class:`Trainer`, the one
 training step), ``loop`` (``slimfast train``'s run) and ``schedule`` (the lambda search).
 
-The command lines are :mod:`slimfast.train` and :mod:`slimfast.schedule`.
+The command lines are :mod:`slimfast.tools.train` and :mod:`slimfast.tools.schedule`.
 """

@@ -1,10 +1,10 @@
 """Turn a trained checkpoint into a shipped model: weights + model card with measured Kodak RD.
 
-    python -m slimfast.release runs/fasinet-l-mse-0.013/final.safetensors \\
+    python -m slimfast.tools.release runs/fasinet-l-mse-0.013/final.safetensors \\
         --name fasinet-l-mse-2 --family fasinet-l-mse [--default] [--kodak ../shared/data/kodak]
 
 The weights are re-saved under their public name, fp16 where exactness allows or, with
-``--storage int8``, convolution weights packed to int8 (:mod:`slimfast.storage`; half the
+``--storage int8``, convolution weights packed to int8 (:mod:`slimfast.format.storage`; half the
 bytes). The card records the SHA-256 that pins them; with int8 and Kodak at hand it also
 records the fp16 points and what the packing costs. Kodak is used for measurement only, never
 for training.
@@ -15,11 +15,11 @@ index) names the slimfast release and git commit that last bundled them (the ful
 git history there), and its files fail with a one-line error naming that release; bump the
 package version before the next release. ``--keep-previous`` keeps it installed as
 ``NAME.vN.*`` instead (for private model folders).
-``python -m slimfast.release --retire NAME@N`` retires a version kept that way; with
+``python -m slimfast.tools.release --retire NAME@N`` retires a version kept that way; with
 ``--discontinue``, a model's current version (the model leaves the bundle; its family stays).
-``python -m slimfast.release --calibrate-int8 NAME`` stores int8-synthesis activation ranges
+``python -m slimfast.tools.release --calibrate-int8 NAME`` stores int8-synthesis activation ranges
 (from training images) and their measured Kodak cost in a card (:mod:`slimfast.engines.quantize`).
-``python -m slimfast.release --set-default NAME [WIDTH]`` marks the one default model (and, for
+``python -m slimfast.tools.release --set-default NAME [WIDTH]`` marks the one default model (and, for
 a slimmable one, the width used when none is asked for; the widest otherwise).
 """
 from __future__ import annotations
@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import zoo
-from .errors import SlimfastError
+from .. import zoo
+from ..errors import SlimfastError
 
 DATA_TERMS = ("Trained on BSDS500 (Berkeley Segmentation Dataset) and a sample of ImageNet photos, "
               "both for research use only; the weights inherit those terms. Kodak images "
@@ -100,9 +100,9 @@ def _hardware(summary: dict) -> str:
 def measure_kodak(info: zoo.ModelInfo, kodak: Path, widths: list[int | None], limit: int = 0,
                   progress: bool = True) -> list[dict]:
     """Mean bpp (real file sizes) and PSNR/MS-SSIM on the 8-bit output, per width."""
-    from .codec import Codec
-    from .imageio import open_image
-    from .metrics import ms_ssim, psnr
+    from ..codec import Codec
+    from ..format.imageio import open_image
+    from ..metrics import ms_ssim, psnr
 
     files = sorted(kodak.glob("kodim*.png"))[: limit or None]
     if not files:
@@ -157,7 +157,7 @@ def retire(name: str, version: str, out_dir: Path = zoo.BUNDLED_DIR, retired_by:
     fail with a one-line error naming that release (:func:`slimfast.zoo.find_by_id`). The package version must be
     bumped before the next release, so that the name of the old one stays true.
     """
-    from . import __version__
+    from .. import __version__
 
     version = str(version)
     stems = [zoo.card_stem(name, version, current=False), zoo.card_stem(name, version)]
@@ -192,7 +192,7 @@ def publish(weights: Path, name: str, family: str, version: str = "1", default: 
     A version it replaces is retired (:func:`retire`; the zoo's retirement rule), or with
     ``keep_previous`` kept installed as ``NAME.vN.*`` so that its files still decode.
     """
-    from .weights import file_digest, load_model, save_model
+    from ..models.weights import file_digest, load_model, save_model
 
     out_dir.mkdir(parents=True, exist_ok=True)
     dst = out_dir / f"{name}.safetensors"
@@ -270,7 +270,7 @@ def _storage_cost(model, info: zoo.ModelInfo, kodak: Path, widths: list, limit: 
     import tempfile
 
     from .bdrate import bd_rate
-    from .weights import file_digest, save_model
+    from ..models.weights import file_digest, save_model
 
     with tempfile.TemporaryDirectory() as tmp:
         ref = Path(tmp) / "fp16.safetensors"
@@ -356,11 +356,11 @@ def calibrate_int8(name: str, out_dir: Path = zoo.BUNDLED_DIR, train: Path | Non
     """
     from PIL import Image
 
-    from .codec import pad_image, runtime_options
-    from .metrics import psnr
-    from .runtime.model import RuntimeModel
-    from .settings import Settings
-    from .engines.quantize import CALIBRATION, FLOAT_NODES_KEY, PERCENTILE, calibrate, last_conv
+    from ..codec import pad_image, runtime_options
+    from ..metrics import psnr
+    from ..runtime.model import RuntimeModel
+    from ..settings import Settings
+    from ..engines.quantize import CALIBRATION, FLOAT_NODES_KEY, PERCENTILE, calibrate, last_conv
 
     card_path = out_dir / f"{name}.json"
     if not card_path.exists():
@@ -368,7 +368,7 @@ def calibrate_int8(name: str, out_dir: Path = zoo.BUNDLED_DIR, train: Path | Non
     if images < 1:
         raise SlimfastError("--images must be at least 1")
     card = json.loads(card_path.read_text())
-    train = train or Path(__file__).resolve().parents[2] / "shared" / "data" / "train"
+    train = train or Path(__file__).resolve().parents[3] / "shared" / "data" / "train"
     exts = (".png", ".jpg", ".jpeg")
     pool = sorted(p for p in Path(train).rglob("*") if p.suffix.lower() in exts)
     if not pool:
@@ -438,12 +438,12 @@ def main(argv=None) -> int:
 
 def _main(argv) -> int:
     if argv[:1] == ["--calibrate-int8"]:
-        p = argparse.ArgumentParser(prog="python -m slimfast.release --calibrate-int8",
+        p = argparse.ArgumentParser(prog="python -m slimfast.tools.release --calibrate-int8",
                                     description=calibrate_int8.__doc__)
         p.add_argument("--calibrate-int8", dest="name", required=True, metavar="NAME")
         p.add_argument("--out-dir", type=Path, default=zoo.BUNDLED_DIR)
         p.add_argument("--train", type=Path, default=None, help="calibration images (default ../shared/data/train)")
-        p.add_argument("--kodak", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak")
+        p.add_argument("--kodak", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "data" / "kodak")
         p.add_argument("--images", type=int, default=16)
         p.add_argument("--float-last", action="store_true",
                        help="keep the last convolution (the one that makes the pixels) in float too: for models "
@@ -454,7 +454,7 @@ def _main(argv) -> int:
         print(json.dumps({k: v for k, v in res.items() if k != "ranges"}, indent=2))
         return 0
     if argv[:1] == ["--retire"]:
-        p = argparse.ArgumentParser(prog="python -m slimfast.release --retire",
+        p = argparse.ArgumentParser(prog="python -m slimfast.tools.release --retire",
                                     description="Take a superseded model version out of the bundle (the zoo's retirement rule).")
         p.add_argument("--retire", dest="spec", required=True, metavar="NAME@VERSION")
         p.add_argument("--whole-family", action="store_true",
@@ -488,7 +488,7 @@ def _main(argv) -> int:
     if argv[:1] == ["--set-default"] and len(argv) in (2, 3):
         set_default(argv[1], width=int(argv[2]) if len(argv) == 3 else None)
         return 0
-    p = argparse.ArgumentParser(prog="python -m slimfast.release", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m slimfast.tools.release", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("weights", type=Path)
     p.add_argument("--name", required=True)
@@ -498,7 +498,7 @@ def _main(argv) -> int:
     p.add_argument("--storage", choices=("fp16", "int8"), default="fp16",
                    help="int8: pack convolution weights (half the bytes; the card records the measured RD cost)")
     p.add_argument("--out-dir", type=Path, default=zoo.BUNDLED_DIR)
-    p.add_argument("--kodak", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak")
+    p.add_argument("--kodak", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "data" / "kodak")
     p.add_argument("--limit", type=int, default=0, help="measure on the first N Kodak images only")
     p.add_argument("--chain", type=Path, nargs="+", default=[], metavar="RUN",
                    help="earlier run folders these weights continue, in order (warm-up, schedule, ...): "

@@ -8,13 +8,13 @@ for every field including bpp and MS-SSIM dB.
 Learned codecs: every model from :func:`slimfast.zoo.list_models` (or ``--models``) at every
 operating point: each width of a slimmable model, else the model itself. A *curve* is a
 family (its non-slimmable models, one rate point each) or a slimmable model (its widths).
-Baselines: :mod:`slimfast.baselines` at their default quality sweeps, in a process pool with
+Baselines: :mod:`slimfast.tools.baselines` at their default quality sweeps, in a process pool with
 ``--jobs N`` (their timings are then taken while N codecs run at once; models always run
 alone in this process).
 
 Outputs in ``--out``: ``results.json`` (everything), ``results.csv`` (one row per image and
 setting), ``summary.md`` and PNG plots (RD curves for PSNR and MS-SSIM dB, decode time vs
-BD-rate against JPEG). BD-rates (:mod:`slimfast.bdrate`) of every curve against every
+BD-rate against JPEG). BD-rates (:mod:`slimfast.tools.bdrate`) of every curve against every
 baseline, and with ``--anchors`` against published CompressAI reference points.
 """
 from __future__ import annotations
@@ -30,8 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from . import baselines as _baselines
-from . import bdrate, metrics
-from .errors import SlimfastError
+from . import bdrate
+from .. import metrics
+from ..errors import SlimfastError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".webp"}
 FIELDS = ["kind", "codec", "param_name", "param", "image", "height", "width", "bytes", "bpp",
@@ -200,8 +201,8 @@ def bf16_cost(infos: list, images: list[tuple[str, np.ndarray]], progress=None) 
     (fp32 file, bf16 decode), ``bpp_bf16`` and ``psnr_bf16`` (bf16 both ways), and
     ``max_abs_diff``, the largest 8-bit pixel difference between the fp32 file's two decodes.
     """
-    from .codec import backend
-    from .settings import Settings
+    from ..codec import backend
+    from ..settings import Settings
 
     settings = Settings.from_env()
     rows = []

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from ..models import build
-from ..weights import load_for_training
+from ...models import build
+from ...models.weights import load_for_training
 from .checkpoint import load_checkpoint, model_device, save_checkpoint
 from .data import centre_crops, load_rgb
 from .objective import RDObjective
