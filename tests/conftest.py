@@ -1,4 +1,5 @@
-"""Shared fixtures: small random-weight models installed in a temporary model folder.
+"""Shared fixtures: random-weight models installed in a temporary model folder, made without torch
+(:mod:`tests.numpy_weights`), so that the torch-free runtime is tested without it.
 
 Random weights exercise every coding path exactly as trained ones do (the properties under
 test -- exact round trips, rate = file size, determinism -- do not depend on training).
@@ -7,37 +8,34 @@ Tests of the shipped weights use them directly and are marked as such.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+
+from tests import numpy_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 KODAK = ROOT.parent / "shared" / "data" / "kodak"
 SAMPLE = ROOT / "slimfast" / "data" / "kodim23.png"
 
-torch.set_num_threads(1)
 # Built ONNX graphs are cached per user; tests (and the subprocesses they start) use their own.
 os.environ["SLIMFAST_CACHE_DIR"] = tempfile.mkdtemp(prefix="slimfast-graphs-")
 
 
+def pytest_collection_finish(session):
+    # Only the test modules that need torch import it; they train and compare on one thread.
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory) -> Path:
-    from slimfast.models import FasiNetH, FasiNetL
-    from slimfast.tools.release import publish
-    from slimfast.models.weights import save_model
-
-    root = tmp_path_factory.mktemp("zoo")
-    out = root / "models"
-    torch.manual_seed(0)
-    for cls, name in ((FasiNetL, "test-l"), (FasiNetH, "test-h")):
-        m = cls().eval()
-        m.update()
-        (root / name).mkdir()
-        save_model(m, root / name / "final.safetensors")
-        publish(root / name / "final.safetensors", name, name, out_dir=out, kodak=None)
+    out = tmp_path_factory.mktemp("zoo") / "models"
+    for seed, (name, architecture) in enumerate((("test-l", "fasinet-l"), ("test-h", "fasinet-h"))):
+        numpy_weights.install(out, name, architecture, seed=seed)
     old = os.environ.get("SLIMFAST_MODEL_PATH")
     os.environ["SLIMFAST_MODEL_PATH"] = str(out)
     yield out

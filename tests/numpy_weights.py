@@ -66,10 +66,25 @@ def _laplace(scale: float, half: int) -> np.ndarray:
     return cdf(v + 0.5) - cdf(v - 0.5)
 
 
+def _density(c: int, filters: tuple[int, ...] = (3, 3, 3), init_scale: float = 10.0) -> dict[str, np.ndarray]:
+    """The factorized density's training parameters at their initial values: no coding path reads
+    them, but the torch classes load them (strictly)."""
+    dims = (1, *filters, 1)
+    init = float(np.log(np.expm1(1 / init_scale ** (1 / (len(filters) + 1)) / dims[1])))
+    out = {"quantiles": np.tile(np.array([-init_scale, 0.0, init_scale], np.float32), (c, 1, 1))}
+    for i in range(len(filters) + 1):
+        out[f"matrices.{i}"] = np.full((c, dims[i + 1], dims[i]), init, np.float32)
+        out[f"biases.{i}"] = np.zeros((c, dims[i + 1], 1), np.float32)
+        if i < len(filters):
+            out[f"factors.{i}"] = np.zeros((c, dims[i + 1], 1), np.float32)
+    return out
+
+
 def _entropy(rng, key: str, c: int) -> dict[str, np.ndarray]:
     scales = rng.uniform(0.5, 3.0, c)
     t = _table([_laplace(s, 12) for s in scales], [-12] * c)
-    return {f"{key}.{k}": v for k, v in {**t, "_medians": rng.normal(0, 0.1, c).astype(np.float32)}.items()}
+    t = {**t, **_density(c), "_medians": rng.normal(0, 0.1, c).astype(np.float32)}
+    return {f"{key}.{k}": v for k, v in t.items()}
 
 
 def _branch(rng, branch: g.Branch) -> dict[str, np.ndarray]:
@@ -113,4 +128,22 @@ def write(path: Path, architecture: str, config: dict | None = None, seed: int =
             "version": "1", "format": "slimfast-weights-1", "storage": "fp32"}
     save_file({k: np.ascontiguousarray(v) for k, v in random_state(architecture, config, seed).items()}, str(path),
               metadata=meta)
+    return path
+
+
+def install(out_dir: Path, name: str, architecture: str, config: dict | None = None, seed: int = 0) -> Path:
+    """``name`` as a model folder entry (weights and card), as a release would ship it, without torch."""
+    import hashlib
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = write(out_dir / f"{name}.safetensors", architecture, config, seed)
+    a = archs.describe(architecture, config)
+    state = random_state(architecture, config, seed)
+    card = {"name": name, "family": name, "architecture": architecture, "version": "1", "default": False,
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "config": a.config,
+            "widths": list(a.widths) if a.widths else None,
+            "params": int(sum(v.size for k, v in state.items() if ".int_" not in k)), "train_steps": 0,
+            "lambda": None, "lambdas": None, "metric": "mse", "storage": "fp32", "bytes": path.stat().st_size,
+            "points": []}
+    (out_dir / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
     return path
