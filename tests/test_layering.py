@@ -34,3 +34,22 @@ def test_ruff_is_clean():
     r = subprocess.run([exe, "check", "slimfast", "tests", "benchmarks", "scripts"], cwd=ROOT, capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-4000:]
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def test_functions_read_at_once():
+    """No function in the package is over 80 lines, unless a ``# long:`` comment on its first
+    line says why."""
+    import ast
+
+    long = []
+    for path in sorted((ROOT / "slimfast").rglob("*.py")):
+        lines = path.read_text().splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES and "# long:" not in lines[node.lineno - 1]:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({n} lines)")
+    assert not long, "\n".join(long)

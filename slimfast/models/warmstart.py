@@ -123,46 +123,56 @@ def sort_channels(model, x: torch.Tensor) -> dict[str, float]:
     """
     if model.arch.slim_hidden or model.arch.final_gdn:
         raise ValueError("sort_channels needs slim_hidden=False and final_gdn=False")
-    M = model.latent_channels
-    relu = torch.relu
     was_training = model.training
     model.eval()
+    acts = _full_width_activations(model, x)
+    model.train(was_training)
+    y_bits = _bits(acts["y_lik"])
+    narrow = min(model.widths)
+    before = float(y_bits[:narrow].sum() / y_bits.sum())
+    py = _order(y_bits)
+    _permute_channels(model, acts, py, _order(_bits(acts["z_lik"])))
+    return {"narrow_share_before": before,
+            "narrow_share_after": float(y_bits[py][:narrow].sum() / y_bits.sum())}
+
+
+def _full_width_activations(model, x: torch.Tensor) -> dict:
+    """Every activation :func:`sort_channels` scores, at full width."""
+    M, relu = model.latent_channels, torch.relu
     y = model.analysis(x, M)
     h1 = relu(model.h_a[0](torch.abs(y), M))
     h2 = relu(model.h_a[2](h1, 2 * M))
     z = model.h_a[5](F.pad(h2, (0, 1, 0, 1)), M)
     z_hat, z_lik = model.z_entropy[0](z)
     h, w = y.shape[2:]
-    acts = {}
+    acts = {"h1": h1, "h2": h2, "z_lik": z_lik}
     for name in ("h_s_scale", "h_s_mean"):
         br = getattr(model, name)
         b1 = relu(br[0](z_hat, M // 2))
         b2 = relu(br[2](b1, M))
         acts[name] = (b1, b2, br[4](b2, M)[..., :h, :w])
-    y_hat, y_lik = model.conditional(y, acts["h_s_scale"][2], acts["h_s_mean"][2])
-    i1 = relu(model.iqr.conv1(y_hat, M // 4))
-    i2 = relu(model.iqr.conv2(i1, M // 2))
-    model.train(was_training)
+    y_hat, acts["y_lik"] = model.conditional(y, acts["h_s_scale"][2], acts["h_s_mean"][2])
+    acts["i1"] = relu(model.iqr.conv1(y_hat, M // 4))
+    acts["i2"] = relu(model.iqr.conv2(acts["i1"], M // 2))
+    return acts
 
-    def bits(lik):
-        return (-torch.log2(lik)).sum(dim=(0, 2, 3))
 
-    def hidden(act, weight, in_dim):  # RMS activation x norm of the weights reading the channel
-        dims = tuple(d for d in range(weight.dim()) if d != in_dim)
-        return act.pow(2).mean(dim=(0, 2, 3)).sqrt() * weight.pow(2).sum(dim=dims).sqrt()
+def _bits(lik: torch.Tensor) -> torch.Tensor:
+    return (-torch.log2(lik)).sum(dim=(0, 2, 3))
 
-    def order(score):
-        return torch.argsort(score, descending=True, stable=True)
 
-    y_bits = bits(y_lik)
-    narrow = min(model.widths)
-    before = float(y_bits[:narrow].sum() / y_bits.sum())
-    py, pz = order(y_bits), order(bits(z_lik))
-    p1 = order(hidden(h1, model.h_a[2].weight, 1))
-    p2 = order(hidden(h2, model.h_a[5].weight, 1))
-    pi1 = order(hidden(i1, model.iqr.conv2.weight, 1))
-    pi2 = order(hidden(i2, model.iqr.conv3.weight, 1))
+def _hidden_score(act: torch.Tensor, weight: torch.Tensor, in_dim: int) -> torch.Tensor:
+    """RMS activation times the norm of the weights that read the channel."""
+    dims = tuple(d for d in range(weight.dim()) if d != in_dim)
+    return act.pow(2).mean(dim=(0, 2, 3)).sqrt() * weight.pow(2).sum(dim=dims).sqrt()
 
+
+def _order(score: torch.Tensor) -> torch.Tensor:
+    return torch.argsort(score, descending=True, stable=True)
+
+
+def _permute_channels(model, acts: dict, py: torch.Tensor, pz: torch.Tensor) -> None:
+    """Apply the orders: y by ``py``, z by ``pz``, each hidden axis by its score."""
     def perm(t, p, dim):
         t.copy_(t.index_select(dim, p))
 
@@ -173,6 +183,10 @@ def sort_channels(model, x: torch.Tensor) -> dict[str, float]:
     def inp(conv, p):
         perm(conv.weight, p, 0 if isinstance(conv, SlimConvTranspose2d) else 1)
 
+    p1 = _order(_hidden_score(acts["h1"], model.h_a[2].weight, 1))
+    p2 = _order(_hidden_score(acts["h2"], model.h_a[5].weight, 1))
+    pi1 = _order(_hidden_score(acts["i1"], model.iqr.conv2.weight, 1))
+    pi2 = _order(_hidden_score(acts["i2"], model.iqr.conv3.weight, 1))
     out(model.g_a[4], py), inp(model.h_a[0], py), inp(model.iqr.conv1, py), out(model.iqr.conv3, py)
     inp(model.g_s[0], py)
     out(model.h_a[0], p1), inp(model.h_a[2], p1)
@@ -182,14 +196,12 @@ def sort_channels(model, x: torch.Tensor) -> dict[str, float]:
     out(model.iqr.conv2, pi2), inp(model.iqr.conv3, pi2)
     for name in ("h_s_scale", "h_s_mean"):
         br, (b1, b2, _) = getattr(model, name), acts[name]
-        ps1, ps2 = order(hidden(b1, br[2].weight, 0)), order(hidden(b2, br[4].weight, 1))
+        ps1, ps2 = _order(_hidden_score(b1, br[2].weight, 0)), _order(_hidden_score(b2, br[4].weight, 1))
         inp(br[0], pz), out(br[0], ps1), inp(br[2], ps1), out(br[2], ps2), inp(br[4], ps2), out(br[4], py)
     full = dict(model.z_entropy[0].named_parameters())
-    for name, t in full.items():
+    for t in full.values():
         perm(t.data, pz, 0)
     for eb in list(model.z_entropy)[1:]:
         for name, t in eb.named_parameters():
             t.data.copy_(full[name].data[:t.shape[0]])
-    return {"narrow_share_before": before,
-            "narrow_share_after": float(y_bits[py][:narrow].sum() / y_bits.sum())}
 

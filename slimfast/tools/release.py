@@ -354,10 +354,7 @@ def calibrate_int8(name: str, out_dir: Path = zoo.BUNDLED_DIR, train: Path | Non
     ``int8_synthesis``. ``float_last`` keeps the last convolution (the one that makes the pixels)
     in float as well.
     """
-    from PIL import Image
-
-    from ..codec import pad_image, runtime_options
-    from ..metrics import psnr
+    from ..codec import runtime_options
     from ..runtime.model import RuntimeModel
     from ..settings import Settings
     from ..engines.quantize import CALIBRATION, FLOAT_NODES_KEY, PERCENTILE, calibrate, last_conv
@@ -368,50 +365,20 @@ def calibrate_int8(name: str, out_dir: Path = zoo.BUNDLED_DIR, train: Path | Non
     if images < 1:
         raise SlimfastError("--images must be at least 1")
     card = json.loads(card_path.read_text())
-    train = train or Path(__file__).resolve().parents[3] / "shared" / "data" / "train"
-    exts = (".png", ".jpg", ".jpeg")
-    pool = sorted(p for p in Path(train).rglob("*") if p.suffix.lower() in exts)
-    if not pool:
-        raise SlimfastError(f"no training images in {train} to calibrate on")
-    pick = [pool[i] for i in np.random.default_rng(0).choice(len(pool), min(images, len(pool)), replace=False)]
+    pick = _calibration_images(train or Path(__file__).resolve().parents[3] / "shared" / "data" / "train", images)
     options = runtime_options(Settings.from_env())  # a tool: the environment's threads and graph cache
     m = RuntimeModel(card_path.with_suffix(".safetensors"), **options)
     widths = sorted(m.widths, reverse=True) if m.widths else [m.check_width(None)]
-
-    def prepared(path: Path, size: int = 0):
-        rgb = np.asarray(Image.open(path).convert("RGB"))
-        if size:
-            rgb = rgb[:size, :size]
-            rgb = np.pad(rgb, ((0, size - rgb.shape[0]), (0, size - rgb.shape[1]), (0, 0)), mode="edge")
-        return rgb, pad_image(rgb, m.pad_multiple).transpose(2, 0, 1)[None].astype(np.float32) / 255
-
     ranges = {}
     for c in widths:
-        ys = [m.dequantize(m.encode_symbols(prepared(p, crop)[1], c), c) for p in pick]
+        ys = [m.dequantize(m.encode_symbols(_prepared(m, p, crop)[1], c), c) for p in pick]
         fp32 = m.onnx_model("decoder", c, tconv="subpixel")
         ranges[str(c)] = calibrate(fp32, ys)
         if float_last:
             ranges[str(c)][FLOAT_NODES_KEY] = [last_conv(fp32.graph)]
     q = RuntimeModel(m.path, int8_ranges=ranges, **options)
-    points = []
     files = sorted(Path(kodak).glob("kodim*.png"))[: limit or None] if kodak and Path(kodak).is_dir() else []
-    for c in widths:
-        pairs = []
-        for f in files:
-            rgb, x = prepared(f)
-            sym = m.encode_symbols(x, c)
-            pair = []
-            for model in (m, q):
-                out = np.clip(model.synthesize(sym, c), 0, 1)[0, :, : rgb.shape[0], : rgb.shape[1]]
-                pair.append(psnr(rgb, np.rint(out * 255).astype(np.uint8).transpose(1, 2, 0)))
-            pairs.append(pair)
-        if pairs:
-            fp, i8 = np.mean(pairs, axis=0)
-            points.append({"width": c if m.widths else None, "psnr_fp32": round(float(fp), 4),
-                           "psnr_int8": round(float(i8), 4), "psnr_change_db": round(float(i8 - fp), 4),
-                           "images": len(pairs)})
-            if progress:
-                print(f"  {name} width {c}: int8 synthesis {i8 - fp:+.3f} dB ({fp:.2f} -> {i8:.2f})", file=sys.stderr)
+    points = [p for c in widths if (p := _int8_point(m, q, c, files, name, progress))]
     card["int8_synthesis"] = {
         "format": ("ONNX QDQ: per-channel int8 weights, uint8 activations; transposed convolutions in sub-pixel "
                    "form; GDN/IGDN normalization convolutions stay float"
@@ -424,6 +391,49 @@ def calibrate_int8(name: str, out_dir: Path = zoo.BUNDLED_DIR, train: Path | Non
     }
     _write_card(card_path, card)
     return card["int8_synthesis"]
+
+
+def _calibration_images(train: Path, images: int) -> list[Path]:
+    """``images`` training images drawn with seed 0 (never Kodak)."""
+    pool = sorted(p for p in Path(train).rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    if not pool:
+        raise SlimfastError(f"no training images in {train} to calibrate on")
+    return [pool[i] for i in np.random.default_rng(0).choice(len(pool), min(images, len(pool)), replace=False)]
+
+
+def _prepared(m, path: Path, size: int = 0):
+    """(8-bit RGB, padded model input) of ``path``; with ``size``, its top-left square, edge-padded."""
+    from PIL import Image
+
+    from ..codec import pad_image
+
+    rgb = np.asarray(Image.open(path).convert("RGB"))
+    if size:
+        rgb = rgb[:size, :size]
+        rgb = np.pad(rgb, ((0, size - rgb.shape[0]), (0, size - rgb.shape[1]), (0, 0)), mode="edge")
+    return rgb, pad_image(rgb, m.pad_multiple).transpose(2, 0, 1)[None].astype(np.float32) / 255
+
+
+def _int8_point(m, q, c: int, files: list[Path], name: str, progress: bool) -> dict | None:
+    """Mean Kodak PSNR of float32 (``m``) and int8 (``q``) synthesis on the same symbols, at width ``c``."""
+    from ..metrics import psnr
+
+    pairs = []
+    for f in files:
+        rgb, x = _prepared(m, f)
+        sym = m.encode_symbols(x, c)
+        pair = []
+        for model in (m, q):
+            out = np.clip(model.synthesize(sym, c), 0, 1)[0, :, : rgb.shape[0], : rgb.shape[1]]
+            pair.append(psnr(rgb, np.rint(out * 255).astype(np.uint8).transpose(1, 2, 0)))
+        pairs.append(pair)
+    if not pairs:
+        return None
+    fp, i8 = np.mean(pairs, axis=0)
+    if progress:
+        print(f"  {name} width {c}: int8 synthesis {i8 - fp:+.3f} dB ({fp:.2f} -> {i8:.2f})", file=sys.stderr)
+    return {"width": c if m.widths else None, "psnr_fp32": round(float(fp), 4), "psnr_int8": round(float(i8), 4),
+            "psnr_change_db": round(float(i8 - fp), 4), "images": len(pairs)}
 
 
 def main(argv=None) -> int:
