@@ -46,6 +46,8 @@ print(json.dumps(out))
 
 CASES = [("fasinet-l", {"N": 16, "M": 32}), ("fasinet-h", {"N1": 8, "N2": 16, "M": 32, "S": 8}),
          ("fasinet-h", {"N1": 16, "N2": 16, "M": 32, "S": 8, "K": 7, "final_gdn": False}),
+         ("fasinet-h", {"N1": 8, "N2": 16, "M": 32, "S": 8,  # the 8-bit hyper-synthesis
+                        "hs_steps": {"h_s_scale": [0.125, 0.02, 0.02], "h_s_mean": [0.25, 0.02, 0.03]}}),
          ("slimcae", {"C": 32, "widths": [32, 16]}), ("slimcae", {"C": 32, "widths": [32, 16], "gdn": "slim+"}),
          ("slimcae-hyper", {"C": 32, "widths": [32, 16]}), ("slimcae-hyper", {"C": 32, "widths": [32, 16], "means": False}),
          ("slim-fasinet-l", {"N": 16, "M": 32, "widths": [32, 16]}),
@@ -61,7 +63,7 @@ def test_every_architecture_codes_exactly_without_torch(tmp_path):
                        text=True, cwd=ROOT, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     results = json.loads(r.stdout)
-    assert len(results) == 17  # every case, every width  # every case, every width
+    assert len(results) == 18  # every case, every width
     for point, got in results.items():
         assert got["exact"], point                        # decoded symbols = encoded symbols
         assert got["nonzero"] > 0, point                  # the random weights code something

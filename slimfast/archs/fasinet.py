@@ -6,6 +6,8 @@ transposed-convolution decoder and the decoder-side IQR. Shapes: ``docs/architec
 """
 from __future__ import annotations
 
+import math
+
 from .grammar import GDN, IQR, Abs, Architecture, Branch, Conv, ReLU, TConv
 
 S4, S4H, S4W = (4, 4), (4, 1), (1, 4)
@@ -80,7 +82,8 @@ class FasiNetH(Architecture):
     name = "fasinet-h"
     pad_multiple = 64
     hyper = True
-    defaults = {"N1": 48, "N2": 96, "M": 192, "S": 32, "distribution": "logistic", "K": 5, "final_gdn": True}
+    defaults = {"N1": 48, "N2": 96, "M": 192, "S": 32, "distribution": "logistic", "K": 5, "final_gdn": True,
+                "hs_steps": None}
 
     def __init__(self, **config):
         super().__init__(**config)
@@ -89,12 +92,15 @@ class FasiNetH(Architecture):
         self.final_gdn = bool(o["final_gdn"])
         self.distribution = o["distribution"]
         self.latent_channels = self.M
+        self.hs_steps = _check_hs_steps(o["hs_steps"])
 
     @property
     def config(self):
         config = {k: self.options[k] for k in ("N1", "N2", "M", "S", "distribution")}
         if (self.K, self.final_gdn) != (5, True):  # the paper's model keeps its original config
             config.update(K=self.K, final_gdn=self.final_gdn)
+        if self.hs_steps is not None:
+            config.update(hs_steps=self.hs_steps)
         return config
 
     def tconv_for(self, c):
@@ -125,3 +131,18 @@ class FasiNetH(Architecture):
         M, S, K = self.M, self.S, self.K
         return [IQR("iqr", M), TConv("g_s.0", M, S, (K, K), S4), GDN("g_s.1", S, inverse=True),
                 TConv("g_s.2", S, 3, (K, K), S4)]
+
+
+def _check_hs_steps(steps):
+    """``hs_steps``: the 8-bit hyper-synthesis option (:mod:`slimfast.coding.hyper`), per branch key
+    the activation step entering each of its three convolutions; ``None``: the 12-bit copy."""
+    if steps is None:
+        return None
+    keys = {"h_s_scale", "h_s_mean"}
+    if not isinstance(steps, dict) or set(steps) != keys or any(
+            not isinstance(v, list) or len(v) != 3 or not all(isinstance(x, (int, float)) and x > 0 for x in v)
+            for v in steps.values()):
+        raise TypeError("hs_steps: {'h_s_scale': [3 positive steps], 'h_s_mean': [3 positive steps]}")
+    if any(math.log2(v[0]) != round(math.log2(v[0])) for v in steps.values()):
+        raise TypeError("hs_steps: each branch's input step is a power of two (z_hat / step is then exact)")
+    return {k: [float(x) for x in steps[k]] for k in sorted(keys)}

@@ -52,6 +52,48 @@ def run_branch(a: np.ndarray, layers: list[IntLayer]) -> np.ndarray:
     return a
 
 
+@dataclass(frozen=True)
+class Int8Layer:
+    """One convolution of an 8-bit hyper-synthesis branch (:func:`run_branch8`).
+
+    ``wf``: integer weights in float32, ``[kh, kw, Cout, Cin]`` for ``"tconv"``, ``[Cout, Cin]``
+    for ``"conv1x1"``; ``multiplier`` and ``bias`` (float64, per output channel) take the
+    accumulator to the next layer's 8-bit activations (hidden layers, ReLU fused) or to real
+    values (the last layer).
+    """
+
+    kind: str
+    wf: np.ndarray
+    multiplier: np.ndarray
+    bias: np.ndarray
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    output_padding: tuple[int, int] = (0, 0)
+
+
+@dataclass(frozen=True)
+class Int8Branch:
+    """An 8-bit branch: z_hat enters as ``clip(rint(z_hat / in_step), -127, 127)``; ``in_step`` is
+    a power of two, so the division is exact."""
+
+    in_step: float
+    layers: tuple[Int8Layer, ...]
+
+
+def run_branch8(z_hat: np.ndarray, branch: Int8Branch) -> np.ndarray:
+    """Real-valued (float64) output of ``branch`` for z_hat ``[C, h, w]`` (float64)."""
+    a = np.clip(np.rint(z_hat / branch.in_step), -127, 127).astype(np.float32)
+    for i, lay in enumerate(branch.layers):
+        if lay.kind == "tconv":
+            acc = intmath.conv_transpose8(a, lay.wf, lay.stride, lay.padding, lay.output_padding)
+        else:
+            acc = intmath.conv1x1_8(a, lay.wf)
+        if i < len(branch.layers) - 1:
+            a = intmath.requantize8(acc, lay.multiplier, lay.bias)
+    out = acc.astype(np.float64) * lay.multiplier[:, None, None]
+    return np.add(out, lay.bias[:, None, None], out=out)
+
+
 _LUTS: dict[bytes, np.ndarray] = {}
 
 
@@ -63,18 +105,25 @@ def _lut(scale_table: np.ndarray) -> np.ndarray:
     return _LUTS[key]
 
 
-def entropy_parameters(z_symbols: np.ndarray, medians: np.ndarray, scale_branch: list[IntLayer],
-                       mean_branch: list[IntLayer] | None, scale_table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def entropy_parameters(z_symbols: np.ndarray, medians: np.ndarray, scale_branch: list[IntLayer] | Int8Branch,
+                       mean_branch: list[IntLayer] | Int8Branch | None, scale_table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Exact ``(means float64, scale indices int16)``, each ``[1, C, H, W]``, from z's symbols ``[1, c, h, w]``.
 
     ``medians`` are the z entropy bottleneck's ``_medians`` (their leading ``c``); means are
-    zero without a mean branch.
+    zero without a mean branch. Branches are the 12-bit fixed-point copy (lists of
+    :class:`IntLayer`) or the 8-bit one (:class:`Int8Branch`, the ``hs_steps`` option).
     """
     z_symbols = np.asarray(z_symbols)
     if z_symbols.ndim != 4 or z_symbols.shape[0] != 1:
         raise ValueError(f"expected z symbols of shape [1, c, h, w], got {tuple(z_symbols.shape)}")
     c = z_symbols.shape[1]
     med = np.asarray(medians).astype(np.float64)[:c].reshape(-1, 1, 1)
+    if isinstance(scale_branch, Int8Branch):
+        z_hat = z_symbols[0].astype(np.float64) + med
+        index = intmath.scale_index_fixed(intmath.to_fixed(run_branch8(z_hat, scale_branch)),
+                                          _lut(np.asarray(scale_table)))[None]
+        means = np.zeros(index.shape) if mean_branch is None else run_branch8(z_hat, mean_branch)[None]
+        return means, index
     a = intmath.to_fixed(z_symbols[0].astype(np.float64) + med)
     index = intmath.scale_index_fixed(run_branch(a, scale_branch), _lut(np.asarray(scale_table)))[None]
     if mean_branch is None:

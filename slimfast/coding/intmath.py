@@ -16,6 +16,12 @@ so that every intermediate value is an integer:
   rounded everywhere.
 
 The result is bit-identical on any IEEE-754 machine, whichever backend ran the rest.
+
+The 8-bit form (:func:`quantize_weight8`, :func:`conv_transpose8`, :func:`conv1x1_8`) is the
+same idea at float32 speed: with weights ``|w| <= 128`` and activations ``|a| <= 255``, a layer
+where at most ``K`` products meet in one output (input channels times the taps that overlap)
+keeps every partial sum below ``K * 128 * 255``; under ``2**24`` (:func:`exact_in_float32`)
+float32 holds it exactly, whatever the summation order, blocking or FMA use.
 """
 from __future__ import annotations
 
@@ -77,6 +83,62 @@ def conv1x1(a: np.ndarray, w_int: np.ndarray, scale: np.ndarray, bias_q: np.ndar
     cin, h, w = a.shape
     acc = (w_int[:, :, 0, 0].astype(np.float64) @ a.reshape(cin, h * w)).reshape(-1, h, w)
     return _requantize(acc, scale, bias_q)
+
+
+# -- 8-bit layers, exact in float32 ------------------------------------------------------------
+
+FLOAT32_EXACT = 2 ** 24
+W8_MAX, A8_MAX = 128, 255
+
+
+def quantize_weight8(w: np.ndarray, out_axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-output-channel symmetric 8-bit weights, ``|w_int| <= 127``, held in float32; returns
+    (weights, float64 steps). Deterministic: float64 max, division and rounding only."""
+    w = np.asarray(w, dtype=np.float64)
+    red = tuple(i for i in range(w.ndim) if i != out_axis)
+    amax = np.abs(w).max(axis=red)
+    step = np.where(amax > 0, amax / 127, 1.0)
+    shape = [1] * w.ndim
+    shape[out_axis] = -1
+    return np.rint(w / step.reshape(shape)).astype(np.float32), step
+
+
+def exact_in_float32(cin: int, kernel: tuple[int, int], stride: tuple[int, int] = (1, 1)) -> bool:
+    """Whether an 8-bit layer's sums fit float32 exactly: ``cin`` channels times the taps that
+    can meet in one output of a (transposed) convolution with this kernel and stride."""
+    taps = -(-kernel[0] // stride[0]) * -(-kernel[1] // stride[1])
+    return cin * taps * W8_MAX * A8_MAX < FLOAT32_EXACT
+
+
+def conv_transpose8(a: np.ndarray, wf: np.ndarray, stride: tuple[int, int], padding: tuple[int, int],
+                    output_padding: tuple[int, int]) -> np.ndarray:
+    """Integer accumulators (float32) of a transposed convolution of 8-bit ``a`` ``[Cin, H, W]``;
+    ``wf`` is :func:`quantize_weight8`'s output as ``[kh, kw, Cout, Cin]``."""
+    cin, h, w = a.shape
+    kh, kw, cout, _ = wf.shape
+    sh, sw = stride
+    full = np.zeros((cout, (h - 1) * sh + kh + output_padding[0], (w - 1) * sw + kw + output_padding[1]),
+                    np.float32)
+    x = a.reshape(cin, h * w)
+    for i in range(kh):
+        for j in range(kw):
+            full[:, i: i + (h - 1) * sh + 1: sh, j: j + (w - 1) * sw + 1: sw] += (wf[i, j] @ x).reshape(cout, h, w)
+    return full[:, padding[0]: padding[0] + h * sh, padding[1]: padding[1] + w * sw]
+
+
+def conv1x1_8(a: np.ndarray, wf: np.ndarray) -> np.ndarray:
+    """Integer accumulators (float32) of a 1x1 convolution; ``wf`` ``[Cout, Cin]``."""
+    cin, h, w = a.shape
+    return (wf @ a.reshape(cin, h * w)).reshape(-1, h, w)
+
+
+def requantize8(acc: np.ndarray, multiplier: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """ReLU and the next layer's 8-bit activations: ``clip(rint(acc * m + b), 0, 255)``, in float64
+    elementwise steps (correctly rounded everywhere), returned as float32."""
+    out = acc.astype(np.float64) * multiplier[:, None, None]
+    np.add(out, bias[:, None, None], out=out)
+    np.rint(out, out=out)
+    return np.clip(out, 0, A8_MAX, out=out).astype(np.float32)
 
 
 def relu(a: np.ndarray) -> np.ndarray:

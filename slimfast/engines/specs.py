@@ -14,7 +14,8 @@ from .. import archs
 from ..archs import grammar as g
 from ..archs.shapes import tconv_padding
 from ..format import weightfile as weights
-from ..coding.hyper import IntLayer
+from ..coding import intmath
+from ..coding.hyper import Int8Branch, Int8Layer, IntLayer
 from .onnxgraph import conv_spec
 
 
@@ -96,8 +97,36 @@ class Specs:
             out.append(IntLayer("tconv", w, s, b, tuple(layer.stride), (ph, pw), (oph, opw), layer.cout))
         return out
 
-    def hs_branches(self, c: int) -> tuple[list[IntLayer], list[IntLayer] | None]:
+    def int8_branch(self, branch: g.Branch | None, steps: list[float]) -> Int8Branch | None:
+        """The 8-bit copy of a full-width branch, from its float weights and activation ``steps``."""
+        if branch is None:
+            return None
+        convs = [layer for layer in branch.layers if not isinstance(layer, g.ReLU)]
+        out = []
+        for i, layer in enumerate(convs):
+            w = self.state[f"{layer.key}.weight"]
+            transposed = isinstance(layer, g.TConv)
+            if not intmath.exact_in_float32(layer.cin, layer.kernel, layer.stride if transposed else (1, 1)):
+                raise ValueError(f"{layer.key}: too many products per output for exact float32 sums")
+            wq, step = intmath.quantize_weight8(w, 1 if transposed else 0)
+            out_step = steps[i + 1] if i + 1 < len(convs) else 1.0
+            mult = step * steps[i] / out_step
+            bias = self.state[f"{layer.key}.bias"].astype(np.float64) / out_step
+            if not transposed:
+                out.append(Int8Layer("conv1x1", np.ascontiguousarray(wq[:, :, 0, 0]), mult, bias))
+                continue
+            (ph, oph), (pw, opw) = (tconv_padding(k, st) for k, st in zip(layer.kernel, layer.stride))
+            out.append(Int8Layer("tconv", np.ascontiguousarray(wq.transpose(2, 3, 1, 0)), mult, bias,
+                                 tuple(layer.stride), (ph, pw), (oph, opw)))
+        return Int8Branch(float(steps[0]), tuple(out))
+
+    def hs_branches(self, c: int):
+        """The integer hyper-synthesis: the 8-bit copy where the weights' config has ``hs_steps``,
+        else the 12-bit one the weights file stores."""
         scale, mean = self.arch.hyper_synthesis(c)
+        steps = getattr(self.arch, "hs_steps", None)
+        if steps is not None:
+            return self.int8_branch(scale, steps[scale.key]), self.int8_branch(mean, steps[mean.key])
         return self.int_branch(scale), self.int_branch(mean)
 
     def latent_codec(self, c: int):
