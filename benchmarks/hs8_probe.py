@@ -21,6 +21,7 @@ from slimfast.codec import pad_image
 from slimfast.engines.specs import Specs
 from slimfast.runtime.model import RuntimeModel
 from slimfast.tools.hyper8 import calibrate_hs_steps
+from slimfast.tools.training.data import training_split
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -48,7 +49,7 @@ def main():
     p.add_argument("--out", type=Path, default=ROOT / "results" / "hs8_probe.json")
     args = p.parse_args()
     info = zoo.get(args.model)
-    pool = sorted(q for q in (SHARED / "train").rglob("*") if q.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    pool, _ = training_split([str(SHARED / "train")], 0.05)  # no held-out or validation image
     pick = [pool[i] for i in np.random.default_rng(0).choice(len(pool), args.calibration, replace=False)]
     steps = calibrate_hs_steps(info.path, pick, threads=args.threads)
     m = RuntimeModel(info.path, threads=args.threads)

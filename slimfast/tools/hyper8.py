@@ -73,3 +73,46 @@ def calibrate_hs_steps(weights: Path, images: list[Path], crop: int = 512, perce
         first = 2.0 ** math.floor(math.log2(127 / top[0])) if top[0] > 0 else 1.0
         steps[key] = [1.0 / first] + [t / 255 if t > 0 else 1.0 for t in top[1:]]
     return steps
+
+
+def with_hs_steps(weights: Path, out: Path, images: list[Path], crop: int = 512, percentile: float = 99.99) -> dict:
+    """Write ``weights`` to ``out`` with the 8-bit hyper-synthesis option calibrated; returns the steps.
+    The state is unchanged (fp32): ``slimfast.tools.release`` stores and measures it as usual."""
+    from ..models import build
+    from ..models.weights import load_model, read_metadata, save_model
+
+    model = load_model(weights)
+    if model.architecture != "fasinet-h":
+        raise ValueError(f"the 8-bit hyper-synthesis is a FasiNet-H option, not {model.architecture}'s")
+    steps = calibrate_hs_steps(weights, images, crop, percentile)
+    rebuilt = build(model.architecture, {**model.config, "hs_steps": steps})
+    rebuilt.load_state_dict(model.state_dict())
+    meta = read_metadata(weights)
+    save_model(rebuilt.eval(), out, name=meta.get("name", ""), version=meta.get("version", "1"), storage="fp32")
+    return steps
+
+
+def main(argv=None) -> int:
+    import argparse
+    import json
+
+    from .training.data import DEFAULT_DATA, training_split
+
+    p = argparse.ArgumentParser(prog="python -m slimfast.tools.hyper8", description=with_hs_steps.__doc__)
+    p.add_argument("weights", type=Path, help="FasiNet-H weights (a run's final.safetensors)")
+    p.add_argument("--out", type=Path, required=True, help="the weights with the option (keep it in the run folder: "
+                                                           "the release reads its summary.json)")
+    p.add_argument("--train", type=Path, default=DEFAULT_DATA,
+                   help="calibration images: their training side (never Kodak, held-out or validation images)")
+    p.add_argument("--images", type=int, default=32)
+    p.add_argument("--crop", type=int, default=512)
+    p.add_argument("--percentile", type=float, default=99.99)
+    a = p.parse_args(argv)
+    pool, _ = training_split([str(a.train)], 0.05)  # the training side: no held-out or validation image
+    pick = [pool[i] for i in np.random.default_rng(0).choice(len(pool), min(a.images, len(pool)), replace=False)]
+    print(json.dumps(with_hs_steps(a.weights, a.out, pick, a.crop, a.percentile), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
