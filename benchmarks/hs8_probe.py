@@ -46,7 +46,7 @@ def main():
     p.add_argument("--images", type=int, default=24)
     p.add_argument("--calibration", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", type=Path, default=ROOT / "results" / "hs8_probe.json")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "hs8_probe.json")
     args = p.parse_args()
     info = zoo.get(args.model)
     pool, _ = training_split([str(SHARED / "train")], 0.05)  # no held-out or validation image

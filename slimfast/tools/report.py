@@ -371,6 +371,21 @@ def int8_section(results_dir: Path) -> list[str]:
     return L or ["Not measured (`benchmarks/int8_synthesis.py`)."]
 
 
+def hs8_section(results_dir: Path) -> list[str]:
+    """``benchmarks/results/hs8_probe.json`` (``benchmarks/hs8_probe.py``): the 8-bit h_s against the 12-bit copy."""
+    f = results_dir / "hs8_probe.json"
+    if not f.is_file():
+        return ["Not measured (`python benchmarks/hs8_probe.py`)."]
+    r = json.loads(f.read_text())
+    return [f"The 8-bit copy of {r['model']}'s hyper-synthesis (float32 GEMMs over 8-bit weights and activations, "
+            f"exact by construction; steps calibrated on {r['calibration_images']} training images) against the "
+            f"12-bit float64 copy, the same weights and latents, {len(r['images'])} Kodak images, "
+            f"{r['threads']} threads (`python benchmarks/hs8_probe.py --model {r['model']} --threads {r['threads']}`):",
+            "", "| hyper-synthesis | entropy parameters, median ms per image | bits |", "|---|---|---|",
+            f"| 12-bit, float64 | {r['ms12_median']:.1f} | |",
+            f"| 8-bit, float32 | {r['ms8_median']:.1f} | {r['bits_change']:+.2%} |", ""]
+
+
 def _repo_path(f: Path) -> str:
     return str(f.relative_to(ROOT)) if f.is_relative_to(ROOT) else str(f)
 
@@ -482,6 +497,8 @@ def results_md(ev: dict | None, be: dict | None, runs: dict, docs: Path, root: P
           "`dynamic` is ORT's ConvInteger, `qdq` static "
           "per-channel QLinearConv with min/max ranges; speed-ups and PSNR changes against `codec`):", ""]
     L += int8_section(ROOT / "benchmarks" / "results")
+    L += ["", "## The 8-bit hyper-synthesis (FasiNet-H's `hs_steps` option)", ""]
+    L += hs8_section(ROOT / "benchmarks" / "results")
     L += ["", "## bf16 (opt-in: `slimfast compress --bf16`, `slimfast decompress --bf16`)", "",
           "The float transforms run in bfloat16 by OpenVINO (`pip install 'slimfast[openvino]'`), on CPUs that "
           "compute bf16 natively (AVX-512 BF16 or AMX); ONNX Runtime has no bf16 convolutions on the CPU. "
