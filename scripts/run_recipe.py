@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "slimfast" / "weights"
 RETIRED = WEIGHTS / "retired.json"
 STAGE_KEYS = {"name", "about", "args", "card"}
-RELEASE_KEYS = {"model", "stage", "args", "card_extra", "calibrate", "kodak"}
+RELEASE_KEYS = {"model", "stage", "args", "card_extra", "calibrate", "kodak", "hs8"}
 
 
 class RecipeError(Exception):
@@ -237,10 +237,15 @@ class Runner:
         if self.a.release_version:
             args = _replace(args, "--version", self.a.release_version)
         final = run_dir(self.runs, self.family, rel["stage"]) / "final.safetensors"
+        cmds = []
+        if rel.get("hs8") is not None:  # FasiNet-H's 8-bit hyper-synthesis, calibrated on training images
+            hs8 = final.with_name("final-hs8.safetensors")
+            cmds.append([self.a.python, "-m", "slimfast.tools.hyper8", str(final), "--out", str(hs8), *rel["hs8"]])
+            final = hs8
         cmd = [self.a.python, "-m", "slimfast.tools.release", str(final), *args, "--out-dir", out]
         if rel.get("card_extra"):
             cmd += ["--card-extra", json.dumps(rel["card_extra"])]
-        cmds = [cmd]
+        cmds.append(cmd)
         if rel.get("calibrate") is not None:
             name = flag_value(rel["args"], "--name")
             cmds.append([self.a.python, "-m", "slimfast.tools.release", "--calibrate-int8", name, "--out-dir", out,
