@@ -2,7 +2,7 @@
 PYTHON ?= python
 KODAK ?= ../shared/data/kodak
 
-.PHONY: results results-md evaluate bench cli-doc
+.PHONY: results results-md evaluate bench cli-doc serve-shot
 
 # Kodak evaluation (skipped with a message if $(KODAK) is absent) + benchmark + RESULTS.md
 results:
@@ -21,3 +21,7 @@ bench:
 # Regenerate docs/cli.md, a transcript of real slimfast commands
 cli-doc:
 	$(PYTHON) scripts/cli_transcript.py
+
+# Regenerate docs/serve.png, the README's screenshot of the comparison page (needs chromium)
+serve-shot:
+	SLIMFAST_SCREENSHOT=docs/serve.png $(PYTHON) -m pytest -q -p no:cacheprovider tests/test_serve_browser.py

@@ -4,15 +4,17 @@ Conventions (the CompressAI ones, so our numbers compare with published curves):
 
 * Images are 8-bit RGB: numpy ``uint8`` arrays of shape ``(H, W, 3)``.
 * :func:`psnr` is PSNR-RGB: one MSE over all three channels of the 8-bit images, peak 255.
-* :func:`ms_ssim` is MS-SSIM (:func:`ms_ssim_tensor`, the one implementation, which training
-  differentiates as its loss) on float tensors in ``[0, 255]`` with ``data_range=255``: the
-  ``pytorch_msssim`` recipe (5 scales, 11-tap Gaussian window; the tests check it against that
-  package). It needs both sides of the image to be at least :data:`MS_SSIM_MIN_SIDE` pixels.
+* :func:`ms_ssim` is MS-SSIM with ``data_range=255``, in numpy (evaluation, benchmarks and the
+  server need no torch); :func:`ms_ssim_tensor` is the same recipe on torch tensors, which
+  training differentiates as its loss. Both are the ``pytorch_msssim`` recipe (5 scales, 11-tap
+  Gaussian window; the tests check them against that package and each other) and share one SSIM
+  formula (:func:`_ssim_maps`). Both sides of the image must be at least :data:`MS_SSIM_MIN_SIDE`
+  pixels.
 * :func:`ms_ssim_db` is ``-10 log10(1 - ms_ssim)``.
 * :func:`bpp` is bits per pixel from a real byte count: ``bytes * 8 / (H * W)``.
 
 Identical images give ``inf`` for PSNR and MS-SSIM dB; writers of JSON turn those into null.
-``torch`` is imported only when MS-SSIM is computed.
+``torch`` is imported only by :func:`ms_ssim_tensor`.
 """
 from __future__ import annotations
 
@@ -56,30 +58,53 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """MS-SSIM of two 8-bit RGB images (:func:`ms_ssim_tensor` with ``data_range=255``)."""
+    """MS-SSIM of two 8-bit RGB (or grey) images, in numpy (the recipe of :func:`ms_ssim_tensor`)."""
     a, b = _check_pair(a, b)
     if min(a.shape[:2]) < MS_SSIM_MIN_SIDE:
         raise ValueError(f"MS-SSIM needs both image sides >= {MS_SSIM_MIN_SIDE} px, got {a.shape[1]}x{a.shape[0]}")
-    try:
-        import torch
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("MS-SSIM needs torch (pip install 'slimfast[eval]')") from e
-    ta = torch.from_numpy(np.array(a, copy=True)).permute(2, 0, 1)[None].float()
-    tb = torch.from_numpy(np.array(b, copy=True)).permute(2, 0, 1)[None].float()
-    with torch.no_grad():
-        return float(ms_ssim_tensor(ta, tb, data_range=255.0))
+    x = np.atleast_3d(a).transpose(2, 0, 1).astype(np.float32)
+    y = np.atleast_3d(b).transpose(2, 0, 1).astype(np.float32)
+    g = _gaussian(np)
+    terms = []
+    for level in range(len(MS_SSIM_WEIGHTS)):
+        ssim, cs = (m.mean(axis=(1, 2)) for m in _ssim_maps(x, y, lambda t: _blur_numpy(t, g), 255.0))
+        if level < len(MS_SSIM_WEIGHTS) - 1:
+            terms.append(np.maximum(cs, 0))
+            x, y = _pool_numpy(x), _pool_numpy(y)
+    terms.append(np.maximum(ssim, 0))
+    stacked = np.stack(terms).astype(np.float64)  # [scales, C]
+    return float(np.prod(stacked ** np.asarray(MS_SSIM_WEIGHTS)[:, None], axis=0).mean())
 
 
-def _gaussian_window(size: int, sigma: float, like):
-    import torch
+def _gaussian(xp, size: int = 11, sigma: float = 1.5):
+    """The normalized Gaussian window, in numpy or torch (``xp``)."""
+    t = xp.arange(size) - (size - 1) / 2
+    g = xp.exp(-(t * t) / (2 * sigma * sigma))
+    return g / g.sum()
 
-    t = torch.arange(size, dtype=torch.float32, device=like.device) - (size - 1) / 2
-    g = torch.exp(-(t * t) / (2 * sigma * sigma))
-    return (g / g.sum()).to(like.dtype)
+
+def _blur_numpy(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """'valid' separable filtering of the last two axes: a sum of shifted slices (a loop over the
+    11 taps, not over pixels)."""
+    n = len(g)
+    h, w = x.shape[-2] - n + 1, x.shape[-1] - n + 1
+    rows = sum(g[k] * x[..., :, k:k + w] for k in range(n))
+    return sum(g[k] * rows[..., k:k + h, :] for k in range(n))
+
+
+def _pool_numpy(x: np.ndarray) -> np.ndarray:
+    """2x2 average pooling, stride 2; an odd side gets one zero before and after, counted in the
+    mean, as torch's ``avg_pool2d(padding=1)`` does."""
+    ph, pw = x.shape[1] % 2, x.shape[2] % 2
+    if ph or pw:
+        x = np.pad(x, ((0, 0), (ph, ph), (pw, pw)))
+    h, w = x.shape[1] // 2 * 2, x.shape[2] // 2 * 2
+    x = x[:, :h, :w]
+    return (x[:, 0::2, 0::2] + x[:, 1::2, 0::2] + x[:, 0::2, 1::2] + x[:, 1::2, 1::2]) / 4
 
 
 def _blur(x, g):
-    """Separable Gaussian filter per channel, 'valid' borders (no padding)."""
+    """Separable Gaussian filter per channel of a torch tensor, 'valid' borders (no padding)."""
     import torch.nn.functional as F
 
     c = x.shape[1]
@@ -87,15 +112,15 @@ def _blur(x, g):
     return F.conv2d(x, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
-def _ssim_terms(x, y, g, data_range: float):
+def _ssim_maps(x, y, blur, data_range: float):
+    """The SSIM and contrast-structure maps of ``x`` and ``y`` (numpy arrays or torch tensors)."""
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    mu_x, mu_y = _blur(x, g), _blur(y, g)
-    sxx = _blur(x * x, g) - mu_x * mu_x
-    syy = _blur(y * y, g) - mu_y * mu_y
-    sxy = _blur(x * y, g) - mu_x * mu_y
+    mu_x, mu_y = blur(x), blur(y)
+    sxx = blur(x * x) - mu_x * mu_x
+    syy = blur(y * y) - mu_y * mu_y
+    sxy = blur(x * y) - mu_x * mu_y
     cs = (2 * sxy + c2) / (sxx + syy + c2)
-    ssim = (2 * mu_x * mu_y + c1) / (mu_x * mu_x + mu_y * mu_y + c1) * cs
-    return ssim.mean(dim=(2, 3)), cs.mean(dim=(2, 3))
+    return (2 * mu_x * mu_y + c1) / (mu_x * mu_x + mu_y * mu_y + c1) * cs, cs
 
 
 def ms_ssim_tensor(x, y, data_range: float = 1.0, win_size: int = 11, sigma: float = 1.5,
@@ -114,11 +139,11 @@ def ms_ssim_tensor(x, y, data_range: float = 1.0, win_size: int = 11, sigma: flo
     if min(x.shape[-2:]) < min_side:
         raise ValueError(f"MS-SSIM needs images of at least {min_side} pixels per side, got {tuple(x.shape[-2:])}")
     x, y = x.float(), y.float()
-    g = _gaussian_window(win_size, sigma, x)
+    g = _gaussian(torch, win_size, sigma).to(device=x.device, dtype=x.dtype)
     w = torch.tensor(weights, dtype=x.dtype, device=x.device)
     terms = []
     for level in range(len(weights)):
-        ssim, cs = _ssim_terms(x, y, g, data_range)
+        ssim, cs = (m.mean(dim=(2, 3)) for m in _ssim_maps(x, y, lambda t: _blur(t, g), data_range))
         if level < len(weights) - 1:
             terms.append(torch.relu(cs))
             pad = [s % 2 for s in x.shape[2:]]

@@ -166,21 +166,39 @@ def _scan(model_path: ModelPath) -> tuple[list[ModelInfo], list[BadCardError]]:
     seen: dict[tuple[str, str], ModelInfo] = {}
     bad: list[BadCardError] = []
     for d in _search_dirs(model_path):
-        if not d.is_dir():
-            continue
-        for card_path in sorted(d.glob("*.json")):
-            if card_path.name == RETIRED_FILE:
-                continue
-            try:
-                info = _info_from_card(card_path)
-            except BadCardError as exc:
-                bad.append(exc)
-                continue
-            except (ValueError, KeyError, TypeError):  # not a card
-                continue
-            if (info.name, info.version) not in seen and info.path.exists():
-                seen[(info.name, info.version)] = info
+        infos, refused = _cards_in(d)
+        bad += refused
+        for info in infos:
+            seen.setdefault((info.name, info.version), info)
     return list(seen.values()), bad
+
+
+def _cards_in(folder: Path) -> tuple[list[ModelInfo], list[BadCardError]]:
+    """The models of one folder whose weights are beside their cards, and the cards refused."""
+    infos: list[ModelInfo] = []
+    bad: list[BadCardError] = []
+    if not folder.is_dir():
+        return infos, bad
+    for card_path in sorted(folder.glob("*.json")):
+        if card_path.name == RETIRED_FILE:
+            continue
+        try:
+            info = _info_from_card(card_path)
+        except BadCardError as exc:
+            bad.append(exc)
+            continue
+        except (ValueError, KeyError, TypeError):  # not a card
+            continue
+        if info.path.exists():
+            infos.append(info)
+    return infos, bad
+
+
+def models_in(folder: str | Path) -> list[ModelInfo]:
+    """The models in one folder laid out like the bundled one (a past release's ``weights/``),
+    without installing it: ``slimfast upgrade --weights-from`` decodes with them. Cards without a
+    valid SHA-256 of their weights are left out, as everywhere."""
+    return _cards_in(Path(folder))[0]
 
 
 def _refuse_bad_card(name: str, version: str | None, model_path: ModelPath) -> None:
@@ -302,9 +320,11 @@ def find_by_id(name: str, version: str, weights_id: bytes, *, model_path: ModelP
                 where += f" (git {r['last_commit'][:12]})"
             raise UnreadableFileError(f"file needs model {shown} weights version {shown_version}, retired from this "
                                       f"release: decode it with {where}, or put that release's weights for it in a "
-                                      f"folder listed in SLIMFAST_MODEL_PATH")
+                                      f"folder listed in SLIMFAST_MODEL_PATH, or re-encode it with the current "
+                                      f"version: slimfast upgrade FILE --weights-from FOLDER")
     have = versions_of(name, model_path=model_path)
     if have:
         raise UnreadableFileError(f"file needs model {shown} weights version {shown_version} (sha256 {hexid}...); "
-                                  f"this installation has version(s) {', '.join(have)} of it")
+                                  f"this installation has version(s) {', '.join(have)} of it (with that version's "
+                                  f"weights, slimfast upgrade FILE --weights-from FOLDER re-encodes it)")
     raise UnreadableFileError(f"file needs model {shown} weights version {shown_version}, which is not installed")

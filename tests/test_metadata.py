@@ -166,3 +166,11 @@ def test_an_older_reader_skips_the_metadata_chunks(monkeypatch):
         monkeypatch.delitem(container.CHUNK_TYPES, t)
     hdr = container.unpack(data)
     assert hdr.streams == [b"s"] and [t for t, _ in hdr.chunks] == ["exif", "xmpd"]
+
+
+def test_compressing_leaves_the_callers_image_as_it_was(model_dir, photo):
+    """The orientation is reset in the file's copy of the EXIF, never in the caller's image."""
+    before = dict(photo.getexif())
+    first = slimfast.compress(photo, model="test-h", threads=1)
+    assert dict(photo.getexif()) == before and photo.getexif()[ORIENTATION] == 6
+    assert slimfast.compress(photo, model="test-h", threads=1) == first  # so a second call turns it again

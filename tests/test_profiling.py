@@ -5,6 +5,8 @@ import json
 
 import pytest
 
+from slimfast.codec import pad_image, to_input
+
 import slimfast
 from slimfast.tools import profiling
 
@@ -18,6 +20,12 @@ def test_stages_cover_both_sides_and_the_trace_opens(model_dir, small_rgb, name,
         assert ("hyper-synthesis" in timed) == hyper
         assert all(st[f"{side}: {s}"] >= 0 for s in timed)
         assert st[f"{side}: other"] == pytest.approx(st[f"{side}: total"] - sum(st[f"{side}: {s}"] for s in timed))
+    counts = {}
+    profiling.one_round(codec, small_rgb, None, counts)
+    sym = codec.model.encode_symbols(to_input(pad_image(small_rgb, codec.model.pad_multiple)))
+    assert counts["symbols"] == sum(v.size for v in sym.values())  # the throughput counts every coded symbol
+    ms = st["decode: entropy decoding"]
+    assert st["decode: Msymbols/s"] == pytest.approx(counts["symbols"] / ms / 1e3)
     events = profiling.trace(profiling.one_round(codec, small_rgb, None), name)
     path = tmp_path / "trace.json"
     path.write_text(json.dumps({"traceEvents": events}))

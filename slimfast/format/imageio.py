@@ -112,7 +112,10 @@ def _exif_of(im) -> bytes | None:
     if not raw:
         return None
     try:
-        exif = im.getexif()
+        from PIL import Image
+
+        exif = Image.Exif()  # a copy: the caller's image keeps its own EXIF untouched
+        exif.load(bytes(raw))
         if exif.get(_ORIENTATION, 1) != 1:
             exif[_ORIENTATION] = 1
             raw = exif.tobytes()

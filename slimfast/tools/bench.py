@@ -777,12 +777,15 @@ def stages_md(res: dict) -> list[str]:
     L = ["", "## Where the time goes", "",
          "Median ms of each stage, one process per point (`slimfast.tools.profiling`); other: what the API call costs "
          "beyond its stages (image conversion, padding, container, PIL image). `--profile` writes the same as a trace.",
-         "", "| model | width | " + " | ".join(cols) + " | encode / decode total |", "|---" * (len(cols) + 3) + "|"]
+         "Entropy coding: million y and z symbols per second through the range coder (encode / decode).",
+         "", "| model | width | " + " | ".join(cols) + " | encode / decode total | entropy coding Msymbols/s |",
+         "|---" * (len(cols) + 4) + "|"]
     for r in rows:
         st = r["stages"]
         L.append(f"| {r['model']} | {r['width'] if r['width'] is not None else '-'} | "
                  + " | ".join(f"{st.get(c, 0.0):.1f}" for c in cols)
-                 + f" | {st['encode: total']:.1f} / {st['decode: total']:.1f} |")
+                 + f" | {st['encode: total']:.1f} / {st['decode: total']:.1f} | "
+                 + f"{st.get('encode: Msymbols/s', 0.0):.1f} / {st.get('decode: Msymbols/s', 0.0):.1f} |")
     return L
 
 

@@ -20,6 +20,7 @@ DECODE = ("entropy decoding", "hyper-synthesis", "synthesis + RGB")
 class _Clock:
     def __init__(self):
         self.spans: list[tuple[str, float, float]] = []
+        self.symbols = 0  # entropy-coded symbols of the round (y and z): throughput = symbols / time
 
     def __call__(self, name: str, fn):
         t0 = time.perf_counter()
@@ -35,7 +36,12 @@ def _encode_stages(path, x: np.ndarray, c: int, clock: _Clock):
     if path.hyper:
         z = codec.z.quantize_tensor(lat["z"])
         clock("encode: hyper-synthesis", lambda: codec.entropy_parameters(z))
-    return clock("encode: quantize + entropy coding", lambda: codec.encode(codec.quantize(lat)))
+    def code():
+        symbols = codec.quantize(lat)
+        clock.symbols = sum(int(v.size) for v in symbols.values())
+        return codec.encode(symbols)
+
+    return clock("encode: quantize + entropy coding", code)
 
 
 def _decode_stages(path, strings: list[bytes], shape: tuple[int, int], c: int, clock: _Clock) -> None:
@@ -48,9 +54,10 @@ def _decode_stages(path, strings: list[bytes], shape: tuple[int, int], c: int, c
     clock("decode: synthesis + RGB", lambda: engine.synthesize_rgb8(codec.dequantize(symbols), c))
 
 
-def one_round(codec, img: np.ndarray, width: int | None) -> list[tuple[str, float, float]]:
+def one_round(codec, img: np.ndarray, width: int | None, counts: dict | None = None) -> list[tuple[str, float, float]]:
     """One encode and decode of ``img`` through ``codec`` (a :class:`slimfast.codec.Codec`):
-    each stage timed, then the whole API calls (``encode: total``, ``decode: total``)."""
+    each stage timed, then the whole API calls (``encode: total``, ``decode: total``); ``counts``
+    receives the number of entropy-coded symbols."""
     import slimfast
     from ..codec import pad_image, to_input
 
@@ -63,16 +70,24 @@ def one_round(codec, img: np.ndarray, width: int | None) -> list[tuple[str, floa
     _decode_stages(path, strings, shape, c, clock)
     data = clock("encode: total", lambda: codec.compress(img, width=width))
     clock("decode: total", lambda: slimfast.decompress(data, settings=codec.settings))
+    if counts is not None:
+        counts["symbols"] = clock.symbols
     return clock.spans
 
 
 def stage_times(codec, img: np.ndarray, width: int | None, repeats: int) -> dict[str, float]:
-    """Median milliseconds of every stage over ``repeats`` rounds, and each side's "other"."""
+    """Median milliseconds of every stage over ``repeats`` rounds, each side's "other", and the
+    entropy coder's throughput (``encode: Msymbols/s``, ``decode: Msymbols/s``: y and z symbols
+    over the range coding stages' time)."""
     runs: dict[str, list[float]] = {}
+    counts: dict = {}
     for _ in range(repeats):
-        for name, t0, t1 in one_round(codec, img, width):
+        for name, t0, t1 in one_round(codec, img, width, counts):
             runs.setdefault(name, []).append((t1 - t0) * 1e3)
     med = {k: statistics.median(v) for k, v in runs.items()}
+    for side, stage in (("encode", ENCODE[2]), ("decode", DECODE[0])):
+        ms = med.get(f"{side}: {stage}")
+        med[f"{side}: Msymbols/s"] = counts.get("symbols", 0) / ms / 1e3 if ms else 0.0
     for side, stages in (("encode", ENCODE), ("decode", DECODE)):
         staged = sum(med.get(f"{side}: {s}", 0.0) for s in stages)
         med[f"{side}: other"] = med[f"{side}: total"] - staged
