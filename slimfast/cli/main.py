@@ -6,7 +6,7 @@ import sys
 
 from .. import __version__
 from ..serve import add_parser as add_serve_parser  # light: FastAPI and uvicorn load when it runs
-from . import compress, decompress, demo, info, models, tools, upgrade
+from . import batch, compress, decompress, demo, info, models, tools, upgrade
 from .common import Parser, guard
 from .options import default_model_text
 
@@ -24,6 +24,7 @@ examples:
   slimfast upgrade old.sfi --weights-from DIR    re-encode a file of a retired model version
   slimfast models                                what --model and --quality accept
   slimfast serve                                 HTTP API + comparison page on http://127.0.0.1:8000/
+  slimfast batch photos/ --out out/              a whole corpus on many workers, resumable
 """
 
 
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(sub, default_model)
     upgrade.add_parser(sub, default_model)
     add_serve_parser(sub)
+    batch.add_parser(sub, default_model)
     tools.add_parsers(sub)
     return p
 

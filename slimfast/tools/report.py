@@ -386,6 +386,44 @@ def hs8_section(results_dir: Path) -> list[str]:
             f"| 8-bit, float32 | {r['ms8_median']:.1f} | {r['bits_change']:+.2%} |", ""]
 
 
+def batch_section(results_dir: Path) -> list[str]:
+    """``benchmarks/results/batch_throughput.json`` (``benchmarks/batch_throughput.py``)."""
+    f = results_dir / "batch_throughput.json"
+    if not f.is_file():
+        return ["Not measured (`python benchmarks/batch_throughput.py`)."]
+    r = json.loads(f.read_text())
+    names = {"shell": "a shell loop of `slimfast compress`", "local": "`--executor local`", "ray": "`--executor ray`"}
+    L = [f"{r['corpus']}, {r['model']}, {r['threads_per_worker']} thread per worker; images/s over the whole run "
+         "(steady: after the executor started), peak memory per worker; every output byte-identical to the shell "
+         "loop's (`python benchmarks/batch_throughput.py`):", "",
+         "| method | workers | images/s | steady images/s | start-up s | MB per worker | identical | load before |",
+         "|---|---|---|---|---|---|---|---|"]
+    for x in r["runs"]:
+        start = "-" if x.get("startup_s") is None else f"{x['startup_s']:.1f}"
+        L.append(f"| {names.get(x['method'], x['method'])} | {x['workers']} | {x['images_per_second']:.1f} | "
+                 f"{x['steady_images_per_second']:.1f} | {start} | {max(x['peak_rss_mb_per_worker']):.0f} | "
+                 f"{'yes' if x['identical_to_shell_loop'] else '**no**'} | {x['load_average_before']:.1f} |")
+    return L + [""]
+
+
+def serve_section(results_dir: Path) -> list[str]:
+    """``benchmarks/results/serve_load.json`` (``benchmarks/serve_load.py``): the service under load."""
+    f = results_dir / "serve_load.json"
+    if not f.is_file():
+        return ["Not measured (`python benchmarks/serve_load.py`)."]
+    r = json.loads(f.read_text())
+    L = [f"`slimfast serve` on {r['host']}, {r['image']}; {r['mix']}; load average before: "
+         f"{r['load_average_1min_before']:.1f} (`python benchmarks/serve_load.py`):", "",
+         "| workers | clients | requests/s | p50 ms | p90 ms | p99 ms | errors | server MB before -> after | "
+         "growth under load MB |", "|---|---|---|---|---|---|---|---|---|"]
+    for x in r["runs"]:
+        lat = x["latency_ms"]
+        L.append(f"| {x['workers']} | {x['clients']} | {x['throughput_rps']:.1f} | {lat['p50']:.0f} | "
+                 f"{lat['p90']:.0f} | {lat['p99']:.0f} | {x['errors']} | {x['rss_before_mb']:.0f} -> "
+                 f"{x['rss_after_mb']:.0f} | {x['rss_growth_under_load_mb']:+.1f} |")
+    return L + [""]
+
+
 def _repo_path(f: Path) -> str:
     return str(f.relative_to(ROOT)) if f.is_relative_to(ROOT) else str(f)
 
@@ -499,6 +537,8 @@ def results_md(ev: dict | None, be: dict | None, runs: dict, docs: Path, root: P
     L += int8_section(ROOT / "benchmarks" / "results")
     L += ["", "## The 8-bit hyper-synthesis (FasiNet-H's `hs_steps` option)", ""]
     L += hs8_section(ROOT / "benchmarks" / "results")
+    L += ["", "## Batch compression (`slimfast batch`)", ""] + batch_section(ROOT / "benchmarks" / "results")
+    L += ["", "## The HTTP service under load (`slimfast serve`)", ""] + serve_section(ROOT / "benchmarks" / "results")
     L += ["", "## bf16 (opt-in: `slimfast compress --bf16`, `slimfast decompress --bf16`)", "",
           "The float transforms run in bfloat16 by OpenVINO (`pip install 'slimfast[openvino]'`), on CPUs that "
           "compute bf16 natively (AVX-512 BF16 or AMX); ONNX Runtime has no bf16 convolutions on the CPU. "
