@@ -321,7 +321,18 @@ def _measure(ev: dict | None, be: dict | None, t: dict) -> tuple[float, str] | N
         return _speed(ev, be, t)
     if t["measure"] == "cold_start_ratio":
         return _cold(be, t)
-    return None  # effort levels and held-out images: not built yet
+    if t["measure"] == "heldout_gap":
+        return _heldout_gap(ev, t)
+    return None  # effort levels: not built yet
+
+
+def _heldout_gap(ev: dict | None, t: dict) -> tuple[float, str] | None:
+    """The default family's BD-rate against ``ref`` on the held-out images minus Kodak's."""
+    kodak = _bd(ev, {**t, "measure": "bd_rate"})
+    held = _bd((ev or {}).get("heldout"), {**t, "measure": "bd_rate"})
+    if kodak is None or held is None:
+        return None
+    return held[0] - kodak[0], f"{held[1]}: {held[0]:+.1f}% held-out, {kodak[0]:+.1f}% Kodak"
 
 
 def _target_text(t: dict) -> str:
@@ -561,6 +572,21 @@ def _copy_plots(res: dict | None, docs: Path) -> None:
             shutil.copy2(p, docs / Path(p).name)
 
 
+HELDOUT_BASELINES = ("webp", "avif")
+
+
+def _evaluate_heldout(evaluate, train: str, out: Path, jobs: int) -> int:
+    """The default family and the held-out targets' baselines on the held-out training images."""
+    from .. import zoo
+
+    default = zoo.get(None, model_path=_model_path())
+    models = [m.name for m in zoo.list_models(model_path=_model_path()) if m.family == default.family]
+    ep = argparse.ArgumentParser()
+    evaluate.add_arguments(ep)
+    return evaluate.run(ep.parse_args(["--heldout", train, "--out", str(out), "--jobs", str(jobs), "--models",
+                                       *models, "--baselines", *HELDOUT_BASELINES, "--no-ms-ssim", "--no-plots"]))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m slimfast.tools.report", description=__doc__.splitlines()[0])
     p.add_argument("--kodak", default=str(ROOT.parent / "shared" / "data" / "kodak"), help="Kodak folder")
@@ -572,6 +598,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N Kodak images")
     p.add_argument("--sizes", type=float, nargs="*", default=[0.4, 2, 8, 24], help="bench size sweep (MP)")
     p.add_argument("--repeats", type=int, default=5, help="bench repeats (default 5)")
+    p.add_argument("--train", default=str(ROOT.parent / "shared" / "data" / "train"),
+                   help="training data holding the held-out images (slimfast/data/heldout.txt)")
     p.add_argument("--skip-eval", action="store_true", help="reuse out/eval/results.json")
     p.add_argument("--skip-bench", action="store_true", help="reuse out/bench/bench.json")
     p.add_argument("--from-json", action="store_true", help="only rewrite the Markdown from existing JSON")
@@ -594,6 +622,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             eval_note = f"Kodak not found at `{args.kodak}`: evaluation skipped."
             print(eval_note, file=sys.stderr)
+    heldout_dir = out / "heldout"
+    if not (args.skip_eval or args.from_json) and Path(args.train).is_dir():
+        if _evaluate_heldout(evaluate, args.train, heldout_dir, args.jobs) != 0:
+            return 1
     bf16_file = eval_dir / "bf16.json"
     if not (args.skip_eval or args.from_json) and not eval_note:
         bf16_note = bf16_unavailable()
@@ -615,6 +647,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     ev_file = eval_dir / "results.json"
     ev = json.loads(ev_file.read_text()) if ev_file.exists() and not eval_note else None
+    held_file = heldout_dir / "results.json"
+    if ev is not None and held_file.exists():
+        ev["heldout"] = json.loads(held_file.read_text())
     be = json.loads((bench_dir / "bench.json").read_text()) if (bench_dir / "bench.json").exists() else None
     _copy_plots(ev, docs)
     if (bench_dir / "bench_sizes.png").exists():
