@@ -204,7 +204,8 @@ def test_batch_writes_the_bytes_of_compress_records_failures_and_redoes_only_on_
             assert r["bytes_out"] == os.path.getsize(r["output"])
             assert r["bpp"] == pytest.approx(r["bytes_out"] * 8 / (64 * 64))
             assert r["model"] == "test-h" and r["version"] and r["worker"] and r["time"] is not None
-    assert len({r["worker"] for r in recorded.values() if r["worker"]}) == 2
+    # two workers ran; on a loaded machine one of them may have coded every file before the other started
+    assert 1 <= len({r["worker"] for r in recorded.values() if r["worker"]}) <= 2
     # the same command again: only the failed input is tried again
     assert batch_main(argv) == 1
     assert f"0 coded, {N} already done, 1 failed" in capsys.readouterr().err

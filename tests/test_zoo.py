@@ -263,7 +263,7 @@ def test_the_shipped_retired_index_is_compact_and_the_full_cards_are_in_git_hist
     old = _git_show(f"{FULL_RETIRED_COMMIT}:slimfast/weights/{zoo.RETIRED_FILE}")
     if old is None:
         pytest.skip("no git history here (an installed package or a shallow clone)")
-    assert compact_retired(json.loads(old)) == index
+    assert all(e in index for e in compact_retired(json.loads(old)))  # later releases only add entries
     for e in index:  # what README promises: git show LAST_COMMIT:slimfast/weights/CARD
         card = _git_show(f"{e['last_commit']}:slimfast/weights/{e['files'][1]}")
         assert card and json.loads(card)["sha256"] == e["sha256"], (e["name"], e["version"])
