@@ -24,7 +24,7 @@ from . import zoo  # light: json and pathlib only
 from .errors import CorruptFileError, SlimfastError, UnreadableFileError
 from .settings import Settings  # light: dataclasses and pathlib only
 
-__version__ = "0.8.0"
+__version__ = "0.9.0"
 
 if TYPE_CHECKING:
     import numpy as np

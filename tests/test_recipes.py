@@ -50,7 +50,13 @@ def card_of(model: str, version: str) -> dict:
         return card
     entry = rr.retired_entry(model, version)
     assert entry is not None, f"{model} version {version}: neither bundled nor retired"
-    return entry
+    # a retired version's full card is in git history, where its index entry points; the entry's
+    # fields (last_commit, ...) on top
+    got = subprocess.run(["git", "-C", str(ROOT), "show", f"{entry['last_commit']}:slimfast/weights/{entry['files'][1]}"],
+                         capture_output=True, text=True, check=False)
+    if got.returncode:
+        return entry  # an installed package or a shallow clone: the index entry alone
+    return {**json.loads(got.stdout), **entry}
 
 
 def recipe_ids():
@@ -141,6 +147,8 @@ def test_stages_state_what_their_card_recorded(recipe):
     for stage in recipe["stages"]:
         ref = stage["card"]
         card = card_of(ref["model"], ref["version"])
+        if "training" not in card and "training_chain" not in card:
+            pytest.skip(f"{ref['model']} version {ref['version']}: its full card is not in this checkout's history")
         args = stage["args"]
         if "run" in ref:
             runs = {r["run"]: r for r in card["training_chain"]}
