@@ -183,8 +183,9 @@ def test_cli_flags_beat_the_environment_and_leave_it_alone(monkeypatch, tmp_path
 # The tools (slimfast/tools/) configure the processes they start, and training reads torchrun's and
 # CUDA's variables; the command line (cli/__init__.py) sets OpenBLAS's.
 # The server's pool starts its workers with one BLAS/OpenMP thread, which only the environment of a new
-# process can set; the batch command joins the cluster of Ray's own RAY_ADDRESS, as every Ray tool does.
-MAY_TOUCH_THE_ENVIRONMENT = {"settings.py", "serve/pool.py", "batch/raydata.py"}
+# process can set (so do the batch command's local workers); the batch command joins the cluster of Ray's
+# own RAY_ADDRESS, as every Ray tool does.
+MAY_TOUCH_THE_ENVIRONMENT = {"settings.py", "serve/pool.py", "batch/raydata.py", "batch/local.py"}
 
 
 def test_nothing_below_the_api_reads_the_environment():

@@ -7,7 +7,9 @@ handing out work, lets each worker finish the task list it holds, and records th
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
 import signal
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -46,7 +48,8 @@ def run(tasks: list[dict], options: Options, workers: int, batch_size: int,
             pending.add(pool.submit(_code, batch))
 
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start, initargs=(options,)) as pool:
+    with _one_blas_thread(), ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start,
+                                                  initargs=(options,)) as pool:
         try:
             fill(pool)
             while pending:
@@ -58,6 +61,22 @@ def run(tasks: list[dict], options: Options, workers: int, batch_size: int,
         except BaseException:
             _finish_started(pool, pending, on_results)
             raise
+
+
+@contextlib.contextmanager
+def _one_blas_thread():
+    """Workers start with one OpenBLAS thread (the Ray executor's WORKER_ENV): each worker codes on
+    its own core, and the hyper-synthesis GEMMs of several workers with a BLAS thread pool each
+    oversubscribe the cores (2 workers ran at half the rate of 1). A spawned process copies this
+    environment when it starts, which is before numpy loads in it; the user's own setting wins."""
+    key = "OPENBLAS_NUM_THREADS"
+    old = os.environ.get(key)
+    os.environ.setdefault(key, "1")
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(key, None)
 
 
 def _finish_started(pool: ProcessPoolExecutor, pending: set[Future], on_results) -> None:
