@@ -88,3 +88,19 @@ def test_the_option_is_checked():
     with pytest.raises(TypeError):
         archs.describe("fasinet-h", {"hs_steps": {"h_s_scale": [0.125, 1]}})
     assert archs.describe("fasinet-h", {"hs_steps": STEPS}).config["hs_steps"] == STEPS
+
+
+@pytest.mark.parametrize("hs_steps", [STEPS, None])
+def test_two_threads_give_the_same_entropy_parameters(hs_steps):
+    """The branches run on two threads where the engine has them: the same arithmetic, the same bits."""
+    config = {"N1": 8, "N2": 16, "M": 32, "S": 8, **({"hs_steps": hs_steps} if hs_steps else {})}
+    state = numpy_weights.random_state("fasinet-h", config, seed=5)
+    codec = Specs("fasinet-h", config, state).latent_codec(32)
+    z = np.random.default_rng(6).integers(-4, 5, (1, 32, 6, 9)).astype(np.int32)
+    got = []
+    for workers in (1, 2, 2):
+        codec.workers = workers
+        codec.forget()
+        got.append(codec.entropy_parameters(z))
+    for means, index in got[1:]:
+        assert np.array_equal(means, got[0][0]) and np.array_equal(index, got[0][1])

@@ -94,6 +94,24 @@ def run_branch8(z_hat: np.ndarray, branch: Int8Branch) -> np.ndarray:
     return np.add(out, lay.bias[:, None, None], out=out)
 
 
+_POOL: list = []  # one helper thread, made on first use: a branch runs there while the caller runs the other
+
+
+def _both(run, scale_branch, mean_branch, workers: int):
+    """``(run(scale_branch), run(mean_branch))``; on two threads where ``workers`` > 1. The branches
+    are independent and numpy and BLAS release the GIL, so the second core does the other branch;
+    the arithmetic is the same, so are the bits."""
+    if mean_branch is None or workers < 2:
+        return run(scale_branch), (None if mean_branch is None else run(mean_branch))
+    if not _POOL:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL.append(ThreadPoolExecutor(1, thread_name_prefix="slimfast-h_s"))
+    scale = _POOL[0].submit(run, scale_branch)
+    mean = run(mean_branch)
+    return scale.result(), mean
+
+
 _LUTS: dict[bytes, np.ndarray] = {}
 
 
@@ -106,12 +124,14 @@ def _lut(scale_table: np.ndarray) -> np.ndarray:
 
 
 def entropy_parameters(z_symbols: np.ndarray, medians: np.ndarray, scale_branch: list[IntLayer] | Int8Branch,
-                       mean_branch: list[IntLayer] | Int8Branch | None, scale_table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                       mean_branch: list[IntLayer] | Int8Branch | None, scale_table: np.ndarray,
+                       workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Exact ``(means float64, scale indices int16)``, each ``[1, C, H, W]``, from z's symbols ``[1, c, h, w]``.
 
     ``medians`` are the z entropy bottleneck's ``_medians`` (their leading ``c``); means are
     zero without a mean branch. Branches are the 12-bit fixed-point copy (lists of
-    :class:`IntLayer`) or the 8-bit one (:class:`Int8Branch`, the ``hs_steps`` option).
+    :class:`IntLayer`) or the 8-bit one (:class:`Int8Branch`, the ``hs_steps`` option). With
+    ``workers`` > 1 the two branches run on two threads (the same bits).
     """
     z_symbols = np.asarray(z_symbols)
     if z_symbols.ndim != 4 or z_symbols.shape[0] != 1:
@@ -120,14 +140,10 @@ def entropy_parameters(z_symbols: np.ndarray, medians: np.ndarray, scale_branch:
     med = np.asarray(medians).astype(np.float64)[:c].reshape(-1, 1, 1)
     if isinstance(scale_branch, Int8Branch):
         z_hat = z_symbols[0].astype(np.float64) + med
-        index = intmath.scale_index_fixed(intmath.to_fixed(run_branch8(z_hat, scale_branch)),
-                                          _lut(np.asarray(scale_table)))[None]
-        means = np.zeros(index.shape) if mean_branch is None else run_branch8(z_hat, mean_branch)[None]
-        return means, index
+        scale, mean = _both(lambda b: run_branch8(z_hat, b), scale_branch, mean_branch, workers)
+        index = intmath.scale_index_fixed(intmath.to_fixed(scale), _lut(np.asarray(scale_table)))[None]
+        return (np.zeros(index.shape) if mean is None else mean[None]), index
     a = intmath.to_fixed(z_symbols[0].astype(np.float64) + med)
-    index = intmath.scale_index_fixed(run_branch(a, scale_branch), _lut(np.asarray(scale_table)))[None]
-    if mean_branch is None:
-        means = np.zeros(index.shape, dtype=np.float64)
-    else:
-        means = intmath.from_fixed(run_branch(a, mean_branch))[None]
-    return means, index
+    scale, mean = _both(lambda b: run_branch(a, b), scale_branch, mean_branch, workers)
+    index = intmath.scale_index_fixed(scale, _lut(np.asarray(scale_table)))[None]
+    return (np.zeros(index.shape, dtype=np.float64) if mean is None else intmath.from_fixed(mean)[None]), index

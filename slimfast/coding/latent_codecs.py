@@ -142,6 +142,7 @@ class HyperpriorCodec:
         self.scale_branch, self.mean_branch = scale_branch, mean_branch
         self.tables = tables
         self.scale_table = scale_table
+        self.workers = 1  # threads for the two hyper-synthesis branches (CodingPath sets the engine's)
         self._last = None
 
     def forget(self) -> None:
@@ -155,7 +156,7 @@ class HyperpriorCodec:
         key = (z_symbols.shape, z_symbols.tobytes())
         if self._last is None or self._last[0] != key:
             params = hyper.entropy_parameters(z_symbols, self.z._median.ravel(), self.scale_branch, self.mean_branch,
-                                        self.scale_table)
+                                              self.scale_table, self.workers)
             self._last = (key, params)
         return self._last[1]
 

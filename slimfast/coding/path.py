@@ -64,7 +64,11 @@ class CodingPath:
         """The latent codec at ``width`` (built once from the weights' frozen tables)."""
         c = self.check_width(width)
         if c not in self._codecs:
-            self._codecs[c] = self.arch.latent_codec(c)
+            codec = self.arch.latent_codec(c)
+            if hasattr(codec, "workers"):  # the engine's thread count (0: its default, all cores)
+                threads = int(getattr(self.engine, "threads", 1) or 2)
+                codec.workers = min(2, threads)
+            self._codecs[c] = codec
         return self._codecs[c]
 
     # -- coding, stage by stage -----------------------------------------------------------------
