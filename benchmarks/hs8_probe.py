@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from slimfast import zoo
-from slimfast.codec import pad_image
+from slimfast.codec import pad_image, to_input
 from slimfast.engines.specs import Specs
 from slimfast.runtime.model import RuntimeModel
 from slimfast.tools.hyper8 import calibrate_hs_steps
@@ -61,7 +61,7 @@ def main():
     rows = []
     for f in sorted((SHARED / "kodak").glob("kodim*.png"))[: args.images]:
         rgb = np.asarray(Image.open(f).convert("RGB"))
-        lat = m.analyze(pad_image(rgb, m.pad_multiple).transpose(2, 0, 1)[None].astype(np.float32) / 255)
+        lat = m.analyze(to_input(pad_image(rgb, m.pad_multiple)))
         (b12, t12), (b8, t8) = timed_bits(c12, lat), timed_bits(c8, lat)
         rows.append({"image": f.name, "bits12": b12, "bits8": b8, "ms12": t12, "ms8": t8})
         print(f"{f.name}: {b8 / b12 - 1:+.3%} bits, entropy parameters {t12:.1f} -> {t8:.1f} ms", flush=True)

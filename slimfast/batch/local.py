@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
 from ..jobs import Options
-from .worker import Worker
+from .worker import WORKER_ENV, Worker
 
 _WORKER: Worker | None = None  # the one worker of this process (set by _start)
 
@@ -65,18 +65,18 @@ def run(tasks: list[dict], options: Options, workers: int, batch_size: int,
 
 @contextlib.contextmanager
 def _one_blas_thread():
-    """Workers start with one OpenBLAS thread (the Ray executor's WORKER_ENV): each worker codes on
-    its own core, and the hyper-synthesis GEMMs of several workers with a BLAS thread pool each
-    oversubscribe the cores (2 workers ran at half the rate of 1). A spawned process copies this
-    environment when it starts, which is before numpy loads in it; the user's own setting wins."""
-    key = "OPENBLAS_NUM_THREADS"
-    old = os.environ.get(key)
-    os.environ.setdefault(key, "1")
+    """Workers start with :data:`.worker.WORKER_ENV` (one OpenBLAS thread, as the Ray actors do):
+    several workers with a BLAS thread pool each oversubscribe the cores (2 workers ran at half the
+    rate of 1). A spawned process copies this environment when it starts, before numpy loads in
+    it; the user's own settings win."""
+    unset = [k for k in WORKER_ENV if k not in os.environ]
+    for k in unset:
+        os.environ[k] = WORKER_ENV[k]
     try:
         yield
     finally:
-        if old is None:
-            os.environ.pop(key, None)
+        for k in unset:
+            os.environ.pop(k, None)
 
 
 def _finish_started(pool: ProcessPoolExecutor, pending: set[Future], on_results) -> None:

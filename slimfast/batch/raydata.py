@@ -21,12 +21,9 @@ from collections.abc import Callable
 from ..errors import SlimfastError
 from ..jobs import Options
 from .manifest import arrow_schema
-from .worker import RESULT_COLUMNS, Worker
+from .worker import RESULT_COLUMNS, WORKER_ENV, Worker
 
 MAX_BLOCKS = 10_000  # more blocks than this cost the driver more than they balance the load
-# The library's own threads: one each (the networks take --threads through the settings). An
-# environment variable is the only way to tell OpenBLAS, and it must be set before numpy loads.
-WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1"}
 
 
 def _ray():

@@ -9,6 +9,11 @@ from datetime import datetime, timezone
 
 from .. import jobs
 
+# The library's own threads, for every executor's workers: one each (the networks take --threads through
+# the settings). An environment variable is the only way to tell OpenBLAS, and it must be set before
+# numpy loads in the worker's process.
+WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1"}
+
 # What a worker sends back per task (besides the source, which keys it): the record's figures,
 # which worker coded it, when, and the worker's peak memory so far.
 RESULT_COLUMNS = {"source": "string", "status": "string", "error": "string", "bytes_in": "int64",

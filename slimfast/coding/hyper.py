@@ -90,8 +90,7 @@ def run_branch8(z_hat: np.ndarray, branch: Int8Branch) -> np.ndarray:
             acc = intmath.conv1x1_8(a, lay.wf)
         if i < len(branch.layers) - 1:
             a = intmath.requantize8(acc, lay.multiplier, lay.bias)
-    out = acc.astype(np.float64) * lay.multiplier[:, None, None]
-    return np.add(out, lay.bias[:, None, None], out=out)
+    return intmath.affine8(acc, lay.multiplier, lay.bias)
 
 
 _POOL: list = []  # one helper thread, made on first use: a branch runs there while the caller runs the other

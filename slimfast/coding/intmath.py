@@ -63,19 +63,23 @@ def _requantize(acc: np.ndarray, scale: np.ndarray, bias_q: np.ndarray) -> np.nd
 def conv_transpose(a: np.ndarray, w_int: np.ndarray, scale: np.ndarray, bias_q: np.ndarray,
                    stride: tuple[int, int], padding: tuple[int, int], output_padding: tuple[int, int]) -> np.ndarray:
     """Transposed convolution of fixed-point ``a`` ``[Cin, H, W]``; weights ``[Cin, Cout, kh, kw]``."""
-    cin, h, w = a.shape
-    _, cout, kh, kw = w_int.shape
-    sh, sw = stride
-    ph, pw = padding
-    full = np.zeros((cout, (h - 1) * sh + kh + output_padding[0], (w - 1) * sw + kw + output_padding[1]))
-    x = a.reshape(cin, h * w)
     wf = np.ascontiguousarray(w_int.astype(np.float64).transpose(2, 3, 1, 0))  # [kh, kw, Cout, Cin]: BLAS-ready
+    return _requantize(tconv_accumulate(a, wf, stride, padding, output_padding), scale, bias_q)
+
+
+def tconv_accumulate(a: np.ndarray, wf: np.ndarray, stride: tuple[int, int], padding: tuple[int, int],
+                     output_padding: tuple[int, int]) -> np.ndarray:
+    """The accumulators of a transposed convolution of ``a`` ``[Cin, H, W]`` with ``wf``
+    ``[kh, kw, Cout, Cin]``, in ``wf``'s dtype: one GEMM per tap, added where the tap lands."""
+    cin, h, w = a.shape
+    kh, kw, cout, _ = wf.shape
+    sh, sw = stride
+    full = np.zeros((cout, (h - 1) * sh + kh + output_padding[0], (w - 1) * sw + kw + output_padding[1]), wf.dtype)
+    x = a.reshape(cin, h * w)
     for i in range(kh):
         for j in range(kw):
-            y = wf[i, j] @ x
-            full[:, i: i + (h - 1) * sh + 1: sh, j: j + (w - 1) * sw + 1: sw] += y.reshape(cout, h, w)
-    acc = full[:, ph: ph + h * sh, pw: pw + w * sw]
-    return _requantize(acc, scale, bias_q)
+            full[:, i: i + (h - 1) * sh + 1: sh, j: j + (w - 1) * sw + 1: sw] += (wf[i, j] @ x).reshape(cout, h, w)
+    return full[:, padding[0]: padding[0] + h * sh, padding[1]: padding[1] + w * sw]
 
 
 def conv1x1(a: np.ndarray, w_int: np.ndarray, scale: np.ndarray, bias_q: np.ndarray) -> np.ndarray:
@@ -114,16 +118,7 @@ def conv_transpose8(a: np.ndarray, wf: np.ndarray, stride: tuple[int, int], padd
                     output_padding: tuple[int, int]) -> np.ndarray:
     """Integer accumulators (float32) of a transposed convolution of 8-bit ``a`` ``[Cin, H, W]``;
     ``wf`` is :func:`quantize_weight8`'s output as ``[kh, kw, Cout, Cin]``."""
-    cin, h, w = a.shape
-    kh, kw, cout, _ = wf.shape
-    sh, sw = stride
-    full = np.zeros((cout, (h - 1) * sh + kh + output_padding[0], (w - 1) * sw + kw + output_padding[1]),
-                    np.float32)
-    x = a.reshape(cin, h * w)
-    for i in range(kh):
-        for j in range(kw):
-            full[:, i: i + (h - 1) * sh + 1: sh, j: j + (w - 1) * sw + 1: sw] += (wf[i, j] @ x).reshape(cout, h, w)
-    return full[:, padding[0]: padding[0] + h * sh, padding[1]: padding[1] + w * sw]
+    return tconv_accumulate(a, wf, stride, padding, output_padding)
 
 
 def conv1x1_8(a: np.ndarray, wf: np.ndarray) -> np.ndarray:
@@ -135,10 +130,15 @@ def conv1x1_8(a: np.ndarray, wf: np.ndarray) -> np.ndarray:
 def requantize8(acc: np.ndarray, multiplier: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """ReLU and the next layer's 8-bit activations: ``clip(rint(acc * m + b), 0, 255)``, in float64
     elementwise steps (correctly rounded everywhere), returned as float32."""
-    out = acc.astype(np.float64) * multiplier[:, None, None]
-    np.add(out, bias[:, None, None], out=out)
+    out = affine8(acc, multiplier, bias)
     np.rint(out, out=out)
     return np.clip(out, 0, A8_MAX, out=out).astype(np.float32)
+
+
+def affine8(acc: np.ndarray, multiplier: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """``acc * m + b`` per output channel, in float64 (two correctly rounded steps, never fused)."""
+    out = acc.astype(np.float64) * multiplier[:, None, None]
+    return np.add(out, bias[:, None, None], out=out)
 
 
 def relu(a: np.ndarray) -> np.ndarray:

@@ -142,21 +142,17 @@ def decompress(sfi: bytes, fmt: str, limits: Limits) -> tuple[dict, bytes]:
 
 
 def encode_image(img, pil_format: str) -> bytes:
-    """A decoded image as a file, with its ICC profile and EXIF where the format holds them (as
-    ``slimfast decompress`` writes them); JPEG at quality 95, as there."""
+    """A decoded image as a file, written as ``slimfast decompress`` writes it (:func:`slimfast.jobs.images.encode`:
+    its ICC profile and the metadata the format holds, JPEG at quality 95)."""
+    from ..errors import SlimfastError
+    from ..jobs.images import encode
+
     if pil_format == "JPEG" and img.mode in ("RGBA", "LA"):
         raise JobError(422, "JPEG cannot store this image's alpha channel; ask for PNG or WebP")
-    params = {"quality": 95} if pil_format == "JPEG" else {}
-    for key in ("icc_profile", "exif"):
-        if img.info.get(key):
-            params[key] = img.info[key]
-    buf = io.BytesIO()
     try:
-        img.save(buf, format=pil_format, **params)
-    except (OSError, ValueError):  # metadata the format cannot hold (JPEG's 64 KiB segments): dropped
-        buf = io.BytesIO()
-        img.save(buf, format=pil_format, **({"quality": 95} if pil_format == "JPEG" else {}))
-    return buf.getvalue()
+        return encode(img, pil_format)
+    except SlimfastError as exc:
+        raise JobError(422, str(exc)) from None
 
 
 def rgb_of(im) -> np.ndarray:

@@ -24,10 +24,10 @@ def _float_layer(state: dict, layer, a: np.ndarray) -> np.ndarray:
     w = state[f"{layer.key}.weight"].astype(np.float64)
     b = state[f"{layer.key}.bias"].astype(np.float64)[:, None, None]
     if isinstance(layer, g.Conv):
-        return intmath.conv1x1_8(a, w[:, :, 0, 0]) + b
+        return (w[:, :, 0, 0] @ a.reshape(a.shape[0], -1)).reshape(-1, *a.shape[1:]) + b
     (ph, oph), (pw, opw) = (tconv_padding(k, s) for k, s in zip(layer.kernel, layer.stride))
     wf = np.ascontiguousarray(w.transpose(2, 3, 1, 0))
-    return intmath.conv_transpose8(a, wf, tuple(layer.stride), (ph, pw), (oph, opw)).astype(np.float64) + b
+    return intmath.tconv_accumulate(a, wf, tuple(layer.stride), (ph, pw), (oph, opw)) + b
 
 
 def branch_inputs(state: dict, branch: g.Branch, z_hat: np.ndarray) -> list[np.ndarray]:
@@ -47,13 +47,12 @@ def latents(model, images: list[Path], crop: int) -> list[dict]:
     """The analysis latents (y, z) of each image's top-left ``crop`` square."""
     from PIL import Image
 
-    from ..codec import pad_image
+    from ..codec import pad_image, to_input
 
     out = []
     for path in images:
         rgb = np.asarray(Image.open(path).convert("RGB"))[:crop, :crop]
-        x = pad_image(rgb, model.pad_multiple).transpose(2, 0, 1)[None].astype(np.float32) / 255
-        out.append(model.analyze(x))
+        out.append(model.analyze(to_input(pad_image(rgb, model.pad_multiple))))
     return out
 
 
