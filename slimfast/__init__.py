@@ -61,7 +61,7 @@ def compress(image: ImageLike, *, model: str | None = None, quality: float | Non
              max_bytes: int | None = None, target_bpp: float | None = None, threads: int | None = None,
              engine: str | None = None, precision: str | None = None, analysis: str | None = None,
              settings: Settings | None = None, max_pixels: int | None = None, metadata: str = "all",
-             first_frame: bool = False) -> bytes:
+             first_frame: bool = False, effort: int = 0) -> bytes:
     """Encode a PIL image or uint8 array (HxW, HxWx3, HxWx4) to ``.sfi`` bytes.
 
     ``model`` as for :func:`load`. ``quality``: 0 to 100, higher is better (``None``: the
@@ -69,16 +69,20 @@ def compress(image: ImageLike, *, model: str | None = None, quality: float | Non
     the largest file that fits (:meth:`slimfast.codec.Codec.compress`). ``metadata``: ``"all"``
     (ICC, EXIF, XMP; the default), ``"icc"`` (drops EXIF, which may hold the GPS location, and
     XMP) or ``"none"``. ``first_frame``: code an animated image's first frame (without it, an
-    animated image is refused). The other keywords are
+    animated image is refused). ``effort``: encoder effort, 0 (the default: no refinement) to
+    ``slimfast.codec.MAX_EFFORT``; above 0 refines the latents for this image, seconds per image,
+    and needs torch (:meth:`slimfast.codec.Codec.compress`). The other keywords are
     :func:`load`'s. Invalid values raise :class:`SlimfastError` saying what is valid.
     """
+    from .codec import check_effort
     from .format.imageio import check_metadata
 
     check_metadata(metadata)  # before a model loads
+    check_effort(effort)
     codec = load(model, threads=threads, engine=engine, precision=precision, analysis=analysis, settings=settings,
                  max_pixels=max_pixels)
     return codec.compress(image, quality=quality, width=width, max_bytes=max_bytes, target_bpp=target_bpp,
-                          metadata=metadata, first_frame=first_frame)
+                          metadata=metadata, first_frame=first_frame, effort=effort)
 
 
 def decompress(data: Union[bytes, str, os.PathLike, IO[bytes]], *, settings: Settings | None = None,

@@ -23,6 +23,8 @@ import numpy as np
 from .format import container
 from . import zoo
 from .coding.coder import CorruptStream
+from .coding.intmath import STEP_ONE
+from .quality import Knob, ladder_index
 from .errors import CorruptFileError, SlimfastError, printable
 from .format.imageio import CanonicalImage, canonicalize, check_metadata, check_size, to_pil
 from .settings import Settings
@@ -174,6 +176,7 @@ def _declared_size(image) -> tuple[int, int]:
 class OperatingPoint:
     model: str
     width: int | None
+    step: int = STEP_ONE  # the quantization step in 1/STEP_ONE (slimfast.quality): hyperprior models only
 
 
 QUALITY_RANGE = "a number from 0 to 100 (higher is better, fractions allowed)"
@@ -188,14 +191,14 @@ def check_quality(quality) -> float:
 
 
 def quality_index(quality: float, n: int) -> int:
-    """The operating point (0 = smallest file) that ``quality`` picks among ``n``: 0..100 split
-    evenly, so that 100 is the largest file and 0 the smallest (until a continuous knob exists)."""
-    return min(n - 1, math.floor(check_quality(quality) / 100 * n))
+    """The point (0 = smallest file) that ``quality`` picks among ``n`` in a family without a
+    continuous knob: 0..100 split evenly (:func:`slimfast.quality.ladder_index`)."""
+    return ladder_index(check_quality(quality), n)
 
 
-def quality_range(index: int, n: int) -> tuple[float, float]:
+def quality_range(index: int, n: int, knob: Knob | None = None) -> tuple[float, float]:
     """The qualities ``[low, high)`` that pick point ``index`` of ``n`` (the last one includes 100)."""
-    return index * 100 / n, (index + 1) * 100 / n
+    return knob.quality_range(index) if knob else (index * 100 / n, (index + 1) * 100 / n)
 
 
 def check_size_limit(max_bytes, target_bpp, names: tuple[str, str] = ("max_bytes", "target_bpp")) -> None:
@@ -211,6 +214,47 @@ def check_size_limit(max_bytes, target_bpp, names: tuple[str, str] = ("max_bytes
                             f"not {printable(repr(target_bpp))}")
 
 
+# Encoder effort (``effort=``, ``slimfast compress --effort``): 0 codes the analysis' own latents;
+# 1..MAX_EFFORT refine them per image (slimfast.models.refine, which has one level per effort).
+MAX_EFFORT = 3
+EFFORT_RANGE = f"a whole number from 0 to {MAX_EFFORT}"
+# Refinement keeps the torch graph of the whole image: about 0.4 GB + 0.35 GB per megapixel.
+EFFORT_MAX_PIXELS = 16 * 2 ** 20
+
+
+def check_effort(effort) -> int:
+    """``effort`` as an int in 0..:data:`MAX_EFFORT`, or a one-line error saying what is valid."""
+    if isinstance(effort, bool) or not isinstance(effort, numbers.Integral) or not 0 <= effort <= MAX_EFFORT:
+        raise SlimfastError(f"effort must be {EFFORT_RANGE}, not {printable(repr(effort))}")
+    return int(effort)
+
+
+def refinement_lambda(info: zoo.ModelInfo, width: int) -> float:
+    """The lambda ``info`` was trained with at ``width`` (its card's), which effort above 0 scores
+    iterates with; a one-line error for a model that effort cannot refine."""
+    card = info.card
+    if card.get("metric", "mse") != "mse":
+        raise SlimfastError(f"effort above 0 refines models trained for MSE; {info.name} was trained for "
+                            f"{card.get('metric')} (use effort 0)")
+    lmbda = card.get("lambda")
+    if info.widths and card.get("lambdas"):
+        lmbda = card["lambdas"][sorted(info.widths, reverse=True).index(width)]
+    if not isinstance(lmbda, (int, float)) or isinstance(lmbda, bool) or not lmbda > 0:
+        raise SlimfastError(f"effort above 0 needs the lambda {info.name} was trained with, and its model card "
+                            "records none (use effort 0)")
+    return float(lmbda)
+
+
+@lru_cache(maxsize=4)
+def _refinement_model(path: str, sha256: str):
+    """The torch model of a weights file, frozen: effort's differentiable proxy."""
+    if hashlib.sha256(open(path, "rb").read()).hexdigest() != sha256:
+        raise SlimfastError(f"weights file {path} does not match its model card (sha256); reinstall slimfast")
+    from .models.weights import load_model
+
+    return load_model(path).requires_grad_(False)
+
+
 def operating_points(info: zoo.ModelInfo, model_path=()) -> list[OperatingPoint]:
     """``info``'s family, from the smallest files (quality 0) to the largest (quality 100)."""
     if info.widths:
@@ -220,12 +264,41 @@ def operating_points(info: zoo.ModelInfo, model_path=()) -> list[OperatingPoint]
             for m in zoo.family_members(info, model_path=model_path)]
 
 
+FIT_QUALITY = 0.25  # max_bytes / target_bpp on the quality knob: quality found to within this
+
+
+def knob_for(info: zoo.ModelInfo, model_path=()) -> Knob | None:
+    """The continuous quality knob of ``info``'s family (:mod:`slimfast.quality`), or None where
+    its points have no hyperprior or their cards no increasing lambdas (quality then picks a point)."""
+    from .archs import ARCHITECTURES
+
+    arch = ARCHITECTURES.get(info.architecture)
+    if arch is None or not arch.hyper:
+        return None
+    points = operating_points(info, model_path)
+    if info.widths:
+        lams = info.card.get("lambdas") or []
+        if len(lams) != len(info.widths):
+            return None
+        by_width = dict(zip(sorted(info.widths, reverse=True), lams))  # the card lists them widest first
+        lambdas = [by_width[p.width] for p in points]
+        default = [p.width for p in points].index(info.default_width)
+    else:
+        members = zoo.family_members(info, model_path=model_path)
+        lambdas = [m.card.get("lambda") for m in members]
+        default = next((i for i, m in enumerate(members) if m.default), ladder_index(50, len(members)))
+    try:
+        return Knob(tuple(float(v) for v in lambdas), default)
+    except (TypeError, ValueError):
+        return None
+
+
 def default_quality_range(info: zoo.ModelInfo, model_path=()) -> tuple[float, float]:
     """The qualities that pick the point a model codes at when given none."""
     points = operating_points(info, model_path)
     at = next(i for i, p in enumerate(points) if p.model.partition("@")[0] == info.name
               and p.width == info.default_width)
-    return quality_range(at, len(points))
+    return quality_range(at, len(points), knob_for(info, model_path))
 
 
 def model_info(name: str | None, model_path=()) -> zoo.ModelInfo:
@@ -277,12 +350,16 @@ class Codec:
         if quality is None:
             return OperatingPoint(self.name, self.info.default_width)
         points = self.operating_points()
-        return points[quality_index(quality, len(points))]
+        knob = knob_for(self.info, self.settings.model_path)
+        if knob is None:
+            return points[quality_index(quality, len(points))]
+        index, step = knob.at(check_quality(quality))
+        return dataclasses.replace(points[index], step=step)
 
     # -- coding -------------------------------------------------------------------------------
     def compress(self, image, quality: float | None = None, width: int | None = None,
                  max_bytes: int | None = None, target_bpp: float | None = None, metadata: str = "all",
-                 first_frame: bool = False) -> bytes:
+                 first_frame: bool = False, effort: int = 0) -> bytes:
         """Encode a PIL image or uint8 array (HxW, HxWx3, HxWx4) to ``.sfi`` bytes.
 
         ``quality`` (0..100, higher is better, fractions allowed) picks one of the ``n`` rate
@@ -300,8 +377,22 @@ class Codec:
 
         An animated image (GIF, WebP, APNG) is refused, since a file stores one frame, unless
         ``first_frame`` (then its first frame is coded).
+
+        ``effort`` (0..:data:`MAX_EFFORT`, default 0): encoder effort. 0 codes the analysis
+        transform's latents as they are; above 0 they are refined for this image
+        (:mod:`slimfast.models.refine`: needs torch, about 3, 9 and 21 s for a 768x512 image
+        on one core), and the file kept is the one of lowest real ``bits / pixels + lambda * MSE``
+        among those tried, the unrefined one included. Decoders and the format are unchanged.
+        With ``max_bytes`` / ``target_bpp`` the point is chosen as at effort 0, then refined
+        within the limit. Models trained for MS-SSIM, and images above :data:`EFFORT_MAX_PIXELS`
+        (refinement's memory grows with the image), are refused.
         """
         check_metadata(metadata)
+        effort = check_effort(effort)
+        if effort:
+            from .errors import require_torch
+
+            require_torch(f"effort {effort} (encoder refinement)")
         limited = max_bytes is not None or target_bpp is not None
         check_size_limit(max_bytes, target_bpp)
         if limited and (quality is not None or width is not None):
@@ -311,12 +402,16 @@ class Codec:
         if metadata != "all" and (img.exif is not None or img.xmp is not None or
                                   (metadata == "none" and img.icc is not None)):
             img = dataclasses.replace(img, exif=None, xmp=None, icc=img.icc if metadata == "icc" else None)
+        if effort and img.size[0] * img.size[1] > EFFORT_MAX_PIXELS:
+            raise SlimfastError(f"effort above 0 refines images of up to {EFFORT_MAX_PIXELS} pixels (its memory grows "
+                                f"with the image), and this one is {img.size[0]}x{img.size[1]}: use effort 0")
         if limited:
-            return self._compress_to_fit(img, max_bytes, target_bpp)
+            return self._compress_to_fit(img, max_bytes, target_bpp, effort)
         point = self.resolve(quality, width)
-        return self._compress_point(img, point)
+        return self._compress_point(img, point, effort)
 
-    def _compress_point(self, img: CanonicalImage, point: OperatingPoint) -> bytes:
+    def _compress_point(self, img: CanonicalImage, point: OperatingPoint, effort: int = 0,
+                        limit: int | None = None) -> bytes:
         info = (self.info if point.model in (self.name, f"{self.name}@{self.info.version}")
                 else zoo.get(point.model, model_path=self.settings.model_path))
         model = _model_for(info, self.settings)
@@ -328,28 +423,95 @@ class Codec:
                 model.prepare_analysis(x.shape, point.width)
             except Exception as exc:
                 raise SlimfastError(f"bf16 analysis unavailable for {info.name} v{info.version}: {exc}") from None
-        lat = model.compress(x, width=point.width)
+        lat = model.compress(x, width=point.width, step=point.step)
         alpha = zlib.compress(img.alpha.tobytes(), 9) if img.alpha is not None else None
         hdr = container.Header(model=info.name, weights_version=info.version,
                                weights_id=bytes.fromhex(info.sha256[:16]),
                                width=lat.width, image_size=(w, h), mode=img.mode,
                                streams=lat.strings, alpha=alpha, icc=img.icc,
-                               chunks=_metadata_chunks(img))
-        return container.pack(hdr)
+                               chunks=_step_chunks(lat.step) + _metadata_chunks(img))
+        data = container.pack(hdr)
+        if effort:
+            data = self._refined(info, model, x, hdr, len(data), effort, limit, lat.step)
+        return data
+
+    def _refined(self, info: zoo.ModelInfo, model, x: np.ndarray, hdr: container.Header, size: int, effort: int,
+                 limit: int | None, step: int = STEP_ONE) -> bytes:
+        """``hdr``'s file (``size`` bytes, y coded at ``step``) with its latents refined at ``effort``,
+        within ``limit`` bytes. At a step Delta other than 1 the point stands in for a model trained at
+        lambda / Delta^2 (:mod:`slimfast.quality`), the lambda its iterates are scored with."""
+        from .models.refine import refine
+
+        lmbda = refinement_lambda(info, hdr.width) * (STEP_ONE / step) ** 2
+        overhead = size - sum(map(len, hdr.streams))  # the container's part: the same whatever the streams
+        w, h = hdr.image_size
+        best = refine(model, _refinement_model(str(info.path), info.sha256), x, (h, w), hdr.width, lmbda, effort,
+                      step=step, max_stream_bytes=None if limit is None else limit - overhead,
+                      threads=self.settings.threads)
+        return container.pack(dataclasses.replace(hdr, streams=best.strings))
 
     def decompress(self, data: bytes):
         """Like :func:`decompress` with this codec's settings, also finding its model if it is not installed."""
         return decompress(data, candidates=[self.info], settings=self.settings)
 
-    def _compress_to_fit(self, img: CanonicalImage, max_bytes, target_bpp) -> bytes:
+    def _compress_to_fit(self, img: CanonicalImage, max_bytes, target_bpp, effort: int = 0) -> bytes:
         limit = max_bytes if max_bytes is not None else math.floor(target_bpp * img.size[0] * img.size[1] / 8)
+        knob = knob_for(self.info, self.settings.model_path)
+        data, point = self._largest_on_knob(img, limit, knob) if knob else self._largest_on_ladder(img, limit)
+        if not effort:
+            return data
+        # The point effort 0 picks, refined among the iterates that still fit.
+        return self._compress_point(img, point, effort, limit)
+
+    def _largest_on_ladder(self, img: CanonicalImage, limit: int) -> tuple[bytes, OperatingPoint]:
         # Every point is coded: on a given image the rate need not grow with the point's rank.
-        files = [self._compress_point(img, p) for p in self.operating_points()]
-        fitting = [d for d in files if len(d) <= limit]
+        points = self.operating_points()
+        files = [self._compress_point(img, p) for p in points]
+        fitting = [i for i, d in enumerate(files) if len(d) <= limit]
         if not fitting:
             raise SlimfastError(f"no operating point of {self.family} fits {limit} bytes: "
                                 f"the smallest is {min(map(len, files))} bytes")
-        return max(fitting, key=len)
+        best = max(fitting, key=lambda i: len(files[i]))
+        return files[best], points[best]
+
+    def _largest_on_knob(self, img: CanonicalImage, limit: int, knob: Knob) -> tuple[bytes, OperatingPoint]:
+        """The largest file within ``limit`` over quality 0..100: the family's own points first
+        (quality 0, each point at step 1, both sides of each hand-over, 100), upwards until one is
+        too large, then bisection
+        between the last that fits and it, to within :data:`FIT_QUALITY`. The size grows with
+        quality almost everywhere; every file tried that fits competes, so a dip costs a little
+        size, never the limit, and the result is never smaller than the best point that fits."""
+        tried = {}
+
+        def fits(q: float) -> bool:
+            point = self.resolve(q, None)
+            tried[q] = (self._compress_point(img, point), point)
+            return len(tried[q][0]) <= limit
+
+        # Where one point hands over to the next, the lower one's finest step may make a larger
+        # file than the upper one's coarsest: both sides are tried.
+        edges = {knob.quality_range(i)[0] for i in range(1, len(knob.lambdas))}
+        marks = sorted({0.0, *edges, *(math.nextafter(q, 101) for q in edges),
+                        *(knob.quality_of(math.log(v)) for v in knob.lambdas), 100.0})
+        lo = hi = None
+        for q in marks:
+            if fits(q):
+                lo, hi = q, None
+            elif q not in edges:
+                hi = q
+                break
+        if lo is None:
+            raise SlimfastError(f"no quality of {self.family} fits {limit} bytes: the smallest file is "
+                                f"{len(tried[0.0][0])} bytes")
+        while hi is not None and hi - lo > FIT_QUALITY:
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+        return max((v for v in tried.values() if len(v[0]) <= limit), key=lambda v: len(v[0]))
+
+
+def _step_chunks(step: int) -> list[tuple[str, bytes]]:
+    """The ``QUAL`` chunk of a file coded at a step other than 1 (step 1: none, as in older files)."""
+    return [] if step == STEP_ONE else [("QUAL", container.pack_step(step))]
 
 
 def _metadata_chunks(img: CanonicalImage) -> list[tuple[str, bytes]]:
@@ -384,7 +546,7 @@ def decompress(data, candidates: list[zoo.ModelInfo] | None = None, *, settings:
     m = model.pad_multiple
     shape = (-(-h // m), -(-w // m))  # the deepest latent has stride pad_multiple
     with _corrupt_streams():
-        rgb = model.decompress_rgb8(hdr.streams, shape, width=hdr.width)
+        rgb = model.decompress_rgb8(hdr.streams, shape, width=hdr.width, step=_step(hdr))
     if rgb.shape[:2] != (h, w):
         rgb = np.ascontiguousarray(rgb[:h, :w])
     return to_pil(rgb, hdr.mode, _alpha_plane(hdr), hdr.icc, hdr.chunk("exif"), hdr.chunk("xmpd"))
@@ -401,7 +563,7 @@ def decode_symbols(data: bytes, *, settings: Settings | None = None) -> dict[str
     model = _decoder_for(hdr, None, settings)
     m, (w, h) = model.pad_multiple, hdr.image_size
     with _corrupt_streams():
-        return model.decode_symbols(hdr.streams, (-(-h // m), -(-w // m)), width=hdr.width)
+        return model.decode_symbols(hdr.streams, (-(-h // m), -(-w // m)), width=hdr.width, step=_step(hdr))
 
 
 def _sfi_bytes(src) -> bytes:
@@ -454,6 +616,11 @@ def _decoder_for(hdr: container.Header, candidates: list[zoo.ModelInfo] | None, 
     if len(hdr.streams) != model.num_strings:
         raise CorruptFileError(f"corrupt .sfi file: {info.name} files have {model.num_strings} streams")
     return model
+
+
+def _step(hdr: container.Header) -> int:
+    """The quantization step a file was coded at (1, as :data:`STEP_ONE`, without a ``QUAL`` chunk)."""
+    return container.unpack_step(hdr.chunk("QUAL"), STEP_ONE)
 
 
 def _alpha_plane(hdr: container.Header) -> np.ndarray | None:

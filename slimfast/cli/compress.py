@@ -13,6 +13,7 @@ examples:
   slimfast compress photo.png -o small.sfi -q 0
   slimfast compress *.png -o out/ --quality 75    several inputs into a folder
   slimfast compress photo.png x.sfi --max-bytes 30000
+  slimfast compress photo.png --effort 2           smaller file, same decoder; seconds, not milliseconds
   slimfast compress - - < photo.png > photo.sfi"""
 
 
@@ -34,6 +35,7 @@ def add_parser(sub, default_model: str) -> None:
                         "an error (nothing written) if none does. Not with -q or --width")
     c.add_argument("--target-bpp", type=float, default=None, metavar="X",
                    help="X > 0: as --max-bytes, for at most X bits per pixel")
+    options.effort(c)
     options.metadata(c)
     c.add_argument("--first-frame", action="store_true",
                    help="code an animated image's (GIF, WebP, APNG) first frame; without it one is refused, "
@@ -69,7 +71,8 @@ def run(args) -> int:
     from .. import jobs
 
     opts = jobs.Options("compress", model=args.model, quality=args.quality, width=args.width,
-                        max_bytes=args.max_bytes, target_bpp=args.target_bpp, metadata=args.metadata,
+                        max_bytes=args.max_bytes, target_bpp=args.target_bpp, effort=args.effort,
+                        metadata=args.metadata,
                         first_frame=args.first_frame, force=args.force, allow_reencode=args.allow_reencode,
                         settings=settings(args, bf16_parts=("analysis",)))
     inputs, out = paths.split(args.paths, args.output, "compress")

@@ -6,12 +6,13 @@ import json
 from ..errors import SlimfastError, printable
 from .common import error_line, note, say
 
-FIELDS = ("model", "version", "width", "size", "mode", "bytes", "bpp", "format")
+FIELDS = ("model", "version", "width", "step", "size", "mode", "bytes", "bpp", "format")
 
 
 def add_parser(sub) -> None:
     i = sub.add_parser("info", help="describe .sfi files", description=(
-        "Show .sfi files' model, version, width, size, mode, bytes, bpp and format. Several files: a "
+        "Show .sfi files' model, version, width, quantization step (the quality knob's: 1 at a model's "
+        "own rate point), size, mode, bytes, bpp and format. Several files: a "
         "block each, headed by its name (--json: a list); an unreadable one is an error line, and the "
         "others are still shown."))
     i.add_argument("files", nargs="+", metavar="FILE")
@@ -20,12 +21,15 @@ def add_parser(sub) -> None:
 
 
 def describe(name: str) -> dict:
+    from ..coding.intmath import STEP_ONE
     from ..format import container
     from ..jobs.files import read_sfi
 
     hdr = container.unpack(read_sfi(name))
+    step = container.unpack_step(hdr.chunk("QUAL"), STEP_ONE) / STEP_ONE
     return {"file": name, "model": hdr.model, "version": hdr.weights_version,
-            "weights_id": hdr.weights_id.hex(), "width": hdr.width, "size": list(hdr.image_size),
+            "weights_id": hdr.weights_id.hex(), "width": hdr.width, "step": round(step, 6),
+            "size": list(hdr.image_size),
             "mode": hdr.mode, "bytes": hdr.total_bytes, "bpp": round(hdr.bpp, 6),
             "streams": [len(s) for s in hdr.streams], "alpha_bytes": len(hdr.alpha) if hdr.alpha else 0,
             "icc_bytes": len(hdr.icc) if hdr.icc else 0, "format": hdr.format_version,

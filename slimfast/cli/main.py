@@ -28,8 +28,10 @@ examples:
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    default_model = default_model_text()
+def build_parser(detailed: bool = True) -> argparse.ArgumentParser:
+    """The parser; ``detailed``: help texts that name the default model read its card (tens of
+    milliseconds), so a command that shows no help builds them without."""
+    default_model = default_model_text() if detailed else "the default model (`slimfast models` marks it)"
     p = Parser(prog="slimfast", description="slimfast: learned image compression in real time on CPU. "
                f"Default model: {default_model}; quality (-q) runs from 0 to 100, higher is better.",
                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -52,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     code = tools.dispatch(argv)
     if code is not None:
         return code
-    parser = build_parser()
+    parser = build_parser(detailed=not argv or any(a in ("-h", "--help") for a in argv))
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()

@@ -6,7 +6,10 @@ import json
 from .common import say
 
 LEGEND = ("\n* default model (at its default width). bpp/PSNR: mean over Kodak, measured from real files.\n"
-          "quality: the --quality values (0 to 100) that pick the point within its family; --width W a slimmable width.\n"
+          "quality: the --quality values (0 to 100) that code with the point; a family with a hyperprior\n"
+          "(fasinet-h, slim-fasinet-h) moves continuously through them, quality 75 being the default point\n"
+          "as it was trained, other qualities coarser or finer steps of the point in range; --width W a\n"
+          "slimmable width.\n"
           "v: the current weights version; older versions stay installed so their files decode "
           "(--model NAME@N uses one).")
 
@@ -45,15 +48,17 @@ def run(args) -> int:
 
 
 def _table(models, path) -> None:
+    from ..codec import knob_for
     from ..zoo import family_members
 
     say(f"{'name':24s} {'v':>2s} {'family':18s} {'quality':>7s} {'width':>5s} {'bpp':>7s} {'PSNR':>6s}  params  steps")
     for m in models:
         members = [x.name for x in family_members(m, model_path=path)]
-        q = _quality_text(members.index(m.name), len(members)) if not m.widths else "-"
+        knob = knob_for(m, path)
+        q = _quality_text(members.index(m.name), len(members), knob) if not m.widths else "-"
         for p in (m.points or [{}]):
             if m.widths and p.get("width") in m.widths:
-                q = _quality_text(sorted(m.widths).index(p["width"]), len(m.widths))
+                q = _quality_text(sorted(m.widths).index(p["width"]), len(m.widths), knob)
             star = "*" if m.default and (not m.widths or p.get("width") == m.default_width) else " "
             bpp = f"{p['bpp']:.3f}" if p.get("bpp") is not None else "-"
             psnr = f"{p['psnr']:.2f}" if p.get("psnr") is not None else "-"
@@ -62,8 +67,8 @@ def _table(models, path) -> None:
                 f"{m.params / 1e6:5.2f}M {m.train_steps:6d}")
 
 
-def _quality_text(index: int, n: int) -> str:
+def _quality_text(index: int, n: int, knob) -> str:
     from ..codec import quality_range
 
-    low, high = quality_range(index, n)
+    low, high = quality_range(index, n, knob)
     return f"{low:.0f}-{high:.0f}"

@@ -124,13 +124,15 @@ def _lut(scale_table: np.ndarray) -> np.ndarray:
 
 def entropy_parameters(z_symbols: np.ndarray, medians: np.ndarray, scale_branch: list[IntLayer] | Int8Branch,
                        mean_branch: list[IntLayer] | Int8Branch | None, scale_table: np.ndarray,
-                       workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
+                       workers: int = 1, step: int = intmath.STEP_ONE) -> tuple[np.ndarray, np.ndarray]:
     """Exact ``(means float64, scale indices int16)``, each ``[1, C, H, W]``, from z's symbols ``[1, c, h, w]``.
 
     ``medians`` are the z entropy bottleneck's ``_medians`` (their leading ``c``); means are
     zero without a mean branch. Branches are the 12-bit fixed-point copy (lists of
     :class:`IntLayer`) or the 8-bit one (:class:`Int8Branch`, the ``hs_steps`` option). With
-    ``workers`` > 1 the two branches run on two threads (the same bits).
+    ``workers`` > 1 the two branches run on two threads (the same bits). ``step``: the
+    quantization step (``step / STEP_ONE``) that y's residuals are divided by, which divides the
+    scales before their index is looked up (:func:`slimfast.coding.intmath.divide_by_step`).
     """
     z_symbols = np.asarray(z_symbols)
     if z_symbols.ndim != 4 or z_symbols.shape[0] != 1:
@@ -140,9 +142,10 @@ def entropy_parameters(z_symbols: np.ndarray, medians: np.ndarray, scale_branch:
     if isinstance(scale_branch, Int8Branch):
         z_hat = z_symbols[0].astype(np.float64) + med
         scale, mean = _both(lambda b: run_branch8(z_hat, b), scale_branch, mean_branch, workers)
-        index = intmath.scale_index_fixed(intmath.to_fixed(scale), _lut(np.asarray(scale_table)))[None]
+        index = intmath.scale_index_fixed(intmath.divide_by_step(intmath.to_fixed(scale), step),
+                                          _lut(np.asarray(scale_table)))[None]
         return (np.zeros(index.shape) if mean is None else mean[None]), index
     a = intmath.to_fixed(z_symbols[0].astype(np.float64) + med)
     scale, mean = _both(lambda b: run_branch(a, b), scale_branch, mean_branch, workers)
-    index = intmath.scale_index_fixed(scale, _lut(np.asarray(scale_table)))[None]
+    index = intmath.scale_index_fixed(intmath.divide_by_step(scale, step), _lut(np.asarray(scale_table)))[None]
     return (np.zeros(index.shape, dtype=np.float64) if mean is None else intmath.from_fixed(mean)[None]), index

@@ -173,11 +173,28 @@ def scale_index_fixed(v: np.ndarray, lut: np.ndarray) -> np.ndarray:
     return lut[np.clip(v, 0, lut.size - 1).astype(np.intp)]
 
 
-def round_residual(y: np.ndarray, means: np.ndarray) -> np.ndarray:
-    """Symbols ``round(y - means)`` (float64, half to even), clamped to int32; in place, so a
-    24-MP image's latent costs one float64 copy rather than four."""
+# A quantization step (the continuous quality knob) is an integer ``step`` meaning
+# ``step / STEP_ONE``: files carry the integer, so every decoder derives the same tables from it.
+STEP_BITS = 12
+STEP_ONE = 1 << STEP_BITS
+STEP_MIN, STEP_MAX = STEP_ONE // 4, 4 * STEP_ONE  # 0.25 .. 4
+
+
+def divide_by_step(v: np.ndarray, step: int) -> np.ndarray:
+    """Fixed-point scales ``v`` (integers in float64, ``|v| <= 2**ACT_CLIP``) divided by the
+    step ``step / STEP_ONE``, rounded down: exact integer arithmetic (``v * STEP_ONE < 2**36``)."""
+    if step == STEP_ONE:
+        return v
+    return np.floor_divide(v.astype(np.int64) * STEP_ONE, int(step)).astype(np.float64)
+
+
+def round_residual(y: np.ndarray, means: np.ndarray, step: int = STEP_ONE) -> np.ndarray:
+    """Symbols ``round((y - means) / (step / STEP_ONE))`` (float64, half to even), clamped to
+    int32; in place, so a 24-MP image's latent costs one float64 copy rather than four."""
     d = np.asarray(y).astype(np.float64)
     np.subtract(d, means, out=d)
+    if step != STEP_ONE:
+        np.divide(d, step / STEP_ONE, out=d)
     np.rint(d, out=d)
     np.clip(d, -(2 ** 31), 2 ** 31 - 1, out=d)
     return d.astype(np.int32)

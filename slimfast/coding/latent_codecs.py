@@ -113,6 +113,14 @@ class FactorizedCodec:
         """Nothing is remembered between calls (see :meth:`HyperpriorCodec.forget`)."""
 
 
+def check_step(step) -> int:
+    """``step`` as an int in ``STEP_MIN..STEP_MAX`` (:mod:`slimfast.coding.intmath`), or ValueError."""
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or \
+            not intmath.STEP_MIN <= step <= intmath.STEP_MAX:
+        raise ValueError(f"quantization step {step!r} is not an integer in {intmath.STEP_MIN}..{intmath.STEP_MAX}")
+    return int(step)
+
+
 def _check_count(strings, n: int) -> None:
     if len(strings) != n:
         raise ValueError(f"expected {n} string(s), got {len(strings)}")
@@ -123,9 +131,14 @@ class HyperpriorCodec:
 
     ::
 
-        z_hat -> h_s^sigma (integer) -> sigma -> scale index (integer thresholds)
+        z_hat -> h_s^sigma (integer) -> sigma -> sigma / Delta -> scale index (integer thresholds)
               -> h_s^mu    (integer) -> mu
-        y symbols = round(y - mu), coded with the table of their scale index
+        y symbols = round((y - mu) / Delta), coded with the table of their scale index
+        y_hat = symbols * Delta + mu
+
+    ``Delta = step / STEP_ONE`` is the quantization step of the quality knob (1 by default and
+    in every file without a quality chunk); the division of the scales by it is integer
+    arithmetic (:func:`slimfast.coding.intmath.divide_by_step`), so the tables stay exact.
 
     The hyper-synthesis runs on the integer-exact copy (:mod:`slimfast.coding.hyper`,
     :mod:`slimfast.coding.intmath`), so the tables chosen are the same on every machine. Strings, in
@@ -136,14 +149,22 @@ class HyperpriorCodec:
     shape_key = "z"
     y_per_z = 4  # y's side over z's: every hyper-synthesis upsamples by 4
 
-    def __init__(self, z: FactorizedCodec, scale_branch, mean_branch, tables: Tables, scale_table: np.ndarray):
+    def __init__(self, z: FactorizedCodec, scale_branch, mean_branch, tables: Tables, scale_table: np.ndarray,
+                 step: int = intmath.STEP_ONE):
         self.z = z
         self.channels = z.channels
         self.scale_branch, self.mean_branch = scale_branch, mean_branch
         self.tables = tables
         self.scale_table = scale_table
+        self.step = check_step(step)
         self.workers = 1  # threads for the two hyper-synthesis branches (CodingPath sets the engine's)
         self._last = None
+
+    def with_step(self, step: int) -> HyperpriorCodec:
+        """The same codec at quantization step ``step / STEP_ONE`` (sharing its tables)."""
+        other = HyperpriorCodec(self.z, self.scale_branch, self.mean_branch, self.tables, self.scale_table, step)
+        other.workers = self.workers
+        return other
 
     def forget(self) -> None:
         """Drop the remembered entropy parameters. Decoding needs them twice within one call; a
@@ -156,14 +177,14 @@ class HyperpriorCodec:
         key = (z_symbols.shape, z_symbols.tobytes())
         if self._last is None or self._last[0] != key:
             params = hyper.entropy_parameters(z_symbols, self.z._median.ravel(), self.scale_branch, self.mean_branch,
-                                              self.scale_table, self.workers)
+                                              self.scale_table, self.workers, self.step)
             self._last = (key, params)
         return self._last[1]
 
     def quantize(self, latents: dict) -> dict:
         z = self.z.quantize_tensor(latents["z"])
         means, _ = self.entropy_parameters(z)
-        return {"z": z, "y": intmath.round_residual(latents["y"], means)}
+        return {"z": z, "y": intmath.round_residual(latents["y"], means, self.step)}
 
     def encode(self, symbols: dict) -> list[bytes]:
         y = symbols["y"]
@@ -188,7 +209,9 @@ class HyperpriorCodec:
     def dequantize(self, symbols: dict) -> np.ndarray:
         check_symbols(symbols["y"], self.channels)
         means, _ = self.entropy_parameters(symbols["z"])
-        return (symbols["y"] + means).astype(np.float32)
+        if self.step == intmath.STEP_ONE:
+            return (symbols["y"] + means).astype(np.float32)
+        return (symbols["y"] * (self.step / intmath.STEP_ONE) + means).astype(np.float32)
 
     def estimate_bits(self, symbols: dict) -> float:
         _, index = self.entropy_parameters(symbols["z"])

@@ -16,16 +16,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..archs.shapes import check_width
+from .intmath import STEP_ONE
 
 
 @dataclass
 class Latents:
     """Entropy-coded strings plus what decoding them needs: ``shape`` is the deepest latent's
-    spatial size (h, w), ``width`` the latent channel count coded (the operating point)."""
+    spatial size (h, w), ``width`` the latent channel count coded (the operating point),
+    ``step`` the quantization step of the quality knob."""
 
     strings: list[bytes]
     shape: tuple[int, int]
     width: int
+    step: int = STEP_ONE  # the quantization step, in 1/STEP_ONE (hyperprior models)
 
 
 class CodingPath:
@@ -60,9 +63,16 @@ class CodingPath:
     def check_width(self, width: int | None) -> int:
         return check_width(self.architecture, self.widths, self.latent_channels, width)
 
-    def codec(self, width: int | None = None):
-        """The latent codec at ``width`` (built once from the weights' frozen tables)."""
+    def codec(self, width: int | None = None, step: int = STEP_ONE):
+        """The latent codec at ``width`` and quantization step ``step / STEP_ONE`` (built once
+        from the weights' frozen tables)."""
         c = self.check_width(width)
+        if step != STEP_ONE:
+            if not self.hyper:
+                raise ValueError(f"{self.architecture} has no hyperprior: its quantization step is fixed")
+            if (c, step) not in self._codecs:
+                self._codecs[c, step] = self.codec(c).with_step(step)
+            return self._codecs[c, step]
         if c not in self._codecs:
             codec = self.arch.latent_codec(c)
             if hasattr(codec, "workers"):  # the engine's thread count (0: its default, all cores)
@@ -75,35 +85,36 @@ class CodingPath:
     def analyze(self, x: np.ndarray, width: int | None = None) -> dict[str, np.ndarray]:
         return self.engine.analyze(np.asarray(x, dtype=np.float32), self.check_width(width))
 
-    def encode_symbols(self, x: np.ndarray, width: int | None = None) -> dict[str, np.ndarray]:
+    def encode_symbols(self, x: np.ndarray, width: int | None = None, step: int = STEP_ONE) -> dict[str, np.ndarray]:
         c = self.check_width(width)
-        return self.codec(c).quantize(self.analyze(x, c))
+        return self.codec(c, step).quantize(self.analyze(x, c))
 
-    def encode_strings(self, symbols: dict, width: int | None = None) -> list[bytes]:
-        return self.codec(width).encode(symbols)
+    def encode_strings(self, symbols: dict, width: int | None = None, step: int = STEP_ONE) -> list[bytes]:
+        return self.codec(width, step).encode(symbols)
 
-    def decode_symbols(self, strings: list[bytes], shape: tuple[int, int], width: int | None = None) -> dict:
+    def decode_symbols(self, strings: list[bytes], shape: tuple[int, int], width: int | None = None,
+                       step: int = STEP_ONE) -> dict:
         if len(strings) != self.num_strings:
             raise ValueError(f"{self.architecture} expects {self.num_strings} string(s)")
-        return self.codec(width).decode(strings, tuple(shape))
+        return self.codec(width, step).decode(strings, tuple(shape))
 
-    def dequantize(self, symbols: dict, width: int | None = None) -> np.ndarray:
+    def dequantize(self, symbols: dict, width: int | None = None, step: int = STEP_ONE) -> np.ndarray:
         """``y_hat`` (float32), the synthesis input."""
-        return self.codec(width).dequantize(symbols)
+        return self.codec(width, step).dequantize(symbols)
 
-    def entropy_parameters(self, z_symbols: np.ndarray, width: int | None = None):
+    def entropy_parameters(self, z_symbols: np.ndarray, width: int | None = None, step: int = STEP_ONE):
         """Exact (means, scale indices) for y from z's symbols (hyperprior models)."""
         if not self.hyper:
             raise ValueError(f"{self.architecture} has no hyperprior")
-        return self.codec(width).entropy_parameters(z_symbols)
+        return self.codec(width, step).entropy_parameters(z_symbols)
 
-    def synthesize(self, symbols: dict, width: int | None = None) -> np.ndarray:
+    def synthesize(self, symbols: dict, width: int | None = None, step: int = STEP_ONE) -> np.ndarray:
         """Reconstruction ``[1, 3, H, W]`` float32, not clamped."""
         c = self.check_width(width)
-        return self.engine.synthesize(self.dequantize(symbols, c), c)
+        return self.engine.synthesize(self.dequantize(symbols, c, step), c)
 
-    def estimate_bits(self, symbols: dict, width: int | None = None) -> float:
-        return self.codec(width).estimate_bits(symbols)
+    def estimate_bits(self, symbols: dict, width: int | None = None, step: int = STEP_ONE) -> float:
+        return self.codec(width, step).estimate_bits(symbols)
 
     def prepare_analysis(self, shape: tuple[int, ...], width: int | None = None) -> None:
         self.engine.prepare_analysis(shape, self.check_width(width))
@@ -112,26 +123,28 @@ class CodingPath:
         self.engine.prepare_synthesis(self.check_width(width))
 
     # -- whole images ---------------------------------------------------------------------------
-    def compress(self, x: np.ndarray, width: int | None = None) -> Latents:
+    def compress(self, x: np.ndarray, width: int | None = None, step: int = STEP_ONE) -> Latents:
         """Code one image ``[1, 3, H, W]`` in [0, 1], H and W multiples of ``pad_multiple``."""
         c = self.check_width(width)
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 4 or x.shape[0] != 1 or x.shape[2] % self.pad_multiple or x.shape[3] % self.pad_multiple:
             raise ValueError("compress expects one image padded to a multiple of pad_multiple")
-        self.codec(c).forget()
-        symbols = self.encode_symbols(x, c)
-        return Latents(self.encode_strings(symbols, c), tuple(symbols[self.shape_key].shape[2:]), c)
+        self.codec(c, step).forget()
+        symbols = self.encode_symbols(x, c, step)
+        return Latents(self.encode_strings(symbols, c, step), tuple(symbols[self.shape_key].shape[2:]), c, step)
 
-    def decompress(self, strings: list[bytes], shape: tuple[int, int], width: int | None = None) -> np.ndarray:
+    def decompress(self, strings: list[bytes], shape: tuple[int, int], width: int | None = None,
+                   step: int = STEP_ONE) -> np.ndarray:
         """Reconstruction ``[1, 3, H, W]`` float32 clamped to [0, 1]."""
         c = self.check_width(width)
-        self.codec(c).forget()
-        x = self.synthesize(self.decode_symbols(strings, shape, c), c)
+        self.codec(c, step).forget()
+        x = self.synthesize(self.decode_symbols(strings, shape, c, step), c, step)
         return np.clip(x, 0.0, 1.0, out=x)
 
-    def decompress_rgb8(self, strings: list[bytes], shape: tuple[int, int], width: int | None = None) -> np.ndarray:
+    def decompress_rgb8(self, strings: list[bytes], shape: tuple[int, int], width: int | None = None,
+                        step: int = STEP_ONE) -> np.ndarray:
         """Reconstruction as ``[H, W, 3]`` uint8 at the padded size (x 255, rounded half to even)."""
         c = self.check_width(width)
-        self.codec(c).forget()
-        y_hat = self.dequantize(self.decode_symbols(strings, shape, c), c)
+        self.codec(c, step).forget()
+        y_hat = self.dequantize(self.decode_symbols(strings, shape, c, step), c, step)
         return self.engine.synthesize_rgb8(y_hat, c)

@@ -78,8 +78,9 @@ class ChunkType:
 # Every chunk type this slimfast knows. STRM, ALPH and iccp fill Header.streams/alpha/icc; any
 # other type added here travels in Header.chunks, so adding one needs no parser change.
 # exif (the EXIF block, TIFF-structured, no "Exif\0\0" prefix) and xmpd (the XMP packet) are
-# ancillary: a reader that predates them skips them. Reserved for later (docs/format.md): LAYT
-# (stream layout), QUAL or qual (quality).
+# ancillary: a reader that predates them skips them. QUAL (the quantization step of the quality
+# knob: u16, in 1/4096) is critical, as it selects the entropy parameters. Reserved for later
+# (docs/format.md): LAYT (stream layout).
 MAX_EXIF = 1 << 24
 MAX_XMP = 1 << 24
 CHUNK_TYPES: dict[str, ChunkType] = {
@@ -88,10 +89,26 @@ CHUNK_TYPES: dict[str, ChunkType] = {
     "iccp": ChunkType(max_len=MAX_ICC),
     "exif": ChunkType(max_len=MAX_EXIF),
     "xmpd": ChunkType(max_len=MAX_XMP),
+    "QUAL": ChunkType(max_len=2),
 }
 _FIELD_CHUNKS = ("STRM", "ALPH", "iccp")
 # v2 body errors name the version: a damaged version byte then reads as "which version" trouble.
 _CORRUPT_V2 = "corrupt .sfi file (format version 2)"
+
+
+def pack_step(step: int) -> bytes:
+    """A ``QUAL`` payload: the quantization step (``step / 4096``) as a little-endian u16."""
+    return struct.pack("<H", step)
+
+
+def unpack_step(payload: bytes | None, default: int) -> int:
+    """The step a ``QUAL`` payload holds (``default`` where the file has none); the range is the
+    latent codec's to check."""
+    if payload is None:
+        return default
+    if len(payload) != 2:
+        raise CorruptFileError(f"corrupt .sfi file: a quality chunk of {len(payload)} bytes (2 expected)")
+    return struct.unpack("<H", payload)[0]
 
 
 def is_critical(ctype: str) -> bool:

@@ -37,6 +37,7 @@ class Options:
     width: int | None = None             # a slimmable model's width
     max_bytes: int | None = None
     target_bpp: float | None = None
+    effort: int = 0                      # compress: encoder effort, 0..codec.MAX_EFFORT (above 0 needs torch)
     metadata: str = "all"                # all, icc or none
     first_frame: bool = False            # an animated input's first frame
     format: str | None = None            # decompress: the output format; None: from the output's name

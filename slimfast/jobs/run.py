@@ -27,6 +27,8 @@ def codec_for(model: str | None, settings: Settings):
 def prepare(options: Options) -> None:
     """Check ``options`` once, before the first file: the model loads, a width fits it, the
     upgrade's weights folder holds weights. Each error is a one-line SlimfastError."""
+    from ..codec import check_effort, refinement_lambda
+    from ..errors import require_torch
     from ..format.imageio import check_metadata
 
     check_metadata(options.metadata)
@@ -40,6 +42,9 @@ def prepare(options: Options) -> None:
     if options.width is not None and not codec.widths:
         raise SlimfastError(f"--width applies to slimmable models only; {codec.name} is not slimmable "
                             f"(use --quality, or pick a slimmable model from `slimfast models`)")
+    if options.command == "compress" and check_effort(options.effort):
+        require_torch(f"--effort {options.effort} (encoder refinement)")
+        refinement_lambda(codec.info, codec.info.default_width)  # a model effort cannot refine: one error
 
 
 def code_file(job: Job, options: Options) -> Record:
@@ -82,7 +87,7 @@ def compress_file(job: Job, options: Options) -> Record:
     codec = codec_for(options.model, options.settings)
     t0 = time.perf_counter()
     data = codec.compress(img, quality=options.quality, width=options.width, max_bytes=options.max_bytes,
-                          target_bpp=options.target_bpp, metadata=options.metadata)
+                          target_bpp=options.target_bpp, metadata=options.metadata, effort=options.effort)
     seconds = time.perf_counter() - t0
     write_output(job.output, data, options.force)
     return sfi_record(job, data, len(raw), len(data), seconds, img.mode)

@@ -397,6 +397,29 @@ def hs8_section(results_dir: Path) -> list[str]:
             f"| 8-bit, float32 | {r['ms8_median']:.1f} | {r['bits_change']:+.2%} |", ""]
 
 
+def effort_section(results_dir: Path) -> list[str]:
+    """``benchmarks/results/effort.json`` (``benchmarks/effort.py``): what each encoder effort level buys and costs."""
+    f = results_dir / "effort.json"
+    if not f.is_file():
+        return ["Not measured (`python benchmarks/effort.py`)."]
+    r = json.loads(f.read_text())
+    pct = lambda v: "n/a" if v is None else f"{v:+.2f}%"  # noqa: E731
+    L = [f"Each level refines the latents per image with the decoder fixed (SGA, scored by real bytes and the real "
+         f"8-bit MSE; the file kept never has a higher bpp + lambda * MSE than effort 0's). {r['images']} Kodak "
+         f"images, {r['threads']} thread(s), load average before {r['load_average_before']:.1f} (`{r['command']}`). "
+         "BD-rate of the family's curve at each level against level 0: "
+         + ", ".join(f"effort {e} {pct(c['bd_rate_percent'])}" for e, c in r["compare"].items() if e != "0") + ".",
+         "", "| model | effort | bpp | PSNR | bpp change | PSNR change | rate change at equal PSNR | J change | "
+         "encode s per image |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, m in r["models"].items():
+        for e, lv in m["levels"].items():
+            c = r["compare"][e]["models"][name]
+            L.append(f"| {name} | {e} | {lv['bpp']:.4f} | {lv['psnr']:.2f} | {c['bpp_change']:+.2%} | "
+                     f"{c['psnr_change_db']:+.3f} dB | {pct(c['rate_change_at_quality'])} | {c['j_change']:+.2%} | "
+                     f"{lv['seconds']:.2f} |")
+    return L + [""]
+
+
 def batch_section(results_dir: Path) -> list[str]:
     """``benchmarks/results/batch_throughput.json`` (``benchmarks/batch_throughput.py``)."""
     f = results_dir / "batch_throughput.json"
@@ -548,6 +571,8 @@ def results_md(ev: dict | None, be: dict | None, runs: dict, docs: Path, root: P
     L += int8_section(ROOT / "benchmarks" / "results")
     L += ["", "## The 8-bit hyper-synthesis (FasiNet-H's `hs_steps` option)", ""]
     L += hs8_section(ROOT / "benchmarks" / "results")
+    L += ["", "## Encoder effort (opt-in: `slimfast compress --effort N`)", ""]
+    L += effort_section(ROOT / "benchmarks" / "results")
     L += ["", "## Batch compression (`slimfast batch`)", ""] + batch_section(ROOT / "benchmarks" / "results")
     L += ["", "## The HTTP service under load (`slimfast serve`)", ""] + serve_section(ROOT / "benchmarks" / "results")
     L += ["", "## bf16 (opt-in: `slimfast compress --bf16`, `slimfast decompress --bf16`)", "",

@@ -97,6 +97,9 @@ def _speed_flags(g, d: TrainConfig) -> None:
                    help="slim-fasinet-h from fasinet-h weights: reorder the latent and hyperprior channels "
                         "so each width's leading block holds the most bits (measured on training crops)")
     g.add_argument("--deterministic", action="store_true", help="deterministic CUDA kernels (bit-exact resume)")
+    g.add_argument("--qat-hs8", action="store_true",
+                   help="FasiNet-H with hs_steps: train through the 8-bit hyper-synthesis' rounding (weights and "
+                        "activations as the coding path rounds them; calibrate again after: slimfast.tools.hyper8)")
 
 
 def _log_flags(g, d: TrainConfig) -> None:

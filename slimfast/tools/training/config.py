@@ -40,6 +40,7 @@ class TrainConfig:
     bf16: bool = False
     channels_last: bool = False
     sort_channels: bool = False    # slim-fasinet-h warm starts: front each width's best channels
+    qat_hs8: bool = False          # train through the 8-bit hyper-synthesis' rounding (training.qat)
     deterministic: bool = False
     progress: bool = True
     plot: bool = True

@@ -26,6 +26,7 @@ from .data import PatchSampler, load_rgb, training_split
 from .dist import Dist, wrap_ddp
 from .log import Averages, LogFile, Progress, plot_log
 from .objective import MSSSIM_MIN_SIDE, RDObjective, entropy_models_in_fp32
+from .qat import fake_quantize_hs
 from .trainer import Trainer, build_model, sort_channels
 from .validate import validate_widths
 
@@ -120,6 +121,8 @@ class TrainingRun:
             raise SystemExit(f"error: --lambdas needs a slimmable model; {model.architecture} has one width "
                              "(use --lambda)")
         model.to(self.device).train()
+        if cfg.qat_hs8:
+            fake_quantize_hs(model)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if cfg.bf16:

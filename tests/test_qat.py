@@ -1,0 +1,53 @@
+"""Quantization-aware training of the 8-bit hyper-synthesis: training sees what coding computes."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import slimfast  # noqa: E402
+from slimfast.codec import pad_image, to_input  # noqa: E402
+from slimfast.models.weights import load_model  # noqa: E402
+from slimfast.tools.training.qat import fake_quantize_hs  # noqa: E402
+
+
+def test_fake_quantized_hs_matches_the_exact_8bit_path_and_leaves_the_weights(sample_rgb):
+    info = slimfast.zoo.get("fasinet-h-mse-q4")
+    model = load_model(info.path).eval()
+    coded = slimfast.load(info.name, threads=1).model
+    lat = coded.analyze(to_input(pad_image(sample_rgb[:192, :256], coded.pad_multiple)))
+    codec = coded.codec(None)
+    z = codec.z.quantize_tensor(lat["z"])
+    means, _ = codec.entropy_parameters(z)
+    z_hat = torch.from_numpy((z + codec.z._median).astype(np.float32))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        _, float_means = model.hyper_synthesis(z_hat)
+        handles = fake_quantize_hs(model)
+        _, qat_means = model.hyper_synthesis(z_hat)
+        assert set(model.state_dict()) == set(before)  # checkpoints see the plain parameters
+        for h in handles:
+            h.remove()
+        _, again = model.hyper_synthesis(z_hat)
+    assert np.abs(qat_means.numpy() - means).max() < 1e-4  # the exact path, up to float32 sums
+    assert np.abs(float_means.numpy() - means).max() > 100 * np.abs(qat_means.numpy() - means).max()
+    assert torch.equal(again, float_means)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_gradients_reach_the_hs_weights_through_the_rounding():
+    model = load_model(slimfast.zoo.get("fasinet-h-mse-q1").path).train()
+    fake_quantize_hs(model)
+    z_hat = torch.randn(1, model.config["S"] if "S" in model.config else 32, 2, 3) * 4
+    scale, mean = model.hyper_synthesis(z_hat.round())
+    (scale.sum() + mean.sum()).backward()
+    grads = [m.weight.grad for m in model.h_s_scale.modules() if isinstance(m, torch.nn.modules.conv._ConvNd)]
+    assert all(g is not None and torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)
+
+
+def test_qat_needs_the_8bit_option():
+    from slimfast.models import build
+
+    with pytest.raises(SystemExit, match="--qat-hs8 needs"):
+        fake_quantize_hs(build("fasinet-h", {}))
