@@ -397,6 +397,29 @@ def hs8_section(results_dir: Path) -> list[str]:
             f"| 8-bit, float32 | {r['ms8_median']:.1f} | {r['bits_change']:+.2%} |", ""]
 
 
+def knob_section(results_dir: Path, docs: Path, rel: str) -> list[str]:
+    """``benchmarks/results/knob.json`` (``benchmarks/knob.py``): the quality knob against its ladder."""
+    f = results_dir / "knob.json"
+    if not f.is_file():
+        return ["Not measured (`python benchmarks/knob.py`)."]
+    r = json.loads(f.read_text())
+    L = [f"{r['images']} Kodak images, real files (`python benchmarks/knob.py`). *Ladder*: the family's points at "
+         "step 1 (what every file was before the knob); *knob*: `--quality` 0, 5, ..., 100; *one point alone*: "
+         "the default point at steps 0.71 to 4, the single set of weights that would replace the ladder. "
+         "BD-rate against the ladder over the range both cover (the knob's curve within the ladder's rates).", "",
+         "| family | knob vs ladder | one point alone vs ladder | quality 0: bpp / PSNR | quality 100: bpp / PSNR |",
+         "|---|---|---|---|---|"]
+    for fam in r["families"]:
+        lo, hi = fam["knob"][0], fam["knob"][-1]
+        L.append(f"| {fam['family']} | {_pct(fam['bd_knob_vs_ladder'])} | {_pct(fam['bd_single_point_vs_ladder'])} "
+                 f"({fam['single_point']}) | {lo['bpp']:.3f} / {lo['psnr']:.2f} | {hi['bpp']:.3f} / {hi['psnr']:.2f} |")
+    return L + [""] + ([f"![quality knob]({rel}/knob.png)", ""] if (docs / "knob.png").is_file() else [])
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{v:+.2f}%"
+
+
 def effort_section(results_dir: Path) -> list[str]:
     """``benchmarks/results/effort.json`` (``benchmarks/effort.py``): what each encoder effort level buys and costs."""
     f = results_dir / "effort.json"
@@ -571,6 +594,8 @@ def results_md(ev: dict | None, be: dict | None, runs: dict, docs: Path, root: P
     L += int8_section(ROOT / "benchmarks" / "results")
     L += ["", "## The 8-bit hyper-synthesis (FasiNet-H's `hs_steps` option)", ""]
     L += hs8_section(ROOT / "benchmarks" / "results")
+    L += ["", "## Quality knob (`--quality`, hyperprior families)", ""]
+    L += knob_section(ROOT / "benchmarks" / "results", docs, rel)
     L += ["", "## Encoder effort (opt-in: `slimfast compress --effort N`)", ""]
     L += effort_section(ROOT / "benchmarks" / "results")
     L += ["", "## Batch compression (`slimfast batch`)", ""] + batch_section(ROOT / "benchmarks" / "results")
