@@ -6,7 +6,8 @@
     >>> codec = slimfast.load()                      # the default bundled model, kept loaded
 
 ``quality`` runs from 0 to 100, higher is better (fractions allowed), as in Pillow, cwebp and
-avifenc; it picks one of the model family's operating points (:meth:`slimfast.codec.Codec.compress`).
+avifenc; in the families with a hyperprior it is continuous, elsewhere it picks one of the
+model family's operating points (:meth:`slimfast.codec.Codec.compress`, :mod:`slimfast.quality`).
 
 How it runs comes from the ``SLIMFAST_*`` environment variables (:mod:`slimfast.settings` lists
 them), overridden by keywords: ``slimfast.load(threads=2, precision="int8")``, or a whole

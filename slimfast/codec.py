@@ -337,7 +337,7 @@ class Codec:
         return operating_points(self.info, self.settings.model_path)
 
     def resolve(self, quality: float | None, width: int | None) -> OperatingPoint:
-        """The operating point ``quality`` (0..100) or ``width`` picks; neither: the model's default."""
+        """The operating point (and step) ``quality`` (0..100) or ``width`` picks; neither: the model's default."""
         if width is not None:
             if not self.widths:
                 raise SlimfastError(f"--width applies to slimmable models only; {self.name} is not slimmable")
@@ -362,13 +362,16 @@ class Codec:
                  first_frame: bool = False, effort: int = 0) -> bytes:
         """Encode a PIL image or uint8 array (HxW, HxWx3, HxWx4) to ``.sfi`` bytes.
 
-        ``quality`` (0..100, higher is better, fractions allowed) picks one of the ``n`` rate
-        points of the model's family, or of a slimmable model's widths, evenly: point
+        ``quality`` (0..100, higher is better, fractions allowed): in a family with a hyperprior,
+        the continuous knob (:mod:`slimfast.quality`: 75 is the family's default point as
+        trained, other values a point at another quantization step); in the others, one of the
+        ``n`` rate points of the family, or of a slimmable model's widths, evenly: point
         ``min(n - 1, floor(quality / 100 * n))``, smallest file first. ``None``: the model's
         own point. ``width`` picks a width directly. ``max_bytes`` / ``target_bpp`` instead
-        pick the largest file of those points that fits, and raise :class:`SlimfastError` if
-        none does. Images above ``settings.max_pixels`` (what the decoder would refuse) are
-        refused before their pixels are read.
+        give the largest file that fits (a bisection of the knob, or the largest of the
+        points), and raise :class:`SlimfastError` if none does. Images above
+        ``settings.max_pixels`` (what the decoder would refuse) are refused before their pixels
+        are read.
 
         ``metadata``: what the file carries besides pixels: ``"all"`` (the ICC profile, EXIF
         with its orientation reset to 1 as the pixels are turned, and XMP), ``"icc"`` (the ICC

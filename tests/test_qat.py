@@ -51,3 +51,26 @@ def test_qat_needs_the_8bit_option():
 
     with pytest.raises(SystemExit, match="--qat-hs8 needs"):
         fake_quantize_hs(build("fasinet-h", {}))
+
+
+def test_qat_from_float_weights_calibrates_the_steps_first(tmp_path, sample_rgb):
+    from PIL import Image
+
+    from slimfast.models import build
+    from slimfast.models.weights import save_model
+    from slimfast.tools.training.qat import with_calibrated_hs
+
+    shipped = load_model(slimfast.zoo.get("fasinet-h-mse-q1").path)
+    plain = build("fasinet-h", {k: v for k, v in shipped.config.items() if k != "hs_steps"})
+    plain.load_state_dict(shipped.state_dict())
+    weights = tmp_path / "float.safetensors"
+    save_model(plain, weights, storage="fp32")
+    images = []
+    for i, box in enumerate(((0, 0, 192, 128), (300, 200, 492, 328))):
+        images.append(tmp_path / f"{i}.png")
+        Image.fromarray(sample_rgb).crop(box).save(images[-1])
+    model = with_calibrated_hs(load_model(weights), str(weights), images)
+    steps = model.config["hs_steps"]
+    assert set(steps) == {"h_s_scale", "h_s_mean"} and all(len(v) == 3 and min(v) > 0 for v in steps.values())
+    assert all(torch.equal(v, plain.state_dict()[k]) for k, v in model.state_dict().items())
+    fake_quantize_hs(model)  # now accepted

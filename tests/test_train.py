@@ -252,3 +252,17 @@ def test_checkpoint_of_the_old_train_py_resumes_exactly(tmp_path, capsys):
             for k in ("loss", "bpp", "psnr"):
                 if want[k]:
                     assert float(got[k]) == pytest.approx(float(want[k]), rel=1e-3), (got, want)
+
+
+def test_validation_on_whole_images_measures_every_pixel():
+    from slimfast.models import build
+    from slimfast.tools.training.validate import _crop_size, validate
+
+    assert _crop_size((100, 150), 64, 16) == (64, 64)
+    assert _crop_size((100, 150), 0, 16) == (96, 144)
+    torch.manual_seed(0)
+    model = build("fasinet-l", {"N": 8, "M": 16})
+    model.update()
+    image = (torch.rand(3, 100, 150) * 255).to(torch.uint8)
+    whole, crop = validate(model, [image], "mse", 0.0, crop=0), validate(model, [image], "mse", 0.0, crop=64)
+    assert whole["bpp"] > 0 and crop["bpp"] > 0 and whole["psnr"] != crop["psnr"]

@@ -1,8 +1,8 @@
 """The comparison page's work: one codec at a target size, the largest file not above it,
 decoded back and measured (bytes, bpp, PSNR, MS-SSIM, encode and decode time).
 
-slimfast picks among its model family's operating points (a slimmable model's widths), as
-``max_bytes`` does; WebP, AVIF and JPEG search their quality by bisection. The traditional
+slimfast, WebP, AVIF and JPEG search their quality by bisection (slimfast's families without a
+quality knob pick among their operating points, as ``max_bytes`` does). The traditional
 codecs are Pillow's, with the settings of the project's evaluation (README, "Benchmarks"),
 written here because the server must not import the evaluation tools.
 """
@@ -118,6 +118,8 @@ def _slimfast_points(model: str | None) -> list[tuple[str, object]]:
 def run_slimfast(model: str | None, rgb: np.ndarray, limit: int) -> dict:
     import slimfast
 
+    from ..codec import knob_for
+    from ..coding.intmath import STEP_ONE
     from ..errors import SlimfastError
 
     try:
@@ -125,14 +127,22 @@ def run_slimfast(model: str | None, rgb: np.ndarray, limit: int) -> dict:
     except SlimfastError as exc:
         raise JobError(422, str(exc)) from None
     listed = [{"label": label, "bytes": len(d), "fits": len(d) <= limit} for label, _, d in points]
-    fitting = [p for p in points if len(p[2]) <= limit]
-    if not fitting:
-        raise JobError(422, f"does not fit {limit} bytes: the smallest file is {min(len(p[2]) for p in points)} bytes")
-    label, enc, data = max(fitting, key=lambda p: len(p[2]))
-    for p in listed:
-        p["chosen"] = p["label"] == label
-    decode = lambda: slimfast.decompress(data, threads=1)  # noqa: E731
     c = codec(model)
+    if knob_for(c.info, c.settings.model_path) is not None:  # the quality knob: every quality a size
+        q, data = largest_fitting(lambda q: c.compress(rgb, quality=q), 0, 100, limit)
+        enc, point = (lambda rgb, q=q: c.compress(rgb, quality=q)), c.resolve(q, None)
+        chosen = f"width {point.width}" if c.widths else point.model
+        label = f"quality {q} ({chosen}, step {point.step / STEP_ONE:.2f})"
+    else:
+        fitting = [p for p in points if len(p[2]) <= limit]
+        if not fitting:
+            raise JobError(422, f"does not fit {limit} bytes: the smallest file is "
+                                f"{min(len(p[2]) for p in points)} bytes")
+        label, enc, data = max(fitting, key=lambda p: len(p[2]))
+        chosen = label
+    for p in listed:
+        p["chosen"] = p["label"] == chosen
+    decode = lambda: slimfast.decompress(data, threads=1)  # noqa: E731
     return {"setting": label, "points": listed, "media_type": "application/x-slimfast", "data": data,
             "decoded": np.asarray(decode().convert("RGB")), "encode_ms": _best_ms(lambda: enc(rgb), 1),
             "decode_ms": _best_ms(decode), "model": c.name, "widths": c.widths}

@@ -85,7 +85,8 @@ def _data_flags(g, d: TrainConfig) -> None:
     g.add_argument("--seed", type=int, default=d.seed)
     g.add_argument("--val-fraction", type=float, default=d.val_fraction)
     g.add_argument("--val-images", type=int, default=d.val_images)
-    g.add_argument("--val-crop", type=int, default=d.val_crop)
+    g.add_argument("--val-crop", type=int, default=d.val_crop,
+                   help="side of the centre crop validated (default %(default)s); 0: whole images, as codecs are measured")
 
 
 def _speed_flags(g, d: TrainConfig) -> None:

@@ -26,7 +26,7 @@ from .data import PatchSampler, load_rgb, training_split
 from .dist import Dist, wrap_ddp
 from .log import Averages, LogFile, Progress, plot_log
 from .objective import MSSSIM_MIN_SIDE, RDObjective, entropy_models_in_fp32
-from .qat import fake_quantize_hs
+from .qat import fake_quantize_hs, with_calibrated_hs
 from .trainer import Trainer, build_model, sort_channels
 from .validate import validate_widths
 
@@ -120,6 +120,8 @@ class TrainingRun:
         if cfg.lmbdas and not model.widths:
             raise SystemExit(f"error: --lambdas needs a slimmable model; {model.architecture} has one width "
                              "(use --lambda)")
+        if cfg.qat_hs8 and not (model.config or {}).get("hs_steps"):
+            model = with_calibrated_hs(model, cfg.init, train_files)
         model.to(self.device).train()
         if cfg.qat_hs8:
             fake_quantize_hs(model)

@@ -11,6 +11,9 @@ the rest of the model learns around it. The steps are the warm start's calibrati
 """
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
 
 
@@ -64,3 +67,24 @@ def fake_quantize_hs(model) -> list:
             out_axis = 1 if isinstance(conv, torch.nn.ConvTranspose2d) else 0
             handles += _hook(conv, float(step), low, high, out_axis)
     return handles
+
+
+CALIBRATION_IMAGES = 32  # as python -m slimfast.tools.hyper8
+
+
+def with_calibrated_hs(model, init: str | None, train_files: list[Path]):
+    """``model`` (warm-started from ``init``) rebuilt with ``hs_steps`` calibrated on training
+    images as :mod:`slimfast.tools.hyper8` does, for QAT from weights that lack the option (a
+    recipe stage continuing a float stage). The same images every time, so a resumed run agrees."""
+    from ...models import build
+    from ..hyper8 import calibrate_hs_steps
+
+    if not init or model.architecture != "fasinet-h":
+        raise SystemExit("error: --qat-hs8 trains FasiNet-H warm-started from weights (--init)")
+    pick = np.random.default_rng(0).choice(len(train_files), min(CALIBRATION_IMAGES, len(train_files)), replace=False)
+    steps, record = calibrate_hs_steps(Path(init), [train_files[i] for i in pick])
+    print(f"--qat-hs8: hs_steps calibrated on {record['images']} training images (percentile {record['percentile']})",
+          flush=True)
+    rebuilt = build(model.architecture, {**model.config, "hs_steps": steps})
+    rebuilt.load_state_dict(model.state_dict())
+    return rebuilt
