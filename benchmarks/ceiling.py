@@ -18,7 +18,7 @@ principal components of 16x16 RGB blocks (the models' down-sampling) learned on 
 Learned transforms are nonlinear and overlapping, so a ceiling below this bound means
 undertrained transforms rather than too small a latent.
 
-    python benchmarks/ceiling.py --models fasinet-h-mse-q10 fasinet-l-mse-q6 [--limit 4] [--linear-bound 192]
+    python benchmarks/ceiling.py --models fasinet-h-mse-q10 slim-fasinet-l-mse [--limit 4] [--linear-bound 192]
                                  [--out F.json]
 """
 from __future__ import annotations

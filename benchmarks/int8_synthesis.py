@@ -9,7 +9,7 @@ interleaved so that load affects all variants alike) and PSNR of the 8-bit outpu
 are decoded before the synthesis, so none of this touches exact decoding; only the pixels
 change.
 
-    python benchmarks/int8_synthesis.py --model fasinet-l-mse-q4 --threads 2 [--limit 8]
+    python benchmarks/int8_synthesis.py --model fasinet-l-msssim-q4 --threads 2 [--limit 8]
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def load_rgb(path: str, multiple: int) -> tuple[np.ndarray, np.ndarray]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="fasinet-l-mse-q4")
+    p.add_argument("--model", default="fasinet-l-msssim-q4")
     p.add_argument("--width", type=int, default=None)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5)

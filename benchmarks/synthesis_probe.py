@@ -44,8 +44,10 @@ def main(argv=None) -> int:
                    help="> 0: stop after this many steps instead (same figures on a busy machine)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--every", type=int, default=500, help="validate every N steps")
-    p.add_argument("--analysis", default="slimfast/weights/fasinet-l-mse-q6.safetensors",
-                   help="trained FasiNet-L weights whose analysis and IQR are kept (l-* variants)")
+    p.add_argument("--analysis", default="slimfast/weights/fasinet-l-msssim-q4.safetensors",
+                   help="trained FasiNet-L weights whose analysis and IQR are kept (l-* variants; the figures "
+                        "above used fasinet-l-mse-q6 version 3, no longer bundled: git show "
+                        "fa40236:slimfast/weights/fasinet-l-mse-q6.safetensors > q6.safetensors)")
     p.add_argument("--model", default="slimfast/weights/fasinet-h-mse-q10.safetensors",
                    help="the FasiNet-H weights of h-shipped")
     p.add_argument("--data", default="../shared/data/train")

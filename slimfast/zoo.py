@@ -17,10 +17,12 @@ release (and git commit) that last bundled it; the full card stays in git histor
 A file made with a retired version fails with a one-line error naming that release; copying that
 release's weights and card (``NAME.vN.safetensors`` / ``NAME.vN.json``, or ``NAME.*`` if it was
 current there) into a folder on the model path makes them decode again, bit for bit: a shipped
-``(name, version)`` never changes. Private model folders may keep several versions (``release
---keep-previous`` keeps the replaced one as ``NAME.vN.*``): :func:`find_by_id` searches every
-installed version, while :func:`list_models`, :func:`get` and the quality ladder use the current
-one, and ``get("NAME@N")`` pins version N.
+``(name, version)`` never changes. A model leaves the bundle the same way, *discontinued* (its
+current version retired with no successor; with its family's last model, the family goes too):
+asking for it, or for its family, by name says which release had it. Private model folders may
+keep several versions (``release --keep-previous`` keeps the replaced one as ``NAME.vN.*``):
+:func:`find_by_id` searches every installed version, while :func:`list_models`, :func:`get` and
+the quality ladder use the current one, and ``get("NAME@N")`` pins version N.
 
 The model path: every lookup here takes ``model_path``, folders laid out like the bundled one and
 searched after it (none by default). This module never reads the environment: the top-level API
@@ -278,12 +280,31 @@ def get(name: str | None = None, *, model_path: ModelPath = ()) -> ModelInfo:
         raise SlimfastError(f"model {base!r} has no installed version {version}; "
                             f"installed: {', '.join(versions_of(base, model_path=model_path))}")
     available = ", ".join(m.name for m in models)
-    gone = [r for r in retired_versions(model_path=model_path) if r["name"] == base]
+    retired = retired_versions(model_path=model_path)
+    gone = [r for r in retired if r["name"] == base]
     if gone and not any(m.name == base for m in models):
         last = max(gone, key=lambda r: version_key(str(r.get("version", "0"))))
+        kin = any(m.family == last.get("family") for m in models)
         raise SlimfastError(f"model {base!r} is no longer bundled (last in slimfast {last.get('last_release', '?')}; "
-                            f"its files decode with that release); available: {available}")
+                            f"{_gone_files(kin)}); available: {available}")
+    gone = [r for r in retired if r.get("family") == base]
+    if gone and not version and not any(m.family == base for m in models):  # a family discontinued whole
+        last = max((str(r.get("last_release", "?")) for r in gone), key=_release_key)
+        raise SlimfastError(f"model family {base!r} is no longer bundled (last in slimfast {last}; "
+                            f"{_gone_files(False)}); available: {available}")
     raise SlimfastError(f"unknown model {name!r}; available: {available}")
+
+
+def _gone_files(family_bundled: bool) -> str:
+    """What to do with the files of a model no longer bundled: without its family, upgrade needs -m."""
+    return ("its files decode with that release, and slimfast upgrade FILE --weights-from FOLDER"
+            + ("" if family_bundled else " -m MODEL") + " re-encodes them")
+
+
+def _release_key(release: str) -> tuple:
+    """Orders slimfast release numbers ("0.10.0" after "0.9.1"); anything else first."""
+    parts = release.split(".")
+    return (1, *map(int, parts)) if all(p.isdigit() for p in parts) else (0,)
 
 
 def is_current(info: ModelInfo, *, model_path: ModelPath = ()) -> bool:
@@ -318,10 +339,14 @@ def find_by_id(name: str, version: str, weights_id: bytes, *, model_path: ModelP
             where = f"slimfast {r.get('last_release', '?')}"
             if r.get("last_commit"):
                 where += f" (git {r['last_commit'][:12]})"
+            if any(m.family == r.get("family") for m in list_models(model_path=model_path)):
+                forward = "re-encode it with the current version: slimfast upgrade FILE --weights-from FOLDER"
+            else:  # its whole family was discontinued: upgrade needs another one named
+                forward = (f"re-encode it with another model (family '{printable(str(r.get('family')))}' is no "
+                           f"longer bundled): slimfast upgrade FILE --weights-from FOLDER -m MODEL")
             raise UnreadableFileError(f"file needs model {shown} weights version {shown_version}, retired from this "
                                       f"release: decode it with {where}, or put that release's weights for it in a "
-                                      f"folder listed in SLIMFAST_MODEL_PATH, or re-encode it with the current "
-                                      f"version: slimfast upgrade FILE --weights-from FOLDER")
+                                      f"folder listed in SLIMFAST_MODEL_PATH, or {forward}")
     have = versions_of(name, model_path=model_path)
     if have:
         raise UnreadableFileError(f"file needs model {shown} weights version {shown_version} (sha256 {hexid}...); "

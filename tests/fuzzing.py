@@ -27,7 +27,7 @@ SAMPLE = Path(slimfast.__file__).resolve().parent / "data" / "kodim23.png"
 # families at a narrow and a wide width, every mode, v1 and v2 (v2 with an ICC profile and
 # an ancillary chunk).
 BASES = (
-    ("fasinet-l-mse-q1", None, "RGB", 1),
+    ("fasinet-l-msssim-q2", None, "RGB", 1),
     ("fasinet-h-mse-q1", None, "RGBA", 1),
     ("slim-fasinet-l-mse", 48, "L", 2),
     ("slim-fasinet-h-mse", 96, "RGB", 2),

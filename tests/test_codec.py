@@ -218,14 +218,18 @@ def test_unseen_kodak_photo_round_trips_with_the_default_model():
     assert abs(psnr - point["psnr"]) < 4
 
 
-def test_rate_control_picks_the_best_point_that_fits(sample_rgb):
+# Bundled families without a hyperprior (a ladder of points, no continuous knob): two rate points,
+# quality 0 and 50; five widths, quality 0, 20, 40, 60 and 80 (the first three asked for).
+@pytest.mark.parametrize("model,qualities", [("fasinet-l-msssim-q4", (0, 50)), ("slim-fasinet-l-mse", (0, 20, 40))])
+def test_rate_control_picks_the_best_point_that_fits(sample_rgb, model, qualities):
     """--max-bytes / --target-bpp: the largest file of the family that fits, else an error."""
-    codec = slimfast.load("fasinet-l-mse-q4")  # bundled family: four rate points, quality 0, 25, 50, 75
-    sizes = [len(codec.compress(sample_rgb, quality=q)) for q in (0, 25, 50)]
-    assert sizes == sorted(sizes)
-    assert len(codec.compress(sample_rgb, max_bytes=sizes[1])) == sizes[1]
-    assert len(codec.compress(sample_rgb, max_bytes=sizes[1] - 1)) == sizes[0]
+    codec = slimfast.load(model)
+    sizes = [len(codec.compress(sample_rgb, quality=q)) for q in qualities]
+    assert sizes == sorted(set(sizes))
+    for smaller, size in zip(sizes, sizes[1:]):
+        assert len(codec.compress(sample_rgb, max_bytes=size)) == size
+        assert len(codec.compress(sample_rgb, max_bytes=size - 1)) == smaller
     with pytest.raises(slimfast.SlimfastError, match=f"the smallest is {sizes[0]} bytes"):
         codec.compress(sample_rgb, max_bytes=10)
     h, w = sample_rgb.shape[:2]
-    assert len(codec.compress(sample_rgb, target_bpp=(sizes[2] + 0.5) * 8 / (h * w))) == sizes[2]
+    assert len(codec.compress(sample_rgb, target_bpp=(sizes[-1] + 0.5) * 8 / (h * w))) == sizes[-1]

@@ -108,7 +108,8 @@ def test_effort_within_a_size_limit(codec, crop):
     assert real_cost(data, crop, lmbda) <= real_cost(base, crop, lmbda)
 
 
-@pytest.mark.parametrize("model,width", [("slim-fasinet-h-mse", 72), ("fasinet-l-mse-q1", None)])
+# a slimmable hyperprior model and a factorized one (slim-fasinet-l-mse: the bundle's factorized MSE models)
+@pytest.mark.parametrize("model,width", [("slim-fasinet-h-mse", 72), ("slim-fasinet-l-mse", 96)])
 def test_slimmable_and_factorized_models(crop, model, width):
     c = slimfast.load(model, threads=1)
     lmbda = c.info.card["lambdas"][c.info.widths.index(width)] if width else c.info.card["lambda"]

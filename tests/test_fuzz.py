@@ -91,7 +91,7 @@ def test_mutants_only_raise_the_clear_error(base, ops):
     _ran[base] = _ran.get(base, 0) + 1
 
 
-@pytest.mark.parametrize("model", ["fasinet-l-mse-q1", "fasinet-h-mse-q1"])
+@pytest.mark.parametrize("model", ["fasinet-l-msssim-q2", "fasinet-h-mse-q1"])
 def test_every_stream_truncation_is_refused_or_exact(bases, model):
     """Cutting words off a stream: refused, or (rarely) the very same symbols."""
     data, oracle = next(b for b in bases if b[1].codec.name == model)

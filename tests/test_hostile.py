@@ -30,7 +30,7 @@ from .fuzzing import _uvarint, stream_parts
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "slimfast" / "data" / "kodim23.png"
-MODELS = ("fasinet-l-mse-q1", "fasinet-h-mse-q1")  # a factorized and a hyperprior stream layout
+MODELS = ("fasinet-l-msssim-q2", "fasinet-h-mse-q1")  # a factorized and a hyperprior stream layout
 
 
 def _recrc(data: bytes) -> bytes:
@@ -114,11 +114,11 @@ def test_valid_files_still_decode(files):
 
 
 def test_max_pixels_is_an_api_setting(files):
-    data = files["fasinet-l-mse-q1"]
+    data = files["fasinet-l-msssim-q2"]
     assert slimfast.decompress(data, threads=1, max_pixels=96 * 64).size == (96, 64)
     with pytest.raises(SlimfastError, match="limit of 6143 pixels"):
         slimfast.decompress(data, threads=1, max_pixels=96 * 64 - 1)
-    at, below = (slimfast.load("fasinet-l-mse-q1", threads=1, max_pixels=n) for n in (96 * 64, 96 * 64 - 1))
+    at, below = (slimfast.load("fasinet-l-msssim-q2", threads=1, max_pixels=n) for n in (96 * 64, 96 * 64 - 1))
     assert slimfast.decompress(at.compress(_photo()), threads=1).size == (96, 64)
     with pytest.raises(SlimfastError, match="6143 pixels"):
         below.compress(_photo())
@@ -148,7 +148,7 @@ def no_pixel_decoding(monkeypatch):
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 def test_encoder_refuses_a_huge_png_before_decoding_it(huge_png, no_pixel_decoding):
-    codec = slimfast.load("fasinet-l-mse-q1", threads=1)
+    codec = slimfast.load("fasinet-l-msssim-q2", threads=1)
     with Image.open(huge_png) as im:
         with pytest.raises(SlimfastError, match="12000x12000 is above the limit of 67108864 pixels"):
             codec.compress(im)
@@ -162,7 +162,7 @@ def test_encoder_refuses_what_the_default_decoder_would():
     """8200 x 8200 used to take 43 s and write a file the default decoder refused."""
     big = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (8200, 8200, 3))  # no memory behind it
     with pytest.raises(SlimfastError, match="8200x8200 is above the limit"):
-        slimfast.load("fasinet-l-mse-q1", threads=1).compress(big)
+        slimfast.load("fasinet-l-msssim-q2", threads=1).compress(big)
     assert 8192 * 8192 == slimfast.Settings().max_pixels  # the largest square both sides accept
 
 
@@ -267,7 +267,7 @@ def test_file_size_limit(version, monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def rgba_file() -> bytes:
-    return slimfast.load("fasinet-l-mse-q1", threads=1).compress(_photo("RGBA"))
+    return slimfast.load("fasinet-l-msssim-q2", threads=1).compress(_photo("RGBA"))
 
 
 def _plane(n: int) -> bytes:
@@ -291,7 +291,7 @@ def test_alpha_plane_must_be_one_complete_zlib_stream(rgba_file):
 
 
 def test_alpha_plane_only_where_the_mode_has_alpha(files):
-    data = _with(files["fasinet-l-mse-q1"], alpha=zlib.compress(_plane(96 * 64)))
+    data = _with(files["fasinet-l-msssim-q2"], alpha=zlib.compress(_plane(96 * 64)))
     with pytest.raises(SlimfastError, match="alpha plane in a RGB image"):
         slimfast.decompress(data, threads=1)
 

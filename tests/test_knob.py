@@ -75,8 +75,9 @@ def test_the_knob_maps_quality_to_points_and_steps():
 
 
 def test_families_without_a_hyperprior_keep_the_ladder(model_dir):
-    assert codec.knob_for(slimfast.zoo.get("fasinet-l-mse-q4")) is None
-    c = slimfast.load("fasinet-l-mse-q4", threads=1)
+    assert codec.knob_for(slimfast.zoo.get("fasinet-l-msssim-q4")) is None
+    assert codec.knob_for(slimfast.zoo.get("slim-fasinet-l-mse")) is None
+    c = slimfast.load("fasinet-l-msssim-q4", threads=1)
     assert c.resolve(50, None).step == STEP_ONE
     assert codec.knob_for(slimfast.zoo.get("fasinet-h-mse-q4")) is not None
     assert codec.knob_for(slimfast.zoo.get("slim-fasinet-h-mse")) is not None

@@ -77,7 +77,7 @@ def test_halos_cover_the_receptive_fields_of_every_architecture(arch, small_tile
         assert torch.allclose(x_hat_t, x_hat, rtol=0, atol=1e-5 * float(x_hat.abs().max())), (arch, c)
 
 
-@pytest.mark.parametrize("name", ["fasinet-l-mse-q4", "fasinet-h-mse-q4"])
+@pytest.mark.parametrize("name", ["fasinet-l-msssim-q4", "fasinet-h-mse-q4"])
 def test_tiled_coding_of_a_photo_equals_untiled(name, monkeypatch):
     from slimfast import zoo
     from slimfast.models.weights import load_model
@@ -116,7 +116,7 @@ def test_runtime_tiled_equals_untiled(small_tiles):
     from slimfast import zoo
     from slimfast.runtime import load_model
 
-    for name in ("fasinet-l-mse-q4", "fasinet-h-mse-q4"):
+    for name in ("fasinet-l-msssim-q4", "fasinet-h-mse-q4"):
         info = zoo.get(name)
         rt = load_model(info.path)
         x = _photo(192, 256).transpose(2, 0, 1)[None].astype(np.float32) / 255
@@ -151,7 +151,7 @@ print(json.dumps({"peak_mb": peak, "bytes": len(data), "shape": list(out.shape),
 
 
 @pytest.mark.slow  # starts subprocesses or trains
-@pytest.mark.parametrize("name", ["fasinet-l-mse-q4", "fasinet-h-mse-q4"])
+@pytest.mark.parametrize("name", ["fasinet-l-msssim-q4", "fasinet-h-mse-q4"])
 def test_24_megapixel_photo_codes_within_64_bytes_per_pixel(name, tmp_path):
     """The issue's bound: peak RSS at most ~64 B/px above the process after imports and model load."""
     if not sys.platform.startswith("linux"):

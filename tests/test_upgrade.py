@@ -18,10 +18,13 @@ from slimfast.codec import Codec
 from slimfast.format import container
 from slimfast.jobs.upgrade import matching_point
 
-SOURCE = "fasinet-l-mse-q1"  # a small bundled model whose current version is 3
+SOURCE = "fasinet-h-mse-q1"  # a bundled model at version 2 or above: an older version of it can be faked
+CURRENT = zoo.get(SOURCE).version
+OLD = str(int(CURRENT) - 1)
+FAMILY = zoo.get(SOURCE).family
 
 
-def retired_copy(folder: Path, *, name: str = SOURCE, version: str = "2", family: str | None = None,
+def retired_copy(folder: Path, *, name: str = SOURCE, version: str = OLD, family: str | None = None,
                  bpp: float | None = None) -> zoo.ModelInfo:
     """A bundled model's weights and card copied into ``folder`` as another (name, version): its
     weights' metadata changes, hence their SHA-256, so the installed zoo does not know it."""
@@ -75,15 +78,15 @@ def test_an_archived_file_fails_in_one_line_that_names_upgrade(bundled_only, old
     src = old_file(retired_copy(old_weights), small_rgb, tmp_path / "old.sfi")
     assert main(["decompress", str(src)]) == 1
     line = error_line(capsys)
-    assert "version 2" in line and "has version(s) 3" in line and "slimfast upgrade" in line, line
+    assert f"version {OLD}" in line and f"has version(s) {CURRENT}" in line and "slimfast upgrade" in line, line
     assert not (tmp_path / "old.png").exists()
     # listed as retired (as slimfast/weights/retired.json lists the versions a release retired)
     index = tmp_path / "index"
     index.mkdir()
-    entry = {"name": SOURCE, "family": "fasinet-l-mse", "architecture": "fasinet-l", "version": "2",
+    entry = {"name": SOURCE, "family": FAMILY, "architecture": zoo.get(SOURCE).architecture, "version": OLD,
              "sha256": zoo.models_in(old_weights)[0].sha256, "points": [{"bpp": 0.2, "psnr": 26.0}],
              "files": [f"{SOURCE}.safetensors", f"{SOURCE}.json"], "last_release": "0.5.1",
-             "last_commit": "c40f6f16fbad6db3775cd92f93c00e233eaed91b", "retired_by_version": "3"}
+             "last_commit": "c40f6f16fbad6db3775cd92f93c00e233eaed91b", "retired_by_version": CURRENT}
     (index / zoo.RETIRED_FILE).write_text(json.dumps([entry]))
     monkeypatch.setenv("SLIMFAST_MODEL_PATH", str(index))
     assert main(["decompress", str(src)]) == 1
@@ -101,10 +104,10 @@ def test_upgrade_reencodes_with_the_current_version(bundled_only, old_weights, s
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and err[0].startswith("slimfast: warning: ") and "generation loss" in err[0], err
     out = tmp_path / "old.upgraded.sfi"
-    assert err[1].startswith(f"{src} -> {out}: {SOURCE} v2 -> {SOURCE} v3, "), err
+    assert err[1].startswith(f"{src} -> {out}: {SOURCE} v{OLD} -> {SOURCE} v{CURRENT}, "), err
     assert src.read_bytes() == before  # the original stays without --force
     hdr = container.unpack(out.read_bytes())
-    assert (hdr.model, hdr.weights_version) == (SOURCE, "3")
+    assert (hdr.model, hdr.weights_version) == (SOURCE, CURRENT)
     # the new file is the current model's coding of the old file's pixels
     current = Codec(zoo.get(SOURCE))
     assert out.read_bytes() == current.compress(decoded)
@@ -126,28 +129,67 @@ def test_upgrade_in_place_with_force_and_into_a_folder(bundled_only, old_weights
     assert sorted(p.name for p in out.iterdir()) == ["a.sfi", "b.sfi"]
     assert main(["upgrade", str(files[0]), "--weights-from", str(old_weights), "--force", "--quiet"]) == 0
     assert capsys.readouterr().err == ""
-    assert container.unpack(files[0].read_bytes()).weights_version == "3"
+    assert container.unpack(files[0].read_bytes()).weights_version == CURRENT
     assert files[0].read_bytes() == (out / "a.sfi").read_bytes()
     assert not list(tmp_path.glob("*.upgraded.sfi"))
     # now current: left as it is, with a line saying so
     assert main(["upgrade", str(files[0]), "--force"]) == 0
-    assert capsys.readouterr().err == f"{files[0]}: already made with the current {SOURCE} v3; left as it is\n"
+    assert capsys.readouterr().err == f"{files[0]}: already made with the current {SOURCE} v{CURRENT}; left as it is\n"
 
 
 def test_a_discontinued_model_goes_to_the_nearest_point_of_its_family(bundled_only, old_weights, small_rgb,
                                                                        tmp_path, capsys):
-    family = [m for m in zoo.list_models() if m.family == "fasinet-l-mse"]
+    family = [m for m in zoo.list_models() if m.family == FAMILY]
     target = 0.5
     nearest = min(family, key=lambda m: abs(m.points[0]["bpp"] - target))
-    info = retired_copy(old_weights, name="fasinet-l-mse-q3", version="1", bpp=target)
+    largest = max(family, key=lambda m: m.points[0]["bpp"])
+    assert len(family) >= 3 and nearest != largest
+    info = retired_copy(old_weights, name=f"{FAMILY}-q3", version="1", bpp=target)
     assert matching_point(info, None) == (nearest.name, None)
     src = old_file(info, small_rgb, tmp_path / "gone.sfi")
     assert main(["upgrade", str(src), "--weights-from", str(old_weights), "-o", str(tmp_path / "new.sfi")]) == 0
     assert container.unpack((tmp_path / "new.sfi").read_bytes()).model == nearest.name
     assert main(["upgrade", str(src), "--weights-from", str(old_weights), "-o", str(tmp_path / "q.sfi"),
-                 "-m", "fasinet-l-mse", "-q", "100", "--quiet"]) == 0  # options choose another point
-    assert container.unpack((tmp_path / "q.sfi").read_bytes()).model == "fasinet-l-mse-q6"
+                 "-m", FAMILY, "-q", "100", "--quiet"]) == 0  # options choose another point
+    assert container.unpack((tmp_path / "q.sfi").read_bytes()).model == largest.name
     capsys.readouterr()
+
+
+def test_a_file_of_a_family_no_longer_bundled_goes_to_the_nearest_point_of_the_family_named(
+        bundled_only, old_weights, small_rgb, tmp_path, capsys, monkeypatch):
+    """A family discontinued whole (release --retire --discontinue --whole-family): its files say
+    that upgrade needs -m; -m FAMILY alone takes that family's point nearest in rate."""
+    family = [m for m in zoo.list_models() if m.family == FAMILY]
+    nearest = min(family, key=lambda m: abs(m.points[0]["bpp"] - 0.5))
+    other = next(m for m in family if m != nearest)
+    info = retired_copy(old_weights, name="gone-q3", version="2", family="gone", bpp=0.5)
+    src = old_file(info, small_rgb, tmp_path / "gone.sfi")
+    index = tmp_path / "index"
+    index.mkdir()
+    entry = {"name": "gone-q3", "family": "gone", "architecture": info.architecture, "version": "2",
+             "sha256": info.sha256, "points": [{"bpp": 0.5, "psnr": 30.0}],
+             "files": ["gone-q3.safetensors", "gone-q3.json"], "last_release": "0.8.0",
+             "last_commit": "fa40236b5b394294b958fb329bf87d7768cbf818", "discontinued": True}
+    (index / zoo.RETIRED_FILE).write_text(json.dumps([entry]))
+    monkeypatch.setenv("SLIMFAST_MODEL_PATH", str(index))
+    assert main(["decompress", str(src)]) == 1
+    line = error_line(capsys)
+    assert "retired" in line and "slimfast 0.8.0 (git fa40236b5b39)" in line, line
+    assert "family 'gone' is no longer bundled" in line and "--weights-from FOLDER -m MODEL" in line, line
+    assert main(["upgrade", str(src), "--weights-from", str(old_weights), "--quiet"]) == 1
+    assert "no current model of family 'gone'" in error_line(capsys)
+    for model, expected in ((FAMILY, nearest.name), (other.name, other.name)):  # a model named is that model
+        out = tmp_path / f"{model}.sfi"
+        assert main(["upgrade", str(src), "--weights-from", str(old_weights), "-m", model, "-o", str(out),
+                     "--quiet"]) == 0
+        assert container.unpack(out.read_bytes()).model == expected, model
+    png = tmp_path / "x.png"
+    Image.fromarray(small_rgb).save(png)
+    for name in ("gone", "gone-q3"):  # asked for by name: the release that had it, and upgrade -m
+        assert main(["compress", str(png), "-m", name, "-o", str(tmp_path / "x.sfi"), "--quiet"]) != 0
+        line = error_line(capsys)
+        assert "no longer bundled (last in slimfast 0.8.0;" in line and "-m MODEL" in line, line
+    assert not (tmp_path / "x.sfi").exists()
 
 
 def test_upgrade_errors_are_one_line_and_write_nothing(bundled_only, old_weights, small_rgb, tmp_path, capsys):
@@ -181,7 +223,7 @@ def test_a_copied_release_folder_works_as_weights_from(bundled_only, old_weights
     shutil.copy(zoo.BUNDLED_DIR / zoo.RETIRED_FILE, old_weights / zoo.RETIRED_FILE)
     src = old_file(info, small_rgb, tmp_path / "old.sfi")
     assert main(["upgrade", str(src), "--weights-from", str(old_weights), "--quiet"]) == 0
-    assert container.unpack((tmp_path / "old.upgraded.sfi").read_bytes()).weights_version == "3"
+    assert container.unpack((tmp_path / "old.upgraded.sfi").read_bytes()).weights_version == CURRENT
 
 
 def test_upgrade_keeps_the_metadata(bundled_only, old_weights, small_rgb, tmp_path, capsys):
@@ -195,5 +237,5 @@ def test_upgrade_keeps_the_metadata(bundled_only, old_weights, small_rgb, tmp_pa
     src.write_bytes(Codec(info).compress(photo))
     assert main(["upgrade", str(src), "--weights-from", str(old_weights), "--quiet"]) == 0
     old, new = (container.unpack(p.read_bytes()) for p in (src, tmp_path / "meta.upgraded.sfi"))
-    assert new.weights_version == "3" and new.format_version == 2
+    assert new.weights_version == CURRENT and new.format_version == 2
     assert (new.icc, new.chunk("exif")) == (old.icc, old.chunk("exif")) and new.chunk("exif")

@@ -58,6 +58,7 @@ def test_card_pins_its_weights_and_reports_measured_points(card_path):
 # fasinet-h-mse v2 (q1 q4 q8, int8) and slimcae-mse (int8). A new model retires something first:
 # slim-fasinet-h-mse (3.8 MB) took the place of slimcae-mse (4.9 MB, discontinued after 0.6.0),
 # fasinet-h-mse-q10 (2.9 MB: int8 files store the hyper-synthesis once since 0.8.0) that of q8.
+# fasinet-l-mse (q1 q2 q4 q6, 5.7 MB) left in 0.9.0: fasinet-h-mse beats it in RD and decode time.
 WEIGHTS_BUDGET = 25 * 2 ** 20
 
 
@@ -215,8 +216,63 @@ def test_a_new_version_retires_the_old_one_and_its_files_name_the_release_that_d
     # the last of a family goes only when the whole family is meant to
     assert release_main(["--retire", "rtest-b@1", "--discontinue", "--out-dir", str(out)]) == 2
     assert "--whole-family" in capsys.readouterr().err
-    assert release_main(["--retire", "rtest-b@1", "--discontinue", "--whole-family", "--out-dir", str(out)]) == 0
+    assert release_main(["--retire", "rtest-b@1", "--discontinue", "--whole-family", "--last-release", "0.0.1",
+                         "--out-dir", str(out)]) == 0
     assert [m.name for m in zoo.list_models(**on_path) if m.family == "rtest"] == []
+    gone = {e["name"]: e for e in json.loads((out / "retired.json").read_text()) if e.get("discontinued")}
+    assert gone["rtest-b"]["last_release"] == "0.0.1" and gone["rtest"]["last_release"] == __version__
+    # the family, and each of its models, name the release that had them and how to bring files forward
+    for asked in ("rtest", "rtest-b"):
+        with pytest.raises(SlimfastError, match=r"no longer bundled \(last in slimfast .*slimfast upgrade .*-m MODEL"):
+            zoo.get(asked, **on_path)
+
+
+def test_retire_names_the_release_that_last_bundled_it(tmp_path, monkeypatch, capsys):
+    """While the package version is an unreleased one, retiring from the bundle needs --last-release."""
+    from slimfast import __version__
+    from slimfast.tools import release
+
+    changelog = tmp_path / "CHANGELOG.md"
+    changelog.write_text(f"# Changelog\n\n## {__version__} (unreleased)\n\n- x\n\n## 0.0.1\n")
+    assert release.unreleased_version(changelog) == __version__
+    changelog.write_text(f"# Changelog\n\n## {__version__}\n\n- x\n")
+    assert release.unreleased_version(changelog) is None
+    out = tmp_path / "models"
+    for name in ("lr-a", "lr-b"):
+        release.publish(_random_weights(tmp_path / f"{name}.safetensors", 3), name, "lr", out_dir=out, kodak=None)
+    monkeypatch.setattr(zoo, "BUNDLED_DIR", out)  # as if it were the bundle
+    monkeypatch.setattr(release, "unreleased_version", lambda: __version__)
+    assert release.main(["--retire", "lr-a@1", "--discontinue"]) == 2
+    assert "--last-release" in capsys.readouterr().err and (out / "lr-a.json").exists()
+    for bad in ("99.0.0", "next", "0.8"):
+        code = release.main(["--retire", "lr-a@1", "--discontinue", "--last-release", bad])
+        assert (code, (out / "lr-a.json").exists()) == ((0, False) if bad == "0.8" else (2, True)), bad
+    assert "above this package's version" in capsys.readouterr().err
+    (entry,) = json.loads((out / "retired.json").read_text())
+    assert (entry["name"], entry["last_release"], entry["discontinued"]) == ("lr-a", "0.8", True)
+
+
+def test_a_family_no_longer_bundled_names_the_last_release_that_had_it():
+    """Every family that has retired versions and no current model (its last one discontinued)."""
+    from slimfast.codec import model_info
+
+    current = {m.family for m in zoo.list_models()}
+    gone: dict[str, list[dict]] = {}
+    for r in zoo.retired_versions():
+        if r.get("family") not in current:
+            gone.setdefault(r["family"], []).append(r)
+    if not gone:
+        pytest.skip("no family discontinued whole in this bundle")
+    release = lambda v: tuple(int(x) for x in v.split("."))  # noqa: E731
+    for family, entries in gone.items():
+        last = max((r["last_release"] for r in entries), key=release)
+        asked = [family] if family not in {r["name"] for r in entries} else []
+        for name in asked + sorted({r["name"] for r in entries}):
+            with pytest.raises(SlimfastError, match=r"no longer bundled \(last in slimfast ") as e:
+                model_info(name)
+            assert "\n" not in str(e.value) and "slimfast upgrade FILE --weights-from FOLDER -m MODEL" in str(e.value)
+            if name in asked:
+                assert f"family {family!r} is no longer bundled (last in slimfast {last};" in str(e.value)
 
 
 def test_the_bundle_holds_current_versions_only_and_retired_ones_name_an_older_release():
@@ -256,7 +312,7 @@ def test_the_shipped_retired_index_is_compact_and_the_full_cards_are_in_git_hist
 
     registry = zoo.BUNDLED_DIR / zoo.RETIRED_FILE
     index = json.loads(registry.read_text())
-    assert registry.stat().st_size < 12_000
+    assert registry.stat().st_size < 600 * len(index)  # an index line per version, not its card
     assert all(set(e) <= set(zoo.INDEX_KEYS) for e in index)
     assert not {"training", "data", "license"} & {k for e in index for k in e}
     assert compact_retired(index) == index  # already compact: converting changes nothing
@@ -310,7 +366,7 @@ def test_report_compares_versions_from_cards(tmp_path, monkeypatch):
     out = tmp_path / "models"
     out.mkdir()
     monkeypatch.setenv("SLIMFAST_MODEL_PATH", str(out))
-    src = sorted(zoo.BUNDLED_DIR.glob("fasinet-l-mse-q4.safetensors"))[0]
+    src = sorted(zoo.BUNDLED_DIR.glob("fasinet-l-msssim-q4.safetensors"))[0]
     for stem, version, shift in (("vfam-a.v1", "1", 0.0), ("vfam-b.v1", "1", 0.0), ("vfam-a", "2", 1.0),
                                  ("vfam-b", "2", 1.0)):
         (out / f"{stem}.safetensors").write_bytes(src.read_bytes())
@@ -356,7 +412,7 @@ def test_a_rewritten_card_is_read_again(tmp_path):
     out = tmp_path / "models"
     out.mkdir()
     on_path = {"model_path": [out]}  # zoo reads no environment: the folder is an argument
-    src = zoo.BUNDLED_DIR / "fasinet-l-mse-q4.safetensors"
+    src = zoo.BUNDLED_DIR / "fasinet-l-msssim-q4.safetensors"
     (out / "cachetest.safetensors").write_bytes(src.read_bytes())
     card = {"name": "cachetest", "family": "cachetest", "architecture": "fasinet-l", "version": "1",
             "train_steps": 111, "sha256": file_digest(src)}

@@ -39,9 +39,9 @@ def default_model_text() -> str:
     return f"{info.name}, whose own point is quality {low:.4g} to {high:.4g} (e.g. {(low + high) / 2:.4g})"
 
 
-def model(sp, default_model: str) -> None:
+def model(sp, default_model: str, family: str = "its default model") -> None:
     sp.add_argument("-m", "--model", default=None, metavar="NAME",
-                    help="model or family name from `slimfast models` (a family: its default model); "
+                    help=f"model or family name from `slimfast models` (a family: {family}); "
                          f"default: {default_model}")
 
 

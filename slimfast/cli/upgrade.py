@@ -24,7 +24,8 @@ def add_parser(sub, default_model: str) -> None:
         "weights from DIR (a past release's slimfast/weights folder, or any folder of NAME.safetensors "
         "beside its NAME.json card), and encode them again with the current model of the same family at "
         "the nearest operating point: the same model and width where it is still bundled, else the "
-        "family's point nearest in Kodak bpp (-m, -q or --width choose another). Each file goes to "
+        "family's point nearest in Kodak bpp (-m, -q or --width choose another; -m FAMILY alone, that family's "
+        "point nearest in Kodak bpp, for a family no longer bundled). Each file goes to "
         "NAME.upgraded.sfi beside it, to -o (a file for one input, a folder for several), or with "
         "--force and no -o over itself. Files already made with a current model are left as they are. "
         "This is lossy: the pixels are coded a second time."))
@@ -33,7 +34,8 @@ def add_parser(sub, default_model: str) -> None:
                    help="a folder with the retired version's weights and card (not needed where they are "
                         "installed on SLIMFAST_MODEL_PATH)")
     options.output(u, "the new .sfi file")
-    options.model(u, "the current model of the file's family, at the nearest operating point")
+    options.model(u, "the current model of the file's family, at the nearest operating point",
+                  family="its point nearest in rate, without -q or --width")
     options.quality(u)
     options.width(u)
     options.metadata(u)

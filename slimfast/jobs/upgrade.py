@@ -64,28 +64,48 @@ def matching_point(old: zoo.ModelInfo, width: int | None, model_path=()) -> tupl
     same = next((m for m in current if m.name == old.name), None)
     if same is not None and (not same.widths or width in same.widths):
         return same.name, width if same.widths else None
-    family = [m for m in current if m.family == old.family]
-    if not family:
+    if not any(m.family == old.family for m in current):
         raise SlimfastError(f"no current model of family {old.family!r} to re-encode {old.name} files with; "
                             "choose one with -m (slimfast models lists them)")
+    return nearest_point(old, width, old.family, model_path)
+
+
+def nearest_point(old: zoo.ModelInfo, width: int | None, family: str, model_path=()) -> tuple[str, int | None]:
+    """The current point of ``family`` nearest in Kodak bpp to ``old`` at ``width`` (the family's
+    default point where either has no Kodak figure)."""
+    members = [m for m in zoo.list_models(model_path=model_path) if m.family == family]
     target = _kodak_bpp(old, width)
-    points = [p for p in _current_points(family) if p[2] is not None]
+    points = [p for p in _current_points(members) if p[2] is not None]
     if target is None or not points:
         from ..codec import model_info
 
-        info = model_info(old.family, model_path)
+        info = model_info(family, model_path)
         return info.name, info.default_width
     name, w, _ = min(points, key=lambda p: abs(p[2] - target))
     return name, w
 
 
+def _is_family(name: str | None, model_path) -> bool:
+    """Whether ``-m`` names a family (and not a model of that name)."""
+    if not name or "@" in name:
+        return False
+    models = zoo.list_models(model_path=model_path)
+    return any(m.family == name for m in models) and not any(m.name == name for m in models)
+
+
 def _target(options: Options, old: zoo.ModelInfo, width: int | None) -> tuple[str, dict]:
-    """The model to encode with and its point: the options' where given, else the matching point."""
+    """The model to encode with and its point: the options' where given, else the matching point.
+    ``-m FAMILY`` alone (no quality, no width) takes that family's point nearest in rate, as for
+    the file's own family: the way forward for a family no longer bundled."""
+    path = options.settings.model_path
     given = (options.model, options.quality, options.width) != (None, None, None)
     if not given:
-        name, w = matching_point(old, width, options.settings.model_path)
+        name, w = matching_point(old, width, path)
         return name, {"width": w}
-    name = options.model or matching_point(old, width, options.settings.model_path)[0]
+    if options.quality is None and options.width is None and _is_family(options.model, path):
+        name, w = nearest_point(old, width, options.model, path)
+        return name, {"width": w}
+    name = options.model or matching_point(old, width, path)[0]
     return name, {"quality": options.quality, "width": options.width}
 
 

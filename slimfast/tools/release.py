@@ -1,7 +1,7 @@
 """Turn a trained checkpoint into a shipped model: weights + model card with measured Kodak RD.
 
-    python -m slimfast.tools.release runs/fasinet-l-mse-0.013/final.safetensors \\
-        --name fasinet-l-mse-2 --family fasinet-l-mse [--default] [--kodak ../shared/data/kodak]
+    python -m slimfast.tools.release runs/fasinet-h-mse-0.013/final.safetensors \\
+        --name fasinet-h-mse-q4 --family fasinet-h-mse --version 5 [--default] [--kodak ../shared/data/kodak]
 
 The weights are re-saved under their public name, fp16 where exactness allows or, with
 ``--storage int8``, convolution weights packed to int8 (:mod:`slimfast.format.storage`; half the
@@ -16,7 +16,9 @@ git history there), and its files fail with a one-line error naming that release
 package version before the next release. ``--keep-previous`` keeps it installed as
 ``NAME.vN.*`` instead (for private model folders).
 ``python -m slimfast.tools.release --retire NAME@N`` retires a version kept that way; with
-``--discontinue``, a model's current version (the model leaves the bundle; its family stays).
+``--discontinue``, a model's current version (the model leaves the bundle; its family stays, unless
+``--whole-family`` lets its last model go too). Where the package version was already bumped to an
+unreleased one (CHANGELOG.md says so), ``--last-release X.Y.Z`` names the release that last bundled it.
 ``python -m slimfast.tools.release --calibrate-int8 NAME`` stores int8-synthesis activation ranges
 (from training images) and their measured Kodak cost in a card (:mod:`slimfast.engines.quantize`).
 ``python -m slimfast.tools.release --set-default NAME [WIDTH]`` marks the one default model (and, for
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import sys
 from pathlib import Path
 
@@ -148,18 +151,21 @@ def _last_commit(path: Path) -> str | None:
 
 
 def retire(name: str, version: str, out_dir: Path = zoo.BUNDLED_DIR, retired_by: str | None = None,
-           discontinued: bool = False) -> dict:
+           discontinued: bool = False, last_release: str | None = None) -> dict:
     """Take ``name`` version ``version`` out of ``out_dir`` (the zoo's retirement rule).
 
     Its index entry (:func:`slimfast.zoo.index_entry`) goes to ``out_dir/retired.json`` with the
     slimfast release (and the git commit, when the files are committed there: it keeps the full
     card) that still bundles it; then its weights and card are deleted. Files made with it then
-    fail with a one-line error naming that release (:func:`slimfast.zoo.find_by_id`). The package version must be
-    bumped before the next release, so that the name of the old one stays true.
+    fail with a one-line error naming that release (:func:`slimfast.zoo.find_by_id`). That release
+    is ``last_release``, by default the package version, which must then be bumped before the next
+    release, so that the name of the old one stays true; where it was bumped already (a release in
+    development), ``last_release`` names the one before.
     """
     from .. import __version__
 
     version = str(version)
+    last_release = check_release(last_release) if last_release is not None else __version__
     stems = [zoo.card_stem(name, version, current=False), zoo.card_stem(name, version)]
     for stem in stems:
         card_path = out_dir / f"{stem}.json"
@@ -170,7 +176,7 @@ def retire(name: str, version: str, out_dir: Path = zoo.BUNDLED_DIR, retired_by:
     card = json.loads(card_path.read_text())
     weights = card_path.with_suffix(".safetensors")
     commit = _last_commit(weights) if weights.exists() else None
-    entry = zoo.index_entry({**card, "files": [weights.name, card_path.name], "last_release": __version__,
+    entry = zoo.index_entry({**card, "files": [weights.name, card_path.name], "last_release": last_release,
                              "last_commit": commit, "retired_by_version": str(retired_by) if retired_by else None,
                              "discontinued": discontinued or None})
     registry = out_dir / zoo.RETIRED_FILE
@@ -184,13 +190,51 @@ def retire(name: str, version: str, out_dir: Path = zoo.BUNDLED_DIR, retired_by:
     return entry
 
 
+def _release_key(version: str) -> tuple[int, ...]:
+    """Orders X.Y.Z and X.Y.Z.devN (a development version comes before its release)."""
+    base, _, dev = version.partition(".dev")
+    return (*(int(x) for x in base.split(".")), -1 if dev else 0, int(dev or 0))
+
+
+def check_release(version: str) -> str:
+    """``--last-release``: a slimfast release number (X.Y.Z, or X.Y.Z.devN for a version that only a
+    development state ever bundled), not above the package version."""
+    from .. import __version__
+
+    version = str(version).strip().lstrip("vV")
+    if not re.fullmatch(r"\d+(\.\d+){1,2}(\.dev\d+)?", version):
+        raise SlimfastError(f"--last-release: a slimfast release number such as 0.8.0 (or 0.9.0.dev0: a version "
+                            f"only ever bundled in development), not {version!r}")
+    if _release_key(version) > _release_key(__version__):
+        raise SlimfastError(f"--last-release {version} is above this package's version ({__version__})")
+    return version
+
+
+CHANGELOG = Path(__file__).resolve().parents[2] / "CHANGELOG.md"
+
+
+def unreleased_version(changelog: Path = CHANGELOG) -> str | None:
+    """The package version where the changelog beside the package marks it unreleased
+    (``## X.Y.Z (unreleased)``): retiring from the bundle must then name the release before it."""
+    from .. import __version__
+
+    try:
+        text = changelog.read_text()
+    except OSError:
+        return None
+    mark = re.compile(rf"^## {re.escape(__version__)} \(unreleased\)\s*$", re.M)
+    return __version__ if mark.search(text) else None
+
+
 def publish(weights: Path, name: str, family: str, version: str = "1", default: bool = False,
             out_dir: Path = zoo.BUNDLED_DIR, kodak: Path | None = None, limit: int = 0,
-            extra: dict | None = None, storage: str = "fp16", keep_previous: bool = False) -> dict:
+            extra: dict | None = None, storage: str = "fp16", keep_previous: bool = False,
+            last_release: str | None = None) -> dict:
     """Ship ``weights`` as ``name`` version ``version`` in ``out_dir``, with a measured card.
 
-    A version it replaces is retired (:func:`retire`; the zoo's retirement rule), or with
-    ``keep_previous`` kept installed as ``NAME.vN.*`` so that its files still decode.
+    A version it replaces is retired (:func:`retire`, naming ``last_release`` as the release that
+    last bundled it; the zoo's retirement rule), or with ``keep_previous`` kept installed as
+    ``NAME.vN.*`` so that its files still decode.
     """
     from ..models.weights import file_digest, load_model, save_model
 
@@ -226,7 +270,7 @@ def publish(weights: Path, name: str, family: str, version: str = "1", default: 
             _write_card(out_dir / f"{kept}.json", {**previous, "default": False})
             card_path.unlink()
         else:
-            retire(name, old_version, out_dir, retired_by=version)
+            retire(name, old_version, out_dir, retired_by=version, last_release=last_release)
     staged.rename(dst)
     run = weights.parent
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
@@ -446,6 +490,49 @@ def main(argv=None) -> int:
         return 2
 
 
+def _retire_main(argv) -> int:
+    """``--retire NAME@N [--discontinue [--whole-family]] [--last-release X.Y.Z]``."""
+    p = argparse.ArgumentParser(prog="python -m slimfast.tools.release --retire",
+                                description="Take a superseded model version out of the bundle (the zoo's retirement rule).")
+    p.add_argument("--retire", dest="spec", required=True, metavar="NAME@VERSION")
+    p.add_argument("--whole-family", action="store_true",
+                   help="with --discontinue: allow the family's last model to go (the family leaves the bundle)")
+    p.add_argument("--discontinue", action="store_true",
+                   help="retire a model's current version, so that the model leaves the bundle (not the "
+                        "default model, nor the last of its family without --whole-family)")
+    p.add_argument("--last-release", default=None, metavar="X.Y.Z",
+                   help="the slimfast release that last bundled it (default: the package version; required "
+                        "for the bundled folder while CHANGELOG.md marks the package version unreleased)")
+    p.add_argument("--out-dir", type=Path, default=zoo.BUNDLED_DIR)
+    a = p.parse_args(argv)
+    name, _, version = a.spec.partition("@")
+    version = version.lstrip("vV")
+    if not name or not version:
+        raise SlimfastError(f"--retire needs NAME@VERSION, not {a.spec!r}")
+    current = a.out_dir / f"{name}.json"
+    card = json.loads(current.read_text()) if current.exists() else {}
+    if str(card.get("version")) == version:
+        if not a.discontinue:
+            raise SlimfastError(f"{name} version {version} is the current version; release a newer one first "
+                                "(or --discontinue the model)")
+        if card.get("default"):
+            raise SlimfastError(f"{name} is the default model; make another the default first")
+        family = [c for c in (json.loads(f.read_text()) for f in a.out_dir.glob("*.json")
+                              if f.name != zoo.RETIRED_FILE) if c.get("family") == card.get("family")]
+        if len({c.get("name") for c in family}) < 2 and not a.whole_family:
+            raise SlimfastError(f"{name} is the last model of family {card.get('family')!r} "
+                                "(add --whole-family to take the family out of the bundle)")
+    last_release = check_release(a.last_release) if a.last_release is not None else None
+    unreleased = unreleased_version()
+    if last_release is None and unreleased and a.out_dir.resolve() == zoo.BUNDLED_DIR.resolve():
+        raise SlimfastError(f"slimfast {unreleased} is unreleased (CHANGELOG.md): name the release that last "
+                            f"bundled {name} version {version} with --last-release")
+    entry = retire(name, version, a.out_dir, discontinued=a.discontinue, last_release=last_release)
+    print(f"retired {name} version {entry['version']} (last bundled in slimfast {entry['last_release']}"
+          + (f", git {entry['last_commit'][:12]})" if entry.get("last_commit") else ")"))
+    return 0
+
+
 def _main(argv) -> int:
     if argv[:1] == ["--calibrate-int8"]:
         p = argparse.ArgumentParser(prog="python -m slimfast.tools.release --calibrate-int8",
@@ -464,37 +551,7 @@ def _main(argv) -> int:
         print(json.dumps({k: v for k, v in res.items() if k != "ranges"}, indent=2))
         return 0
     if argv[:1] == ["--retire"]:
-        p = argparse.ArgumentParser(prog="python -m slimfast.tools.release --retire",
-                                    description="Take a superseded model version out of the bundle (the zoo's retirement rule).")
-        p.add_argument("--retire", dest="spec", required=True, metavar="NAME@VERSION")
-        p.add_argument("--whole-family", action="store_true",
-                       help="with --discontinue: allow the family's last model to go (the family leaves the bundle)")
-        p.add_argument("--discontinue", action="store_true",
-                       help="retire a model's current version, so that the model leaves the bundle (not the "
-                            "default model, nor the last of its family)")
-        p.add_argument("--out-dir", type=Path, default=zoo.BUNDLED_DIR)
-        a = p.parse_args(argv)
-        name, _, version = a.spec.partition("@")
-        version = version.lstrip("vV")
-        if not name or not version:
-            raise SlimfastError(f"--retire needs NAME@VERSION, not {a.spec!r}")
-        current = a.out_dir / f"{name}.json"
-        card = json.loads(current.read_text()) if current.exists() else {}
-        if str(card.get("version")) == version:
-            if not a.discontinue:
-                raise SlimfastError(f"{name} version {version} is the current version; release a newer one first "
-                                    "(or --discontinue the model)")
-            if card.get("default"):
-                raise SlimfastError(f"{name} is the default model; make another the default first")
-            family = [c for c in (json.loads(f.read_text()) for f in a.out_dir.glob("*.json")
-                                  if f.name != zoo.RETIRED_FILE) if c.get("family") == card.get("family")]
-            if len({c.get("name") for c in family}) < 2 and not a.whole_family:
-                raise SlimfastError(f"{name} is the last model of family {card.get('family')!r} "
-                                    "(add --whole-family to take the family out of the bundle)")
-        entry = retire(name, version, a.out_dir, discontinued=a.discontinue)
-        print(f"retired {name} version {entry['version']} (last bundled in slimfast {entry['last_release']}"
-              + (f", git {entry['last_commit'][:12]})" if entry.get("last_commit") else ")"))
-        return 0
+        return _retire_main(argv)
     if argv[:1] == ["--set-default"] and len(argv) in (2, 3):
         set_default(argv[1], width=int(argv[2]) if len(argv) == 3 else None)
         return 0
@@ -518,11 +575,19 @@ def _main(argv) -> int:
     p.add_argument("--keep-previous", action="store_true",
                    help="keep the version this one replaces installed (NAME.vN.*) instead of retiring it: for "
                         "private model folders; the bundled one keeps only current versions")
+    p.add_argument("--last-release", default=None, metavar="X.Y.Z",
+                   help="the release that last bundled the version this one retires (needed while CHANGELOG.md "
+                        "marks the package version unreleased; X.Y.Z.devN: only a development state bundled it)")
     a = p.parse_args(argv)
+    last_release = check_release(a.last_release) if a.last_release is not None else None
+    if (last_release is None and unreleased_version() and not a.keep_previous
+            and a.out_dir.resolve() == zoo.BUNDLED_DIR.resolve() and (a.out_dir / f"{a.name}.json").exists()):
+        raise SlimfastError(f"the package version is unreleased (CHANGELOG.md): name the release that last bundled "
+                            f"{a.name}'s current version with --last-release")
     extra = chain_info(a.chain, a.weights.parent) if a.chain else {}
     extra.update(_card_extra(a.card_extra) if a.card_extra else {})
     card = publish(a.weights, a.name, a.family, a.version, a.default, a.out_dir, a.kodak, a.limit, extra=extra,
-                   storage=a.storage, keep_previous=a.keep_previous)
+                   storage=a.storage, keep_previous=a.keep_previous, last_release=last_release)
     print(json.dumps({k: card[k] for k in ("name", "sha256", "points")}, indent=2))
     return 0
 
