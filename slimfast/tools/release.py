@@ -500,9 +500,7 @@ def _retire_main(argv) -> int:
     p.add_argument("--discontinue", action="store_true",
                    help="retire a model's current version, so that the model leaves the bundle (not the "
                         "default model, nor the last of its family without --whole-family)")
-    p.add_argument("--last-release", default=None, metavar="X.Y.Z",
-                   help="the slimfast release that last bundled it (default: the package version; required "
-                        "for the bundled folder while CHANGELOG.md marks the package version unreleased)")
+    _last_release_flag(p)
     p.add_argument("--out-dir", type=Path, default=zoo.BUNDLED_DIR)
     a = p.parse_args(argv)
     name, _, version = a.spec.partition("@")
@@ -522,15 +520,30 @@ def _retire_main(argv) -> int:
         if len({c.get("name") for c in family}) < 2 and not a.whole_family:
             raise SlimfastError(f"{name} is the last model of family {card.get('family')!r} "
                                 "(add --whole-family to take the family out of the bundle)")
-    last_release = check_release(a.last_release) if a.last_release is not None else None
-    unreleased = unreleased_version()
-    if last_release is None and unreleased and a.out_dir.resolve() == zoo.BUNDLED_DIR.resolve():
-        raise SlimfastError(f"slimfast {unreleased} is unreleased (CHANGELOG.md): name the release that last "
-                            f"bundled {name} version {version} with --last-release")
+    last_release = _last_release(a, f"{name} version {version}")
     entry = retire(name, version, a.out_dir, discontinued=a.discontinue, last_release=last_release)
     print(f"retired {name} version {entry['version']} (last bundled in slimfast {entry['last_release']}"
           + (f", git {entry['last_commit'][:12]})" if entry.get("last_commit") else ")"))
     return 0
+
+
+def _last_release_flag(p) -> None:
+    p.add_argument("--last-release", default=None, metavar="X.Y.Z",
+                   help="the slimfast release that last bundled the version retired (default: the package version; "
+                        "required for the bundled folder while CHANGELOG.md marks that version unreleased; "
+                        "X.Y.Z.devN: only a development state bundled it)")
+
+
+def _last_release(a, what: str) -> str | None:
+    """``--last-release`` checked, or None (the package version); required when ``a.out_dir`` is the
+    bundle and the package version is unreleased."""
+    if a.last_release is not None:
+        return check_release(a.last_release)
+    unreleased = unreleased_version()
+    if unreleased and a.out_dir.resolve() == zoo.BUNDLED_DIR.resolve():
+        raise SlimfastError(f"slimfast {unreleased} is unreleased (CHANGELOG.md): name the release that last "
+                            f"bundled {what} with --last-release")
+    return None
 
 
 def _main(argv) -> int:
@@ -575,15 +588,10 @@ def _main(argv) -> int:
     p.add_argument("--keep-previous", action="store_true",
                    help="keep the version this one replaces installed (NAME.vN.*) instead of retiring it: for "
                         "private model folders; the bundled one keeps only current versions")
-    p.add_argument("--last-release", default=None, metavar="X.Y.Z",
-                   help="the release that last bundled the version this one retires (needed while CHANGELOG.md "
-                        "marks the package version unreleased; X.Y.Z.devN: only a development state bundled it)")
+    _last_release_flag(p)
     a = p.parse_args(argv)
-    last_release = check_release(a.last_release) if a.last_release is not None else None
-    if (last_release is None and unreleased_version() and not a.keep_previous
-            and a.out_dir.resolve() == zoo.BUNDLED_DIR.resolve() and (a.out_dir / f"{a.name}.json").exists()):
-        raise SlimfastError(f"the package version is unreleased (CHANGELOG.md): name the release that last bundled "
-                            f"{a.name}'s current version with --last-release")
+    last_release = (_last_release(a, f"{a.name}'s current version")
+                    if (a.out_dir / f"{a.name}.json").exists() and not a.keep_previous else None)
     extra = chain_info(a.chain, a.weights.parent) if a.chain else {}
     extra.update(_card_extra(a.card_extra) if a.card_extra else {})
     card = publish(a.weights, a.name, a.family, a.version, a.default, a.out_dir, a.kodak, a.limit, extra=extra,
