@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import numpy as np
 from PIL import Image
 
 from slimfast import jobs
@@ -153,7 +154,7 @@ def test_the_options_hash_follows_what_decides_the_bytes(tmp_path):
     assert base == mf.options_hash(options(force=True), ("m", "1", "ab"))
     assert base == mf.options_hash(jobs.Options("compress", model="test-h", settings=Settings.from_env().replace(
         threads=1, max_pixels=10, cache_dir=tmp_path)), ("m", "1", "ab"))
-    for other in (options(quality=50), options("test-l"), options(metadata="icc"),
+    for other in (options(quality=50), options("test-l"), options(metadata="icc"), options(effort=1),
                   jobs.Options("compress", model="test-h", settings=Settings.from_env().replace(threads=2))):
         assert mf.options_hash(other, ("m", "1", "ab")) != base
     assert mf.options_hash(options(), ("m", "2", "cd")) != base
@@ -291,3 +292,17 @@ def test_the_command_is_registered():
     with pytest.raises(SystemExit) as stop:
         main(["batch", "--help"])
     assert stop.value.code == 0
+
+
+def test_effort_reaches_the_workers(tmp_path):
+    pytest.importorskip("torch")
+    import slimfast
+
+    (tmp_path / "in").mkdir()
+    rgb = np.asarray(Image.open(ROOT / "slimfast" / "data" / "kodim23.png").convert("RGB"))[200:264, 300:364]
+    Image.fromarray(rgb).save(tmp_path / "in" / "a.png")
+    argv = [str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--executor", "local", "--workers", "1",
+            "-m", "fasinet-h-mse-q1", "--effort", "1"]
+    assert batch_main(argv) == 0
+    want = slimfast.load("fasinet-h-mse-q1", threads=1).compress(rgb, effort=1)
+    assert (tmp_path / "out" / "a.sfi").read_bytes() == want

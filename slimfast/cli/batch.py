@@ -52,8 +52,9 @@ def _coding_options(b, default_model: str) -> None:
     options.quality(b)
     options.width(b)
     b.add_argument("--max-bytes", type=int, default=None, metavar="N",
-                   help="N >= 1: each file the largest of the family's operating points that fits N bytes")
+                   help="N >= 1: each file the largest that fits N bytes (as slimfast compress --max-bytes)")
     b.add_argument("--target-bpp", type=float, default=None, metavar="X", help="X > 0: as --max-bytes, in bits per pixel")
+    options.effort(b)
     options.metadata(b)
     b.add_argument("--first-frame", action="store_true", help="code an animated image's first frame")
     b.add_argument("--allow-reencode", action="store_true", help="accept .sfi inputs (coded a second time)")
@@ -94,7 +95,8 @@ def options_of(args):
     if command == "compress":
         check_point_options(args)
     return jobs.Options(command, model=args.model, quality=args.quality, width=args.width, max_bytes=args.max_bytes,
-                        target_bpp=args.target_bpp, metadata=args.metadata, first_frame=args.first_frame,
+                        target_bpp=args.target_bpp, effort=args.effort, metadata=args.metadata,
+                        first_frame=args.first_frame,
                         format=args.format, force=args.force, allow_reencode=args.allow_reencode,
                         settings=settings(args, bf16_parts=("synthesis",) if args.decompress else ("analysis",)))
 
