@@ -266,3 +266,24 @@ def test_validation_on_whole_images_measures_every_pixel():
     image = (torch.rand(3, 100, 150) * 255).to(torch.uint8)
     whole, crop = validate(model, [image], "mse", 0.0, crop=0), validate(model, [image], "mse", 0.0, crop=64)
     assert whole["bpp"] > 0 and crop["bpp"] > 0 and whole["psnr"] != crop["psnr"]
+
+
+def test_ema_is_validated_exported_and_resumed(straight_run, tiny_data, tmp_path):
+    from safetensors.torch import load_file
+
+    whole, parts = tmp_path / "ema", tmp_path / "ema-resumed"
+    assert T.main(common(tiny_data, whole, "--ema", 0.5)) == 0
+    assert T.main(common(tiny_data, parts, "--ema", 0.5, "--stop-at", 2)) == 0
+    assert T.main(common(tiny_data, parts, "--ema", 0.5)) == 0
+    assert trajectory(whole) == trajectory(parts)  # the average is resumed, not restarted
+    tw, tp, raw = checkpoint_tensors(whole), checkpoint_tensors(parts), checkpoint_tensors(straight_run)
+    assert any(k.startswith("ema.") for k in tw) and all(torch.equal(tw[k], tp[k]) for k in tw)
+    # Training itself is untouched: the raw weights are the run's without --ema.
+    assert all(torch.equal(tw[k], raw[k]) for k in raw if k.startswith("model."))
+    final, plain = load_file(str(whole / "final.safetensors")), load_file(str(straight_run / "final.safetensors"))
+    assert any(not torch.equal(final[k], plain[k]) for k in plain if k.endswith("weight"))  # the average ships
+    a, b = trajectory(whole), trajectory(straight_run)
+    assert [r for r in a if r[1] == "train"] == [r for r in b if r[1] == "train"]
+    assert [r for r in a if r[1] == "val"] != [r for r in b if r[1] == "val"]  # validated on the average
+    with pytest.raises(SystemExit, match="--ema must be between 0 and 1"):
+        T.main(common(tiny_data, tmp_path / "bad", "--ema", 1.5))

@@ -85,6 +85,9 @@ def _data_flags(g, d: TrainConfig) -> None:
     g.add_argument("--seed", type=int, default=d.seed)
     g.add_argument("--val-fraction", type=float, default=d.val_fraction)
     g.add_argument("--val-images", type=int, default=d.val_images)
+    g.add_argument("--ema", type=float, default=d.ema, metavar="DECAY",
+                   help="validate and export an exponential moving average of the weights, e.g. 0.999 "
+                        "(the checkpoint keeps it; 0, the default: the weights themselves)")
     g.add_argument("--val-crop", type=int, default=d.val_crop,
                    help="side of the centre crop validated (default %(default)s); 0: whole images, as codecs are measured")
 

@@ -94,12 +94,14 @@ def _rng_tensors(tensors: dict, rng_states: list[dict]) -> list[dict]:
     return ranks
 
 
-def save_checkpoint(run: Path, model, opt, aux_opt, state: dict, rng_states: list[dict] | None = None) -> None:
+def save_checkpoint(run: Path, model, opt, aux_opt, state: dict, rng_states: list[dict] | None = None,
+                    extra: dict | None = None) -> None:
     """Atomically write ``checkpoint.safetensors`` (+ a readable ``checkpoint.json``).
 
     ``state`` is JSON-able except ``state["rng"]``, the numpy generator of this process.
     ``rng_states`` (one :func:`capture_rng` dict per rank, rank order) defaults to this
-    process's RNG states.
+    process's RNG states. ``extra``: more tensors to keep (names not starting ``model.``,
+    ``opt.``, ``aux.`` or ``rng``), given back by :func:`load_checkpoint` in ``meta["extra"]``.
     """
     from safetensors.torch import save_file
 
@@ -107,6 +109,7 @@ def save_checkpoint(run: Path, model, opt, aux_opt, state: dict, rng_states: lis
     if rng_states is None:
         rng_states = [capture_rng(state["rng"], model_device(model))]
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors.update(extra or {})
     meta_opt = _optimizer_tensors(tensors, {"opt": opt, "aux": aux_opt})
     ranks = _rng_tensors(tensors, rng_states)
     full = {k: v for k, v in state.items() if k != "rng"}
@@ -155,6 +158,7 @@ def load_checkpoint(run: Path, model, opt, aux_opt, rank: int = 0, device: torch
         st = {int(pid): {k: tensors[f"{tag}.{pid}.{k}"] for k in keys} for pid, keys in m["state_keys"].items()}
         o.load_state_dict({"state": st, "param_groups": m["param_groups"]})
     meta["rng"] = _restore_rank_rng(meta, tensors, rank, device if device is not None else model_device(model))
+    meta["extra"] = {k: v for k, v in tensors.items() if k.startswith("ema.")}
     return meta
 
 

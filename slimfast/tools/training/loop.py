@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import nullcontext
 import math
 import os
 import random
@@ -26,6 +27,7 @@ from .data import PatchSampler, load_rgb, training_split
 from .dist import Dist, wrap_ddp
 from .log import Averages, LogFile, Progress, plot_log
 from .objective import MSSSIM_MIN_SIDE, RDObjective, entropy_models_in_fp32
+from .ema import WeightAverage
 from .qat import fake_quantize_hs, with_calibrated_hs
 from .trainer import Trainer, build_model, sort_channels
 from .validate import validate_widths
@@ -97,6 +99,8 @@ class TrainingRun:
         objective = RDObjective(self.model, cfg.lmbda, cfg.lmbdas, cfg.metric, cfg.bf16, cfg.width_loss)
         self.trainer = Trainer(self.model, objective, cfg.lr, cfg.aux_lr, cfg.batch_size, cfg.clip_grad,
                                cfg.channels_last)
+        if cfg.ema:
+            self.trainer.ema = WeightAverage(self.model.main_parameters(), cfg.ema)
         self.averages = Averages()
         rng, self.elapsed = self._seed_and_resume()
         self.trainer.sampler = PatchSampler([load_rgb(f) for f in train_files], cfg.patch_size, rng,
@@ -216,7 +220,8 @@ class TrainingRun:
                 self._checkpoint()
                 last_ckpt = time.monotonic()
             if dd.main and self.minutes() >= next_snapshot:
-                save_snapshot(self.model, self.run_dir, tr.steps, self.minutes())
+                with self._averaged():
+                    save_snapshot(self.model, self.run_dir, tr.steps, self.minutes())
                 next_snapshot = self._next_snapshot(self.minutes())
         return bool(finished)
 
@@ -239,8 +244,14 @@ class TrainingRun:
         elif main:
             self.progress.every_500(step, self.minutes(), self.averages.run_avg)
 
+    def _averaged(self):
+        """The weights validated and exported: the average with --ema, else the model's own."""
+        return self.trainer.ema.swapped() if self.trainer.ema is not None else nullcontext()
+
     def _validate(self) -> None:
-        for v in validate_widths(self.model, self.val_images, self.cfg.metric, self.cfg.val_crop):
+        with self._averaged():
+            rows = validate_widths(self.model, self.val_images, self.cfg.metric, self.cfg.val_crop)
+        for v in rows:
             self.progress.write(self.log.val_row(self.trainer.steps, self.minutes(), v, self.lr))
         self.log.flush()
 
@@ -271,7 +282,8 @@ class TrainingRun:
         self.log.close()
         speed = self.trainer.timing.summary()
         if finished:
-            export_weights(self.model, run / "final.safetensors", name=run.name)
+            with self._averaged():
+                export_weights(self.model, run / "final.safetensors", name=run.name)
             (run / "summary.json").write_text(json.dumps({
                 "steps": step, "minutes": self.minutes(), "device": str(self.device), "world_size": self.dd.world,
                 "architecture": self.model.architecture, "lmbda": cfg.lmbda, "lmbdas": cfg.lmbdas,

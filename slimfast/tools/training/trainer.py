@@ -84,6 +84,7 @@ class Trainer:
         self.steps = 0
         self.timing = StepTiming()
         self.data_hash = None  # a hashlib object: tests check that ranks draw different patches
+        self.ema = None        # a WeightAverage (--ema), updated after every step
 
     @property
     def rng(self):
@@ -107,6 +108,8 @@ class Trainer:
         if self.clip_grad > 0:
             torch.nn.utils.clip_grad_norm_(self.model.main_parameters(), self.clip_grad)
         self.opt.step()
+        if self.ema is not None:
+            self.ema.update()
         self.aux_opt.zero_grad(set_to_none=True)
         self.model.aux_loss().backward()
         if self.dist is not None:
@@ -126,8 +129,12 @@ class Trainer:
         return x
 
     def save(self, run: Path, state: dict, rng_states: list[dict] | None = None) -> None:
-        save_checkpoint(run, self.model, self.opt, self.aux_opt, dict(state, rng=self.rng), rng_states=rng_states)
+        save_checkpoint(run, self.model, self.opt, self.aux_opt, dict(state, rng=self.rng), rng_states=rng_states,
+                        extra=self.ema.tensors() if self.ema is not None else None)
 
     def load(self, run: Path, rank: int = 0) -> dict:
         """Model, optimizers and RNG states from ``run``'s checkpoint; ``meta["rng"]`` as there."""
-        return load_checkpoint(run, self.model, self.opt, self.aux_opt, rank=rank, device=self.device)
+        meta = load_checkpoint(run, self.model, self.opt, self.aux_opt, rank=rank, device=self.device)
+        if self.ema is not None and not self.ema.load(meta["extra"]):
+            self.ema = type(self.ema)(self.ema.params, self.ema.decay)  # none saved: start from these weights
+        return meta
