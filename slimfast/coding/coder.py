@@ -121,7 +121,7 @@ def check_capacity(data: bytes, least_bits: float) -> None:
                             f"(it needs at least {int(least_bits // 8)} bytes)")
 
 
-def _costs(freqs: np.ndarray) -> np.ndarray:
+def costs(freqs: np.ndarray) -> np.ndarray:
     """The fewest bits the range coder can spend on each table entry (inf where a row is padded).
 
     constriction quantizes ``freq / TOTAL`` to its 24-bit precision (``freq * 256``), adjusting
@@ -219,8 +219,9 @@ def encode(values: np.ndarray, table_index: np.ndarray, freqs: np.ndarray, lengt
 
 
 def decode(data: bytes, table_index: np.ndarray, freqs: np.ndarray, lengths: np.ndarray,
-           offsets: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`encode`; returns int32 values shaped like ``table_index``."""
+           offsets: np.ndarray, table_costs: np.ndarray | None = None) -> np.ndarray:
+    """Inverse of :func:`encode`; returns int32 values shaped like ``table_index``.
+    ``table_costs``: :func:`costs` of ``freqs``, where the caller keeps it between calls."""
     import constriction
 
     shape = np.shape(table_index)
@@ -236,11 +237,11 @@ def decode(data: bytes, table_index: np.ndarray, freqs: np.ndarray, lengths: np.
     escapes = []
     # A symbol shrinks the coder's 64-bit range by at least its (quantized) probability, a word
     # refills 32 bits, and the encoder writes a word per refill plus its sealed state. So a valid
-    # stream's symbols, each priced at the least it can cost (_costs), carry at most 32 * nwords
+    # stream's symbols, each priced at the least it can cost (costs), carry at most 32 * nwords
     # bits (the seal writes the state's last bits as whole words). More means that the decoder ran on past the words
     # (constriction then reads zeros, it does not fail), inventing symbols from nothing;
     # checked per block, so the waste stops early.
-    costs, spent = _costs(freqs), 0.0
+    cost, spent = (costs(freqs) if table_costs is None else table_costs), 0.0
     budget = WORD_BITS * nwords + 1e-6 * WORD_BITS * nwords  # float sums
     try:
         dec = constriction.stream.queue.RangeDecoder(words)
@@ -251,7 +252,7 @@ def decode(data: bytes, table_index: np.ndarray, freqs: np.ndarray, lengths: np.
                 ti = int(table_index[order[a]])
                 n_ti = int(lengths[ti]) + 1
                 run = dec.decode(_model(freqs[ti, :n_ti]), b - a)
-                spent += float(np.bincount(run, minlength=n_ti)[:n_ti] @ costs[ti, :n_ti])
+                spent += float(np.bincount(run, minlength=n_ti)[:n_ti] @ cost[ti, :n_ti])
                 sym[a - first: b - first] = run
             if spent > budget:
                 raise CorruptStream("corrupt stream: the range decoder reads past the end of its data")

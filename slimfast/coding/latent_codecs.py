@@ -45,6 +45,11 @@ class Tables:
             raise RuntimeError("weights saved before update(): no coding tables")
 
     @cached_property
+    def costs(self) -> np.ndarray:
+        """:func:`slimfast.coding.coder.costs`: what decoding checks a stream's symbols against."""
+        return coder.costs(self.freqs)
+
+    @cached_property
     def min_bits(self) -> np.ndarray:
         """Per row, the fewest bits one symbol coded with it costs (:func:`slimfast.coding.coder.min_bits`)."""
         return coder.min_bits(self.freqs)
@@ -85,7 +90,7 @@ class FactorizedCodec:
         t = self.tables
         # Each position holds one symbol per channel, each costing at least its row's min_bits.
         coder.check_capacity(data, shape[0] * shape[1] * float(t.min_bits[: self.channels].sum()))
-        return coder.decode(data, self._rows((1, self.channels, *shape)), t.freqs, t.lengths, t.offsets)
+        return coder.decode(data, self._rows((1, self.channels, *shape)), t.freqs, t.lengths, t.offsets, t.costs)
 
     def bits_tensor(self, symbols: np.ndarray) -> float:
         check_symbols(symbols, self.channels)
@@ -204,7 +209,7 @@ class HyperpriorCodec:
         _, index = self.entropy_parameters(z)
         if index.size != y_count:
             raise ValueError(f"the hyper-synthesis made {index.size} scales for {y_count} y symbols")
-        return {"z": z, "y": coder.decode(strings[1], index, t.freqs, t.lengths, t.offsets)}
+        return {"z": z, "y": coder.decode(strings[1], index, t.freqs, t.lengths, t.offsets, t.costs)}
 
     def dequantize(self, symbols: dict) -> np.ndarray:
         check_symbols(symbols["y"], self.channels)
