@@ -45,8 +45,10 @@ def quantize_weight(w: np.ndarray, out_axis: int) -> tuple[np.ndarray, np.ndarra
 
 
 def to_fixed(x: np.ndarray) -> np.ndarray:
-    """Real values to fixed-point integers (held in float64)."""
-    return np.clip(np.rint(np.asarray(x, dtype=np.float64) * (1 << ACT_FRAC)), -(2 ** ACT_CLIP), 2 ** ACT_CLIP)
+    """Real values to fixed-point integers (held in float64); one new array, the rest in place."""
+    v = np.multiply(x, float(1 << ACT_FRAC), dtype=np.float64)
+    np.rint(v, out=v)
+    return np.clip(v, -(2 ** ACT_CLIP), 2 ** ACT_CLIP, out=v)
 
 
 def from_fixed(a: np.ndarray) -> np.ndarray:
@@ -137,7 +139,7 @@ def requantize8(acc: np.ndarray, multiplier: np.ndarray, bias: np.ndarray) -> np
 
 def affine8(acc: np.ndarray, multiplier: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """``acc * m + b`` per output channel, in float64 (two correctly rounded steps, never fused)."""
-    out = acc.astype(np.float64) * multiplier[:, None, None]
+    out = np.multiply(acc, multiplier[:, None, None], dtype=np.float64)  # float32 -> float64 is exact
     return np.add(out, bias[:, None, None], out=out)
 
 
