@@ -90,3 +90,21 @@ def test_fuzz_section_renders_the_last_long_run(tmp_path):
     text = "\n".join(report.fuzz_section(tmp_path))
     assert "50,000 checksum-valid mutants" in text and "**0 failures**" in text and "49,100 refused" in text
     assert "truncated .sfi file (49,000)" in text
+
+
+def test_effort_targets_come_from_the_effort_benchmark(tmp_path):
+    import json
+
+    from slimfast.tools.report import _effort
+
+    levels = {"0": [(0.2, 28.0), (0.6, 33.0), (1.4, 36.5)], "3": [(0.18, 28.0), (0.54, 33.0), (1.26, 36.5)]}
+    models = {f"m{i}": {"levels": {e: {"bpp": pts[i][0], "psnr": pts[i][1]} for e, pts in levels.items()}}
+              for i in range(3)}
+    (tmp_path / "effort.json").write_text(json.dumps({"efforts": [0, 3], "models": models,
+                                                      "compare": {"3": {"bd_rate_percent": -10.0}}}))
+    gain = _effort(None, {"measure": "effort_gain", "subject": "highest_effort"}, tmp_path)
+    assert gain[0] == -10.0 and "effort 3" in gain[1]
+    avif = {"curves": [{"name": "avif", "points": [{"bpp": b, "psnr": q} for b, q in levels["0"]]}]}
+    vs = _effort(avif, {"measure": "bd_rate", "subject": "highest_effort", "ref": "avif"}, tmp_path)
+    assert abs(vs[0] - (-10.0)) < 0.01  # every point 10% fewer bits at the same quality
+    assert _effort(None, {"measure": "effort_gain", "subject": "highest_effort"}, tmp_path / "none") is None

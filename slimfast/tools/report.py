@@ -323,7 +323,32 @@ def _measure(ev: dict | None, be: dict | None, t: dict) -> tuple[float, str] | N
         return _cold(be, t)
     if t["measure"] == "heldout_gap":
         return _heldout_gap(ev, t)
-    return None  # effort levels: not built yet
+    if t["measure"] == "effort_gain" or t["subject"] == "highest_effort":
+        return _effort(ev, t)
+    return None
+
+
+def _effort(ev: dict | None, t: dict, results: Path = ROOT / "benchmarks" / "results") -> tuple[float, str] | None:
+    """From ``benchmarks/results/effort.json``: the highest level's BD-rate against the default
+    effort (``effort_gain``), or its family curve against a baseline of the Kodak evaluation."""
+    f = results / "effort.json"
+    if not f.is_file():
+        return None
+    r = json.loads(f.read_text())
+    top = str(max(r["efforts"]))
+    what = f"effort {top}, {', '.join(r['models'])}"
+    if t["measure"] == "effort_gain":
+        bd = r["compare"][top]["bd_rate_percent"]
+        return None if bd is None else (bd, what)
+    curve = next((c for c in (ev or {}).get("curves", []) if c.get("name") == t["ref"]), None)
+    if curve is None:
+        return None
+    from .bdrate import bd_rate
+
+    levels = [m["levels"][top] for m in r["models"].values()]
+    bd = bd_rate([p["bpp"] for p in curve["points"]], [p["psnr"] for p in curve["points"]],
+                 [v["bpp"] for v in levels], [v["psnr"] for v in levels])
+    return None if bd is None else (bd, what)
 
 
 def _heldout_gap(ev: dict | None, t: dict) -> tuple[float, str] | None:
