@@ -1,0 +1,69 @@
+"""Weights files of one model compared on validation training images, as real files: for recipe choices.
+
+Validation images are the training set's validation split (CRC-32 of the name mod 1000 below
+50: ``slimfast.tools.training.data.split_validation``), never Kodak nor the held-out list,
+halved (as the held-out evaluation is, which removes their JPEG artifacts). Each weights file
+codes each whole image through the real coding path (ONNX Runtime, one thread): mean bpp from
+the bytes (streams plus a 40-byte header), mean PSNR-RGB of the 8-bit output, and the training
+objective ``J = bpp + lambda * MSE`` (MSE on 0..255), lower is better.
+
+    python benchmarks/compare_weights.py --lambda 0.013 [--images 12] A.safetensors B.safetensors ...
+"""
+from __future__ import annotations
+
+import argparse
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from slimfast.codec import pad_image, to_input
+from slimfast.runtime.model import RuntimeModel
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = ROOT.parent / "shared" / "data" / "train"
+HEADER_BYTES = 40
+
+
+def validation_images(train: Path, n: int) -> list[np.ndarray]:
+    files = sorted(p for p in train.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    val = [f for f in files if zlib.crc32(f.name.encode()) % 1000 < 50][:n]
+    return [np.asarray(Image.open(f).convert("RGB").reduce(2)) for f in val]
+
+
+def measure(weights: Path, images: list[np.ndarray], lmbda: float) -> dict:
+    m = RuntimeModel(weights, threads=1)
+    bpp, psnr, j = [], [], []
+    for img in images:
+        h, w, _ = img.shape
+        lat = m.compress(to_input(pad_image(img, m.pad_multiple)))
+        rgb = m.decompress_rgb8(lat.strings, lat.shape)[:h, :w]
+        mse = float(np.mean((rgb.astype(np.float64) - img) ** 2))
+        b = (sum(map(len, lat.strings)) + HEADER_BYTES) * 8 / (h * w)
+        bpp.append(b)
+        psnr.append(10 * np.log10(255 ** 2 / mse))
+        j.append(b + lmbda * mse)
+    return {"bpp": float(np.mean(bpp)), "psnr": float(np.mean(psnr)), "j": float(np.mean(j))}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("weights", nargs="+", type=Path)
+    p.add_argument("--lambda", dest="lmbda", type=float, required=True, help="the models' training lambda")
+    p.add_argument("--images", type=int, default=12)
+    p.add_argument("--train", type=Path, default=TRAIN)
+    a = p.parse_args()
+    images = validation_images(a.train, a.images)
+    if not images:
+        raise SystemExit(f"no validation images under {a.train}")
+    base = None
+    for w in a.weights:
+        r = measure(w, images, a.lmbda)
+        base = base or r
+        print(f"{w}: {r['bpp']:.5f} bpp {r['psnr']:.4f} dB J {r['j']:.5f} "
+              f"(J {100 * (r['j'] / base['j'] - 1):+.2f}% vs the first)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
