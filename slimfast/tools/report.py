@@ -315,6 +315,8 @@ def _cold(be: dict | None, t: dict) -> tuple[float, str] | None:
 
 def _measure(ev: dict | None, be: dict | None, t: dict) -> tuple[float, str] | None:
     """(value, what it is of) for a target, or None where this run did not measure it."""
+    if t["measure"] == "effort_gain" or t["subject"] == "highest_effort":
+        return _effort(ev, t)
     if t["measure"] == "bd_rate":
         return _bd(ev, t)
     if t["measure"] == "speed_ratio":
@@ -323,8 +325,6 @@ def _measure(ev: dict | None, be: dict | None, t: dict) -> tuple[float, str] | N
         return _cold(be, t)
     if t["measure"] == "heldout_gap":
         return _heldout_gap(ev, t)
-    if t["measure"] == "effort_gain" or t["subject"] == "highest_effort":
-        return _effort(ev, t)
     return None
 
 
