@@ -328,10 +328,10 @@ def _measure(ev: dict | None, be: dict | None, t: dict) -> tuple[float, str] | N
     return None
 
 
-def _effort(ev: dict | None, t: dict, results: Path = ROOT / "benchmarks" / "results") -> tuple[float, str] | None:
+def _effort(ev: dict | None, t: dict, results: Path | None = None) -> tuple[float, str] | None:
     """From ``benchmarks/results/effort.json``: the highest level's BD-rate against the default
     effort (``effort_gain``), or its family curve against a baseline of the Kodak evaluation."""
-    f = results / "effort.json"
+    f = (results or ROOT / "benchmarks" / "results") / "effort.json"
     if not f.is_file():
         return None
     r = json.loads(f.read_text())
