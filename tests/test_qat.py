@@ -13,7 +13,7 @@ from slimfast.tools.training.qat import fake_quantize_hs  # noqa: E402
 
 
 def test_fake_quantized_hs_matches_the_exact_8bit_path_and_leaves_the_weights(sample_rgb):
-    info = slimfast.zoo.get("fasinet-h-mse-q4")
+    info = slimfast.zoo.get("fasinet-h-mse-q1")
     model = load_model(info.path).eval()
     coded = slimfast.load(info.name, threads=1).model
     lat = coded.analyze(to_input(pad_image(sample_rgb[:192, :256], coded.pad_multiple)))
