@@ -8,6 +8,7 @@ description over the weights' ``int_*`` tensors (:meth:`slimfast.engines.specs.S
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -70,6 +71,26 @@ class Int8Layer:
     padding: tuple[int, int] = (0, 0)
     output_padding: tuple[int, int] = (0, 0)
 
+    @cached_property
+    def tconv(self) -> intmath.SubpixelTConv:
+        """A ``"tconv"``'s weights arranged for sub-pixel GEMMs, once."""
+        return intmath.SubpixelTConv.of(self.wf, self.stride, self.padding, self.output_padding)
+
+    def accumulate(self, a: np.ndarray) -> np.ndarray:
+        """Integer accumulators (float32) of channels-last 8-bit ``a`` ``[H, W, Cin]``, channels-last."""
+        if self.kind == "tconv":
+            return self.tconv(a)
+        h, w, cin = a.shape
+        return (a.reshape(h * w, cin) @ self.wf.T).reshape(h, w, -1)
+
+    def accumulate_channels_first(self, a: np.ndarray) -> np.ndarray:
+        """:meth:`accumulate` as ``[Cout, H, W]``: the branch's output layout (a 1x1 convolution
+        gets it from the GEMM itself, BLAS reading ``a`` transposed)."""
+        if self.kind == "tconv":
+            return np.ascontiguousarray(self.accumulate(a).transpose(2, 0, 1))
+        h, w, cin = a.shape
+        return (self.wf @ a.reshape(h * w, cin).T).reshape(-1, h, w)
+
 
 @dataclass(frozen=True)
 class Int8Branch:
@@ -81,34 +102,34 @@ class Int8Branch:
 
 
 def run_branch8(z_hat: np.ndarray, branch: Int8Branch) -> np.ndarray:
-    """Real-valued (float64) output of ``branch`` for z_hat ``[C, h, w]`` (float64)."""
+    """Real-valued (float64) output ``[C, H, W]`` of ``branch`` for z_hat ``[C, h, w]`` (float64).
+
+    Activations between layers are channels-last, the layout where a transposed convolution is
+    GEMMs without scatter (:class:`slimfast.coding.intmath.SubpixelTConv`)."""
     a = np.clip(np.rint(z_hat / branch.in_step), -127, 127).astype(np.float32)
-    for i, lay in enumerate(branch.layers):
-        if lay.kind == "tconv":
-            acc = intmath.conv_transpose8(a, lay.wf, lay.stride, lay.padding, lay.output_padding)
-        else:
-            acc = intmath.conv1x1_8(a, lay.wf)
-        if i < len(branch.layers) - 1:
-            a = intmath.requantize8(acc, lay.multiplier, lay.bias)
-    return intmath.affine8(acc, lay.multiplier, lay.bias)
+    a = np.ascontiguousarray(a.transpose(1, 2, 0))
+    *hidden, last = branch.layers
+    for lay in hidden:
+        a = intmath.requantize8(lay.accumulate(a), lay.multiplier, lay.bias)
+    return intmath.affine8(last.accumulate_channels_first(a), last.multiplier, last.bias)
 
 
 _POOL: list = []  # one helper thread, made on first use: a branch runs there while the caller runs the other
 
 
-def _both(run, scale_branch, mean_branch, workers: int):
-    """``(run(scale_branch), run(mean_branch))``; on two threads where ``workers`` > 1. The branches
-    are independent and numpy and BLAS release the GIL, so the second core does the other branch;
-    the arithmetic is the same, so are the bits."""
-    if mean_branch is None or workers < 2:
-        return run(scale_branch), (None if mean_branch is None else run(mean_branch))
+def _both(first, second, workers: int):
+    """``(first(), second())``, ``second`` may be None; on two threads where ``workers`` > 1. The
+    branches are independent and numpy and BLAS release the GIL, so the second core does the
+    other branch; the arithmetic is the same, so are the bits."""
+    if second is None or workers < 2:
+        return first(), (None if second is None else second())
     if not _POOL:
         from concurrent.futures import ThreadPoolExecutor
 
         _POOL.append(ThreadPoolExecutor(1, thread_name_prefix="slimfast-h_s"))
-    scale = _POOL[0].submit(run, scale_branch)
-    mean = run(mean_branch)
-    return scale.result(), mean
+    out = _POOL[0].submit(first)
+    other = second()
+    return out.result(), other
 
 
 _LUTS: dict[bytes, np.ndarray] = {}
@@ -139,13 +160,21 @@ def entropy_parameters(z_symbols: np.ndarray, medians: np.ndarray, scale_branch:
         raise ValueError(f"expected z symbols of shape [1, c, h, w], got {tuple(z_symbols.shape)}")
     c = z_symbols.shape[1]
     med = np.asarray(medians).astype(np.float64)[:c].reshape(-1, 1, 1)
-    if isinstance(scale_branch, Int8Branch):
-        z_hat = z_symbols[0].astype(np.float64) + med
-        scale, mean = _both(lambda b: run_branch8(z_hat, b), scale_branch, mean_branch, workers)
-        index = intmath.scale_index_fixed(intmath.divide_by_step(intmath.to_fixed(scale), step),
-                                          _lut(np.asarray(scale_table)))[None]
-        return (np.zeros(index.shape) if mean is None else mean[None]), index
-    a = intmath.to_fixed(z_symbols[0].astype(np.float64) + med)
-    scale, mean = _both(lambda b: run_branch(a, b), scale_branch, mean_branch, workers)
-    index = intmath.scale_index_fixed(intmath.divide_by_step(scale, step), _lut(np.asarray(scale_table)))[None]
-    return (np.zeros(index.shape, dtype=np.float64) if mean is None else intmath.from_fixed(mean)[None]), index
+    lut = _lut(np.asarray(scale_table))
+    int8 = isinstance(scale_branch, Int8Branch)
+    if int8:
+        x, run = z_symbols[0].astype(np.float64) + med, run_branch8
+    else:
+        x, run = intmath.to_fixed(z_symbols[0].astype(np.float64) + med), run_branch
+
+    def index():  # the lookup runs on the scale branch's thread: the two threads' work evens out
+        s = run(x, scale_branch)
+        s = intmath.to_fixed(s, out=s) if int8 else s  # 8-bit branches give real values, 12-bit fixed point
+        return intmath.scale_index_fixed(intmath.divide_by_step(s, step), lut)[None]
+
+    def means():
+        m = run(x, mean_branch)
+        return m if int8 else intmath.from_fixed(m)
+
+    index, mean = _both(index, None if mean_branch is None else means, workers)
+    return (np.zeros(index.shape) if mean is None else mean[None]), index

@@ -25,6 +25,8 @@ float32 holds it exactly, whatever the summation order, blocking or FMA use.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 WEIGHT_BITS = 12
@@ -44,9 +46,10 @@ def quantize_weight(w: np.ndarray, out_axis: int) -> tuple[np.ndarray, np.ndarra
     return w_int.astype(np.int16), scale.astype(np.float64)
 
 
-def to_fixed(x: np.ndarray) -> np.ndarray:
-    """Real values to fixed-point integers (held in float64); one new array, the rest in place."""
-    v = np.multiply(x, float(1 << ACT_FRAC), dtype=np.float64)
+def to_fixed(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Real values to fixed-point integers (held in float64); into ``out`` (which may be ``x``),
+    else one new array, the rest in place."""
+    v = np.multiply(x, float(1 << ACT_FRAC), out=out, dtype=np.float64)
     np.rint(v, out=v)
     return np.clip(v, -(2 ** ACT_CLIP), 2 ** ACT_CLIP, out=v)
 
@@ -119,8 +122,10 @@ def exact_in_float32(cin: int, kernel: tuple[int, int], stride: tuple[int, int] 
 def conv_transpose8(a: np.ndarray, wf: np.ndarray, stride: tuple[int, int], padding: tuple[int, int],
                     output_padding: tuple[int, int]) -> np.ndarray:
     """Integer accumulators (float32) of a transposed convolution of 8-bit ``a`` ``[Cin, H, W]``;
-    ``wf`` is :func:`quantize_weight8`'s output as ``[kh, kw, Cout, Cin]``."""
-    return tconv_accumulate(a, wf, stride, padding, output_padding)
+    ``wf`` is :func:`quantize_weight8`'s output as ``[kh, kw, Cout, Cin]``. Channels-first
+    wrapper of :class:`SubpixelTConv`, which the hyper-synthesis keeps per layer."""
+    acc = SubpixelTConv.of(wf, stride, padding, output_padding)(a.transpose(1, 2, 0))
+    return np.ascontiguousarray(acc.transpose(2, 0, 1))
 
 
 def conv1x1_8(a: np.ndarray, wf: np.ndarray) -> np.ndarray:
@@ -129,18 +134,114 @@ def conv1x1_8(a: np.ndarray, wf: np.ndarray) -> np.ndarray:
     return (wf @ a.reshape(cin, h * w)).reshape(-1, h, w)
 
 
+# Elementwise float64 work runs over blocks of this many values (256 KiB), which stay in the
+# core's cache between the steps, in one scratch block instead of arrays of a whole layer.
+BLOCK = 1 << 15
+
+
 def requantize8(acc: np.ndarray, multiplier: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """ReLU and the next layer's 8-bit activations: ``clip(rint(acc * m + b), 0, 255)``, in float64
-    elementwise steps (correctly rounded everywhere), returned as float32."""
-    out = affine8(acc, multiplier, bias)
-    np.rint(out, out=out)
-    return np.clip(out, 0, A8_MAX, out=out).astype(np.float32)
+    """ReLU and the next layer's 8-bit activations of channels-last ``acc`` ``[..., C]``:
+    ``clip(rint(acc * m + b), 0, 255)``, in float64 elementwise steps (correctly rounded
+    everywhere), returned as float32 (exact: integers up to 255)."""
+    rows = acc.reshape(-1, acc.shape[-1])
+    out = np.empty(rows.shape, np.float32)
+    n = min(len(rows), max(1, BLOCK // rows.shape[1]))
+    # m and b repeated down a block: operands of one shape take numpy's fastest loops
+    m, b = np.tile(multiplier, (n, 1)), np.tile(bias, (n, 1))
+    scratch = np.empty((n, rows.shape[1]))
+    for r in range(0, len(rows), n):
+        src = rows[r: r + n]
+        t, k = scratch[: len(src)], len(src)
+        np.copyto(t, src)  # float32 -> float64: exact
+        np.multiply(t, m[:k], out=t)
+        np.add(t, b[:k], out=t)
+        np.rint(t, out=t)
+        np.clip(t, 0, A8_MAX, out=out[r: r + n])
+    return out.reshape(acc.shape)
 
 
 def affine8(acc: np.ndarray, multiplier: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """``acc * m + b`` per output channel, in float64 (two correctly rounded steps, never fused)."""
-    out = np.multiply(acc, multiplier[:, None, None], dtype=np.float64)  # float32 -> float64 is exact
-    return np.add(out, bias[:, None, None], out=out)
+    """``acc * m + b`` per output channel of channels-first ``acc`` ``[C, ...]``, in float64
+    (two correctly rounded steps, never fused)."""
+    shape = (-1,) + (1,) * (acc.ndim - 1)
+    out = np.multiply(acc, multiplier.reshape(shape), dtype=np.float64)  # float32 -> float64 is exact
+    return np.add(out, bias.reshape(shape), out=out)
+
+
+# -- transposed convolutions as sub-pixel GEMMs ---------------------------------------------------
+# Output ``s*q + p`` of a transposed convolution (stride ``s``, phase ``p < s``) sums a few
+# inputs near ``q``, each times a tap that depends on ``p`` only. So the small input's shifted
+# copies side by side (im2col of the input, not of the ``s``-times larger output), times a
+# matrix whose column blocks are the ``s`` phases, give every output once: no scatter-add, and
+# in channels-last layout the phases along the last spatial axis come out interleaved. Taps a
+# phase lacks are zero weights, whose products are exact zeros: the sums, integers within the
+# bounds above, are the same in any order.
+
+
+def _axis(k: int, s: int, pad: int) -> tuple[int, np.ndarray]:
+    """One axis, seen from the output: output ``s*q + p`` meets input ``q + d0 + t`` at tap
+    ``taps[p, t]`` (-1: not at all). Returns ``(d0, taps)``."""
+    if not 0 <= pad < k:
+        raise ValueError(f"padding {pad} outside 0..{k - 1}")
+    d0, d1 = -((k - 1 - pad) // s), (s - 1 + pad) // s
+    taps = np.array([[p + pad - s * d for d in range(d0, d1 + 1)] for p in range(s)])
+    return d0, np.where((taps >= 0) & (taps < k), taps, -1)
+
+
+@dataclass(frozen=True)
+class SubpixelTConv:
+    """A transposed convolution of channels-last ``[H, W, Cin]`` inputs as sub-pixel GEMMs, its
+    weights arranged once (:meth:`of`); calling it gives the accumulators ``[H', W', Cout]``
+    (``H' = H * sh`` as ``padding`` and ``output_padding`` crop it) in the weights' dtype."""
+
+    stride: tuple[int, int]
+    first: tuple[int, int]  # the shift of the first input copy, per axis
+    copies: tuple[int, int]  # input copies per axis
+    trim: tuple[int, int]  # output size minus stride times input size (<= 0), per axis
+    cout: int
+    gemms: tuple[tuple[slice, slice, np.ndarray], ...]  # (copies' columns, output columns, weights)
+
+    @classmethod
+    def of(cls, wf: np.ndarray, stride: tuple[int, int], padding: tuple[int, int],
+           output_padding: tuple[int, int]) -> SubpixelTConv:
+        """From weights ``wf`` ``[kh, kw, Cout, Cin]``."""
+        kh, kw, cout, cin = wf.shape
+        (dy0, ty), (dx0, tx) = _axis(kh, stride[0], padding[0]), _axis(kw, stride[1], padding[1])
+        ny, nx = ty.shape[1], tx.shape[1]
+        w = np.zeros((ny, nx, cin, stride[0], stride[1], cout), wf.dtype)
+        spans: list[list] = []  # runs of phases that meet the same copies: [copies' columns, first, end]
+        for phase, (py, px) in enumerate(np.ndindex(*stride)):
+            met = [(iy, ix) for iy, ix in np.ndindex(ny, nx) if ty[py, iy] >= 0 and tx[px, ix] >= 0]
+            for iy, ix in met:
+                w[iy, ix, :, py, px] = wf[ty[py, iy], tx[px, ix]].T
+            blocks = [iy * nx + ix for iy, ix in met]  # a phase no tap meets (kernel < stride): zeros
+            rows = slice(min(blocks) * cin, (max(blocks) + 1) * cin) if blocks else slice(0, 0)
+            if spans and spans[-1][0] == rows:
+                spans[-1][2] = phase + 1
+            else:
+                spans.append([rows, phase, phase + 1])
+        w = w.reshape(ny * nx * cin, -1)
+        gemms = tuple((rows, slice(p0 * cout, p1 * cout), np.ascontiguousarray(w[rows, p0 * cout: p1 * cout]))
+                      for rows, p0, p1 in spans)
+        trim = tuple(min(0, k + op - p - s) for k, s, p, op in zip((kh, kw), stride, padding, output_padding))
+        return cls(tuple(stride), (dy0, dx0), (ny, nx), trim, cout, gemms)
+
+    def __call__(self, a: np.ndarray) -> np.ndarray:
+        h, w, cin = a.shape
+        (ny, nx), (dy0, dx0), (sh, sw) = self.copies, self.first, self.stride
+        dtype = self.gemms[0][2].dtype
+        padded = np.zeros((h + ny - 1, w + nx - 1, cin), dtype)
+        padded[-dy0: h - dy0, -dx0: w - dx0] = a
+        cols = np.empty((h, w, ny, nx, cin), dtype)
+        for iy, ix in np.ndindex(ny, nx):
+            cols[:, :, iy, ix] = padded[iy: iy + h, ix: ix + w]
+        cols = cols.reshape(h * w, -1)
+        acc = np.empty((h * w, sh * sw * self.cout), dtype)
+        for rows, out, wg in self.gemms:
+            np.matmul(cols[:, rows], wg, out=acc[:, out])
+        # [h, w, sh, sw, C] -> [h, sh, w, sw, C]: a copy only where sh > 1 (phases along H to interleave)
+        acc = acc.reshape(h, w, sh, sw, -1).transpose(0, 2, 1, 3, 4).reshape(h * sh, w * sw, -1)
+        return acc[: h * sh + self.trim[0], : w * sw + self.trim[1]]
 
 
 def relu(a: np.ndarray) -> np.ndarray:
@@ -172,7 +273,8 @@ def scale_index_lut(scale_table: np.ndarray) -> np.ndarray:
 
 def scale_index_fixed(v: np.ndarray, lut: np.ndarray) -> np.ndarray:
     """:func:`scale_index` of the fixed-point scales ``v`` (integers in float64), by :func:`scale_index_lut`."""
-    return lut[np.clip(v, 0, lut.size - 1).astype(np.intp)]
+    at = np.clip(v, 0, lut.size - 1, out=np.empty(v.shape, np.intp), casting="unsafe")  # integers: exact
+    return lut.take(at)
 
 
 # A quantization step (the continuous quality knob) is an integer ``step`` meaning
