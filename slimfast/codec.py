@@ -24,6 +24,7 @@ from .format import container
 from . import zoo
 from .coding.coder import CorruptStream
 from .coding.intmath import STEP_ONE
+from .coding.latent_codecs import DEFAULT_CODER
 from .quality import Knob, ladder_index
 from .errors import CorruptFileError, SlimfastError, printable
 from .format.imageio import CanonicalImage, canonicalize, check_metadata, check_size, to_pil
@@ -426,17 +427,22 @@ class Codec:
                 model.prepare_analysis(x.shape, point.width)
             except Exception as exc:
                 raise SlimfastError(f"bf16 analysis unavailable for {info.name} v{info.version}: {exc}") from None
-        lat = model.compress(x, width=point.width, step=point.step)
+        lat = model.compress(x, width=point.width, step=point.step, coder=self._coder())
         alpha = zlib.compress(img.alpha.tobytes(), 9) if img.alpha is not None else None
         hdr = container.Header(model=info.name, weights_version=info.version,
                                weights_id=bytes.fromhex(info.sha256[:16]),
                                width=lat.width, image_size=(w, h), mode=img.mode,
                                streams=lat.strings, alpha=alpha, icc=img.icc,
-                               chunks=_step_chunks(lat.step) + _metadata_chunks(img))
+                               chunks=_step_chunks(lat.step) + container.pack_layout(lat.coder)
+                               + _metadata_chunks(img))
         data = container.pack(hdr)
         if effort:
             data = self._refined(info, model, x, hdr, len(data), effort, limit, lat.step)
         return data
+
+    def _coder(self) -> str:
+        """The entropy coder of new files: the settings', ``auto`` being rANS where it was built."""
+        return DEFAULT_CODER if self.settings.coder == "auto" else self.settings.coder
 
     def _refined(self, info: zoo.ModelInfo, model, x: np.ndarray, hdr: container.Header, size: int, effort: int,
                  limit: int | None, step: int = STEP_ONE) -> bytes:
@@ -450,7 +456,7 @@ class Codec:
         w, h = hdr.image_size
         best = refine(model, _refinement_model(str(info.path), info.sha256), x, (h, w), hdr.width, lmbda, effort,
                       step=step, max_stream_bytes=None if limit is None else limit - overhead,
-                      threads=self.settings.threads)
+                      threads=self.settings.threads, coder=container.unpack_layout(hdr.chunk("LAYT")))
         return container.pack(dataclasses.replace(hdr, streams=best.strings))
 
     def decompress(self, data: bytes):
@@ -549,7 +555,7 @@ def decompress(data, candidates: list[zoo.ModelInfo] | None = None, *, settings:
     m = model.pad_multiple
     shape = (-(-h // m), -(-w // m))  # the deepest latent has stride pad_multiple
     with _corrupt_streams():
-        rgb = model.decompress_rgb8(hdr.streams, shape, width=hdr.width, step=_step(hdr))
+        rgb = model.decompress_rgb8(hdr.streams, shape, width=hdr.width, step=_step(hdr), coder=_coder(hdr))
     if rgb.shape[:2] != (h, w):
         rgb = np.ascontiguousarray(rgb[:h, :w])
     return to_pil(rgb, hdr.mode, _alpha_plane(hdr), hdr.icc, hdr.chunk("exif"), hdr.chunk("xmpd"))
@@ -566,7 +572,8 @@ def decode_symbols(data: bytes, *, settings: Settings | None = None) -> dict[str
     model = _decoder_for(hdr, None, settings)
     m, (w, h) = model.pad_multiple, hdr.image_size
     with _corrupt_streams():
-        return model.decode_symbols(hdr.streams, (-(-h // m), -(-w // m)), width=hdr.width, step=_step(hdr))
+        return model.decode_symbols(hdr.streams, (-(-h // m), -(-w // m)), width=hdr.width, step=_step(hdr),
+                                    coder=_coder(hdr))
 
 
 def _sfi_bytes(src) -> bytes:
@@ -624,6 +631,11 @@ def _decoder_for(hdr: container.Header, candidates: list[zoo.ModelInfo] | None, 
 def _step(hdr: container.Header) -> int:
     """The quantization step a file was coded at (1, as :data:`STEP_ONE`, without a ``QUAL`` chunk)."""
     return container.unpack_step(hdr.chunk("QUAL"), STEP_ONE)
+
+
+def _coder(hdr: container.Header) -> str:
+    """The entropy coder of a file's streams (``"range"`` without a ``LAYT`` chunk)."""
+    return container.unpack_layout(hdr.chunk("LAYT"))
 
 
 def _alpha_plane(hdr: container.Header) -> np.ndarray | None:

@@ -34,6 +34,9 @@ SLIMFAST_ORT_SPIN      1: on                       off                 ``ort_spi
 SLIMFAST_ORT_ARENA     1: on                       off                 ``ort_arena``: ONNX Runtime's memory arena
 SLIMFAST_OV_PRECISION  bf16, f32                   bf16                ``ov_precision`` of the bf16 parts on
                                                                        OpenVINO (f32: a diagnostic, bench times it)
+SLIMFAST_CODER         auto, rans, range           auto                ``coder``: the entropy coder new files use;
+                                                                       auto: rans where its native code was built,
+                                                                       else range (files every slimfast reads)
 =====================  ==========================  ==================  ==============================================
 
 A bad value is a :class:`~slimfast.errors.SlimfastError` with a one-line message naming the
@@ -57,6 +60,7 @@ SYNTHESIS_PRECISIONS = ("fp32", "int8", "bf16")
 TCONV_FORMS = ("convtranspose", "subpixel")
 ORT_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
 OV_PRECISIONS = ("bf16", "f32")
+CODERS = ("auto", "rans", "range")
 DEFAULT_MAX_PIXELS = 64 * 1024 * 1024
 CACHE_OFF = ("", "off", "0", "none")
 
@@ -68,6 +72,7 @@ _CHOICES = {
     "ort_tconv": ("SLIMFAST_ORT_TCONV", (None, *TCONV_FORMS), "'convtranspose' or 'subpixel'"),
     "ort_optimization": ("SLIMFAST_ORT_OPT", ORT_OPTIMIZATIONS, "one of " + ", ".join(ORT_OPTIMIZATIONS)),
     "ov_precision": ("SLIMFAST_OV_PRECISION", OV_PRECISIONS, "one of " + ", ".join(OV_PRECISIONS)),
+    "coder": ("SLIMFAST_CODER", CODERS, "one of " + ", ".join(CODERS)),
 }
 VARIABLES = {**{f: v[0] for f, v in _CHOICES.items()}, "threads": "SLIMFAST_THREADS",
              "max_pixels": "SLIMFAST_MAX_PIXELS", "model_path": "SLIMFAST_MODEL_PATH",
@@ -96,6 +101,7 @@ class Settings:
     ort_spinning: bool = False
     ort_arena: bool = False
     ov_precision: str = "bf16"
+    coder: str = "auto"
 
     def __post_init__(self) -> None:
         # Folders arrive as strings or Paths, one or several: compare and hash them as Paths.

@@ -25,7 +25,7 @@ from slimfast.format import container
 SAMPLE = Path(slimfast.__file__).resolve().parent / "data" / "kodim23.png"
 # The valid files: (model, width, mode, format version). FasiNet-L and -H, both slimmable
 # families at a narrow and a wide width, every mode, v1 and v2 (v2 with an ICC profile and
-# an ancillary chunk).
+# an ancillary chunk). v1 files are range-coded (as slimfast wrote them before LAYT), v2 files rANS.
 BASES = (
     ("fasinet-l-msssim-q2", None, "RGB", 1),
     ("fasinet-h-mse-q1", None, "RGBA", 1),
@@ -160,20 +160,25 @@ def _read_uvarint(s: bytes, p: int) -> tuple[int, int]:
     return v // 2, p
 
 
-def stream_parts(s: bytes) -> tuple[bytes, bytes]:
-    """(range-coder words, the rest: escape count and values) of a stream."""
+def word_bytes(hdr: container.Header) -> int:
+    """The size of the unit a stream's count counts: 4-byte words (range coder), bytes (rANS)."""
+    return 1 if hdr.chunk("LAYT") is not None else 4
+
+
+def stream_parts(s: bytes, unit: int = 4) -> tuple[bytes, bytes]:
+    """(the coder's words, the rest: escape count and values) of a stream whose words are ``unit`` bytes."""
     n, p = _read_uvarint(s, 0)
-    return s[p: p + 4 * n], s[p + 4 * n:]
+    return s[p: p + unit * n], s[p + unit * n:]
 
 
-def _stream_edit(s: bytes, a: int, b: int) -> bytes:
-    words, tail = stream_parts(s)
+def _stream_edit(s: bytes, a: int, b: int, unit: int) -> bytes:
+    words, tail = stream_parts(s, unit)
     rng = random.Random(a)
-    nw = len(words) // 4
+    nw = len(words) // unit
     edits = (
         lambda: b"\0\0",                                                   # empty
-        lambda: _uvarint(a % (nw + 1)) + words[: 4 * (a % (nw + 1))] + tail,  # fewer words
-        lambda: _uvarint(nw + 1 + a % 8) + words + rng.randbytes(4 * (1 + a % 8)) + tail,  # more words
+        lambda: _uvarint(a % (nw + 1)) + words[: unit * (a % (nw + 1))] + tail,  # fewer words
+        lambda: _uvarint(nw + 1 + a % 8) + words + rng.randbytes(unit * (1 + a % 8)) + tail,  # more words
         lambda: _uvarint(nw) + rng.randbytes(len(words)) + tail,            # other words
         lambda: _uvarint(nw) + words + _uvarint(a % 300) + rng.randbytes(a % 64),  # other escapes
         lambda: rng.randbytes(a % 2048),                                    # noise
@@ -192,7 +197,7 @@ def _streams(d: bytes, a: int, b: int) -> bytes:
     if b % 11 == 10 and len(hdr.streams) > 1:
         hdr.streams = hdr.streams[::-1]  # z and y swapped
     else:
-        hdr.streams[i] = _stream_edit(hdr.streams[i], a // 7, b)
+        hdr.streams[i] = _stream_edit(hdr.streams[i], a // 7, b, word_bytes(hdr))
     return _repack(hdr, d)
 
 
@@ -236,11 +241,14 @@ def image(mode: str):
 def build_bases() -> list[tuple[str, bytes, Oracle]]:
     """(label, valid file, its oracle) for each of :data:`BASES`."""
     out = []
+    from slimfast.settings import Settings
+
     for name, width, mode, version in BASES:
-        codec = slimfast.load(name, threads=1)
+        coder = "range" if version == 1 else "auto"
+        codec = slimfast.load(name, settings=Settings.from_env().replace(threads=1, coder=coder))
         hdr = container.unpack(codec.compress(image(mode), width=width))
         if version == 2:
-            hdr.chunks = [("abcd", b"an ancillary chunk")]
+            hdr.chunks = hdr.chunks + [("abcd", b"an ancillary chunk")]
             hdr.icc = b"\0" * 64
         out.append((f"{name}-{width or ''}-{mode}-v{version}", container.pack(hdr, version=version), Oracle(codec)))
     return out

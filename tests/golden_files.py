@@ -4,6 +4,9 @@ The golden set pins the codec's output while its structure changes:
 
 * ``tests/golden/<image>/<point>.sfi``: the file each shipped model (every width) writes for
   the bundled sample and two small Kodak crops, encoded with ONNX Runtime on one thread;
+* ``tests/golden/legacy-range/<image>/<point>.sfi``: the same files as written before the rANS
+  coder (range-coded, no ``LAYT`` chunk): they must go on decoding, to the same symbols as the
+  current files and the same pixels; nothing writes them any more, so they are never regenerated;
 * ``manifest.json``: per file, the SHA-256 of the symbols it decodes to (identical on every
   machine, engine and thread count: always checked), and, per machine fingerprint (CPU flags
   and library versions), the SHA-256 of the file each engine and thread count encodes and of
@@ -30,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).resolve().parent / "golden"
 MANIFEST = GOLDEN / "manifest.json"
+LEGACY = "legacy-range"  # files of an older coder: decoded and pinned, never re-encoded
 SAMPLE = ROOT / "slimfast" / "data" / "kodim23.png"
 KODAK = ROOT.parent / "shared" / "data" / "kodak"
 # (name, source, box): odd sizes, so that padding and cropping are part of what is pinned.
@@ -112,7 +116,12 @@ def decode_symbols(data: bytes) -> dict:
 
 
 def golden_files() -> list[Path]:
-    return sorted(GOLDEN.glob("*/*.sfi"))
+    return sorted(GOLDEN.glob("*/*.sfi")) + sorted((GOLDEN / LEGACY).glob("*/*.sfi"))
+
+
+def current_of(rel: str) -> str:
+    """The current golden file a legacy one (``legacy-range/<image>/<point>.sfi``) is a copy of."""
+    return rel.split("/", 1)[1] if rel.startswith(LEGACY + "/") else rel
 
 
 def measure(images=IMAGES) -> dict:
@@ -169,8 +178,10 @@ def write() -> None:
         if len(syms) != 1:
             raise SystemExit(f"{rel}: engines disagree on the decoded symbols")
         files[rel] = {"symbols": syms.pop(),
-                      "pixels": {fp: {k: r["decode"][rel]["pixels"] for k, r in results.items()}},
-                      "encoded": {fp: {k: r["encode"][rel] for k, r in results.items()}}}
+                      "pixels": {fp: {k: r["decode"][rel]["pixels"] for k, r in results.items()}}}
+        if rel != current_of(rel):
+            continue
+        files[rel]["encoded"] = {fp: {k: r["encode"][rel] for k, r in results.items()}}
     MANIFEST.write_text(json.dumps({"fingerprints": [fp], "files": files}, indent=1, sort_keys=True) + "\n")
     print(f"{len(files)} golden files, fingerprint {fp}")
 

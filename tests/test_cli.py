@@ -44,7 +44,7 @@ def test_compress_decompress_info(model_dir, png, tmp_path, capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["model"] == "test-h" and info["bytes"] == sfi.stat().st_size
     assert info["bpp"] == pytest.approx(sfi.stat().st_size * 8 / (56 * 40), abs=1e-5)
-    assert info["format"] == 1 and info["chunks"] == []  # today's layout stays version 1
+    assert info["format"] == 2 and info["chunks"] == ["LAYT"] and info["coder"] == "rans"  # the layout chunk
     from slimfast.format import container
 
     hdr = container.unpack(sfi.read_bytes())
@@ -142,7 +142,7 @@ def test_decompress_errors(model_dir, png, tmp_path, case):
         "truncated": (data[:-10], "truncated"),
         "crc": (data[:-5] + bytes([data[-5] ^ 1]) + data[-4:], "CRC"),
         "magic": (b"GIF8" + data[4:], "magic"),
-        "version": (fix(data[:4] + b"\x02" + data[5:]), "version"),
+        "version": (fix(data[:4] + b"\x09" + data[5:]), "version"),
         "unknown_model": (container.pack(hdr), "gone-model"),
         "huge": (fix(data[:24] + struct.pack("<II", 100000, 5) + data[32:]), "limit"),
         "bad_ext": (data, "format"),

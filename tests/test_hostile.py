@@ -54,10 +54,19 @@ def files() -> dict[str, bytes]:
     return {m: slimfast.load(m, threads=1).compress(_photo()) for m in MODELS}
 
 
-def _words(stream: bytes) -> tuple[int, bytes, bytes]:
+@pytest.fixture(scope="module")
+def range_files() -> dict[str, bytes]:
+    """The same files range-coded, as slimfast wrote them before LAYT."""
+    from slimfast.settings import Settings
+
+    settings = Settings.from_env().replace(threads=1, coder="range")
+    return {m: slimfast.load(m, settings=settings).compress(_photo()) for m in MODELS}
+
+
+def _words(stream: bytes, unit: int) -> tuple[int, bytes, bytes]:
     """(word count, words, escape part) of a stream (docs/format.md, "Streams")."""
-    words, rest = stream_parts(stream)
-    return len(words) // 4, words, rest
+    words, rest = stream_parts(stream, unit)
+    return len(words) // unit, words, rest
 
 
 # -- bug 1: work bounded by the file ---------------------------------------------------------------
@@ -79,32 +88,39 @@ def test_a_larger_claim_than_the_stream_holds_is_refused(files, model):
         slimfast.decompress(_with(files[model], image_size=(w * 40, h * 40)), threads=1)
 
 
+@pytest.mark.parametrize("coder", ["range", "rans"])
 @pytest.mark.parametrize("cut", ["one word", "half"])
 @pytest.mark.parametrize("model", MODELS)
-def test_a_stream_whose_words_run_out_is_corrupt(files, model, cut):
-    """The range decoder reads zeros past its words instead of failing: that must be caught."""
-    hdr = container.unpack(files[model])
+def test_a_stream_whose_words_run_out_is_corrupt(files, range_files, model, cut, coder):
+    """The range decoder reads zeros past its words instead of failing: that must be caught;
+    the rANS decoder must not read past its bytes."""
+    data = range_files[model] if coder == "range" else files[model]
+    hdr = container.unpack(data)
+    unit = 4 if coder == "range" else 1
     i = len(hdr.streams) - 1  # y: the long one
-    n, words, rest = _words(hdr.streams[i])
+    n, words, rest = _words(hdr.streams[i], unit)
     keep = n - 1 if cut == "one word" else n // 2
     assert n >= 4
     streams = list(hdr.streams)
-    streams[i] = _uvarint(keep) + words[: 4 * keep] + rest
+    streams[i] = _uvarint(keep) + words[: unit * keep] + rest
     # One word less still passes the size bound: the decoder itself must notice.
-    reason = "past the end" if cut == "one word" else "past the end|cannot hold"
+    reason = "past the end|do not end" if cut == "one word" else "past the end|do not end|cannot hold"
     with pytest.raises(SlimfastError, match=rf"^corrupt \.sfi file: .*({reason})"):
-        slimfast.decompress(_with(files[model], streams=streams), threads=1)
+        slimfast.decompress(_with(data, streams=streams), threads=1)
 
 
+@pytest.mark.parametrize("coder", ["range", "rans"])
 @pytest.mark.parametrize("model", MODELS)
-def test_words_left_after_the_last_symbol_are_corrupt(files, model):
-    hdr = container.unpack(files[model])
+def test_words_left_after_the_last_symbol_are_corrupt(files, range_files, model, coder):
+    data = range_files[model] if coder == "range" else files[model]
+    hdr = container.unpack(data)
+    unit = 4 if coder == "range" else 1
     streams = list(hdr.streams)
     for i, s in enumerate(hdr.streams):
-        n, words, rest = _words(s)
-        streams[i] = _uvarint(n + 2) + words + b"\x5a" * 8 + rest
-        with pytest.raises(SlimfastError, match=r"^corrupt \.sfi file: .*words left"):
-            slimfast.decompress(_with(files[model], streams=streams), threads=1)
+        n, words, rest = _words(s, unit)
+        streams[i] = _uvarint(n + 8 // unit) + words + b"\x5a" * 8 + rest
+        with pytest.raises(SlimfastError, match=r"^corrupt \.sfi file: .*(words left|bytes are left|do not end)"):
+            slimfast.decompress(_with(data, streams=streams), threads=1)
         streams[i] = s
 
 

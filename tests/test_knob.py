@@ -44,7 +44,8 @@ def test_every_step_round_trips_the_symbols_exactly(name, model_dir, crop):
         payload = sum(map(len, lat.strings))
         sizes.append(payload)
         if name != "test-h":  # random weights code many escapes, which the estimate leaves out
-            assert abs(payload * 8 - model.estimate_bits(sym, step=step)) < 0.02 * payload * 8 + 96  # + flush, lengths
+            # + lengths and each stream's two 32-bit rANS states, which carry 23 bits of no information each
+            assert abs(payload * 8 - model.estimate_bits(sym, step=step)) < 0.02 * payload * 8 + 160
     if name != "test-h":  # trained weights: a coarser step never costs more bytes
         assert sizes == sorted(sizes, reverse=True)
 

@@ -50,12 +50,12 @@ def photo(small_rgb) -> Image.Image:
 def test_api_round_trip_resets_orientation_and_turns_the_pixels(model_dir, photo):
     data = slimfast.compress(photo, model="test-h", threads=1)
     hdr = container.unpack(data)
-    assert hdr.format_version == 2 and [t for t, _ in hdr.chunks] == ["exif", "xmpd"]
+    assert hdr.format_version == 2 and [t for t, _ in hdr.chunks] == ["LAYT", "exif", "xmpd"]
     assert not hdr.chunk("exif").startswith(b"Exif")  # stored TIFF-structured, no JPEG prefix
     assert hdr.image_size == (40, 56)  # orientation 6: the pixels are turned
     upright = np.asarray(ImageOps.exif_transpose(photo))
     plain = container.unpack(slimfast.compress(upright, model="test-h", threads=1))
-    assert plain.streams == hdr.streams and plain.format_version == 1
+    assert plain.streams == hdr.streams and [t for t, _ in plain.chunks] == ["LAYT"]
     img = slimfast.decompress(data, threads=1)
     assert img.size == (40, 56)
     assert img.info["exif"].startswith(b"Exif\x00\x00")
@@ -101,14 +101,14 @@ def test_metadata_option_drops_exif_and_xmp(model_dir, small_rgb, tmp_path, leve
         im.load()
         im.info["icc_profile"] = icc
         hdr = container.unpack(slimfast.compress(im, model="test-h", threads=1, metadata=level))
-        assert hdr.chunks == [] and hdr.format_version == 1
+        assert [t for t, _ in hdr.chunks] == ["LAYT"]
         assert hdr.icc == (icc if level == "icc" else None)
         assert hdr.image_size == (40, 56)  # the orientation is still applied to the pixels
     sfi = tmp_path / "x.sfi"
     assert main(["compress", str(src), str(sfi), "-m", "test-h", "--threads", "1", "--quiet",
                  "--metadata", level]) == 0
     hdr = container.unpack(sfi.read_bytes())
-    assert hdr.chunks == [] and hdr.format_version == 1
+    assert [t for t, _ in hdr.chunks] == ["LAYT"]
     img = slimfast.decompress(sfi, threads=1)
     assert "exif" not in img.info and "xmp" not in img.info
 
@@ -126,13 +126,13 @@ def test_invalid_metadata_value_is_one_line(model_dir, small_rgb, capsys):
     assert len(err) == 1 and "--metadata" in err[0]
 
 
-def test_files_without_metadata_stay_version_1(model_dir, small_rgb, tmp_path):
-    assert container.unpack(slimfast.compress(small_rgb, model="test-h", threads=1)).format_version == 1
+def test_files_without_metadata_carry_only_the_layout(model_dir, small_rgb, tmp_path):
+    assert [t for t, _ in container.unpack(slimfast.compress(small_rgb, model="test-h", threads=1)).chunks] == ["LAYT"]
     src = tmp_path / "in.png"
     Image.fromarray(small_rgb).save(src)
     with Image.open(src) as im:
         hdr = container.unpack(slimfast.compress(im, model="test-h", threads=1))
-    assert hdr.format_version == 1 and hdr.chunks == []
+    assert hdr.format_version == 2 and [t for t, _ in hdr.chunks] == ["LAYT"]
     img = slimfast.decompress(container.pack(hdr), threads=1)
     assert "exif" not in img.info and "xmp" not in img.info
 

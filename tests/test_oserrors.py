@@ -213,7 +213,7 @@ def test_forged_header_text_is_escaped_in_info(forged):
     text = out.decode()
     assert rc == 0 and err == ""
     assert_no_control_characters(text)
-    assert len(text.splitlines()) == 9 and "\\x1b[31m" in text
+    assert len(text.splitlines()) == 10 and "\\x1b[31m" in text
     rc, out, _ = run_cli("info", forged, "--json")
     assert rc == 0
     assert_no_control_characters(out.decode())

@@ -97,7 +97,8 @@ DOCUMENTED_DEFAULTS = {"engine": ("auto", "auto"), "threads": ("0", 0), "analysi
                        "synthesis": ("fp32", "fp32"), "max_pixels": ("67108864", 64 * 1024 * 1024),
                        "model_path": ("none", ()), "cache_dir": ("XDG_CACHE_HOME/", HOME_CACHE),
                        "ort_tconv": ("the architecture's", None), "ort_optimization": ("all", "all"),
-                       "ort_spinning": ("off", False), "ort_arena": ("off", False), "ov_precision": ("bf16", "bf16")}
+                       "ort_spinning": ("off", False), "ort_arena": ("off", False), "ov_precision": ("bf16", "bf16"),
+                       "coder": ("auto", "auto")}
 
 
 def test_every_setting_is_in_the_table_with_its_real_default():

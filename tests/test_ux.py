@@ -204,8 +204,9 @@ def test_batch_summary_line(model_dir, three_pngs, tmp_path, capsys, monkeypatch
     bytes_in = sum(p.stat().st_size for p in three_pngs)
     outs = sorted((tmp_path / "out").iterdir())
     bytes_out = sum(p.stat().st_size for p in outs)
-    assert float(m[1]) * scale[m[2]] == pytest.approx(bytes_in, rel=0.01, abs=1)
-    assert float(m[3]) * scale[m[4]] == pytest.approx(bytes_out, rel=0.01, abs=1)
+    # one decimal of the unit shown: within half of its last digit
+    assert float(m[1]) * scale[m[2]] == pytest.approx(bytes_in, abs=0.05 * scale[m[2]] + 1)
+    assert float(m[3]) * scale[m[4]] == pytest.approx(bytes_out, abs=0.05 * scale[m[4]] + 1)
     h, w = 40, 56
     mean_bpp = sum(p.stat().st_size * 8 / (w * h) for p in outs) / len(outs)
     assert float(m[5]) == pytest.approx(mean_bpp, abs=0.006)

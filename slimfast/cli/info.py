@@ -6,13 +6,14 @@ import json
 from ..errors import SlimfastError, printable
 from .common import error_line, note, say
 
-FIELDS = ("model", "version", "width", "step", "size", "mode", "bytes", "bpp", "format")
+FIELDS = ("model", "version", "width", "step", "coder", "size", "mode", "bytes", "bpp", "format")
 
 
 def add_parser(sub) -> None:
     i = sub.add_parser("info", help="describe .sfi files", description=(
         "Show .sfi files' model, version, width, quantization step (the quality knob's: 1 at a model's "
-        "own rate point), size, mode, bytes, bpp and format. Several files: a "
+        "own rate point), entropy coder (rans; range in files of older slimfast), size, mode, "
+        "bytes, bpp and format. Several files: a "
         "block each, headed by its name (--json: a list); an unreadable one is an error line, and the "
         "others are still shown."))
     i.add_argument("files", nargs="+", metavar="FILE")
@@ -28,12 +29,21 @@ def describe(name: str) -> dict:
     hdr = container.unpack(read_sfi(name))
     step = container.unpack_step(hdr.chunk("QUAL"), STEP_ONE) / STEP_ONE
     return {"file": name, "model": hdr.model, "version": hdr.weights_version,
-            "weights_id": hdr.weights_id.hex(), "width": hdr.width, "step": round(step, 6),
+            "weights_id": hdr.weights_id.hex(), "width": hdr.width, "step": round(step, 6), "coder": _coder(hdr),
             "size": list(hdr.image_size),
             "mode": hdr.mode, "bytes": hdr.total_bytes, "bpp": round(hdr.bpp, 6),
             "streams": [len(s) for s in hdr.streams], "alpha_bytes": len(hdr.alpha) if hdr.alpha else 0,
             "icc_bytes": len(hdr.icc) if hdr.icc else 0, "format": hdr.format_version,
             "chunks": [printable(kind) for kind, _ in hdr.chunks]}
+
+
+def _coder(hdr) -> str:
+    from ..format import container
+
+    try:
+        return container.unpack_layout(hdr.chunk("LAYT"))
+    except SlimfastError:  # a newer file's coder: the rest of the header is still worth showing
+        return "unknown"
 
 
 def _text(d: dict) -> list[str]:

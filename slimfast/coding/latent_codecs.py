@@ -8,8 +8,9 @@ the same symbols whichever engine, precision or thread count wrote or reads it.
 Contract of both codecs (``c`` latent channels, ``h x w`` the deepest latent's size):
 
 * ``quantize(latents)``: float32 ``{"y"}`` (and ``{"z"}``) ``[1, c, H, W]`` to int32 symbols;
-* ``encode(symbols)``: the strings, in file order (``num_strings`` of them);
-* ``decode(strings, (h, w))``: exactly the symbols that were encoded, or ``ValueError`` /
+* ``encode(symbols, coder)``: the strings, in file order (``num_strings`` of them), entropy-coded
+  with ``coder`` (:data:`CODERS`; :data:`DEFAULT_CODER` unless a file says otherwise);
+* ``decode(strings, (h, w), coder)``: exactly the symbols that were encoded, or ``ValueError`` /
   :class:`~slimfast.errors.SlimfastError` for malformed strings. A string too short to hold
   the symbols of an ``h x w`` latent at the cheapest cost the tables allow is refused before
   anything of that size is allocated, so the work a file causes is bounded by its size;
@@ -23,8 +24,14 @@ from functools import cached_property
 
 import numpy as np
 
-from . import coder, intmath
+from . import coder, intmath, rans
 from . import hyper
+
+# The entropy coders a stream may be written with: "range" (slimfast.coding.coder, every file
+# without a LAYT chunk) and "rans" (slimfast.coding.rans, interleaved rANS: faster both ways).
+# New files use rANS where its native code was built; the pure-Python rANS is for reading only.
+CODERS = ("range", "rans")
+DEFAULT_CODER = "rans" if rans.native is not None else "range"
 
 
 def check_symbols(symbols: np.ndarray, c: int) -> None:
@@ -54,6 +61,29 @@ class Tables:
         """Per row, the fewest bits one symbol coded with it costs (:func:`slimfast.coding.coder.min_bits`)."""
         return coder.min_bits(self.freqs)
 
+    @cached_property
+    def prepared(self) -> rans.Prepared:
+        """The tables as the rANS coder uses them, made once."""
+        return rans.Prepared(self.freqs, self.lengths, self.offsets)
+
+    def encode(self, values: np.ndarray, rows: np.ndarray, coder_name: str) -> bytes:
+        """``values`` coded with the table rows ``rows`` (same shape) by the coder named."""
+        if check_coder(coder_name) == "rans":
+            return rans.encode(values, rows, self.prepared)
+        return coder.encode(values, rows, self.freqs, self.lengths, self.offsets)
+
+    def decode(self, data: bytes, rows: np.ndarray, coder_name: str) -> np.ndarray:
+        """Inverse of :meth:`encode`: int32 values shaped like ``rows``."""
+        if check_coder(coder_name) == "rans":
+            return rans.decode(data, rows, self.prepared)
+        return coder.decode(data, rows, self.freqs, self.lengths, self.offsets, self.costs)
+
+
+def check_coder(name: str) -> str:
+    if name not in CODERS:
+        raise ValueError(f"unknown entropy coder {name!r} (known: {', '.join(CODERS)})")
+    return name
+
 
 class FactorizedCodec:
     """A per-channel factorized prior: ``round(y - median)`` coded with channel ``i``'s table.
@@ -71,7 +101,7 @@ class FactorizedCodec:
 
     def _rows(self, shape) -> np.ndarray:
         b, c, h, w = shape
-        return np.broadcast_to(np.arange(c, dtype=np.int64).reshape(1, c, 1, 1), (b, c, h, w))
+        return np.broadcast_to(np.arange(c, dtype=np.int16).reshape(1, c, 1, 1), (b, c, h, w))
 
     def quantize_tensor(self, v: np.ndarray) -> np.ndarray:
         check_symbols(v, self.channels)
@@ -81,16 +111,15 @@ class FactorizedCodec:
         check_symbols(symbols, self.channels)
         return symbols.astype(np.float32) + self._median
 
-    def encode_tensor(self, symbols: np.ndarray) -> bytes:
+    def encode_tensor(self, symbols: np.ndarray, coder_name: str = DEFAULT_CODER) -> bytes:
         check_symbols(symbols, self.channels)
-        t = self.tables
-        return coder.encode(symbols, self._rows(symbols.shape), t.freqs, t.lengths, t.offsets)
+        return self.tables.encode(symbols, self._rows(symbols.shape), coder_name)
 
-    def decode_tensor(self, data: bytes, shape: tuple[int, int]) -> np.ndarray:
+    def decode_tensor(self, data: bytes, shape: tuple[int, int], coder_name: str = DEFAULT_CODER) -> np.ndarray:
         t = self.tables
         # Each position holds one symbol per channel, each costing at least its row's min_bits.
         coder.check_capacity(data, shape[0] * shape[1] * float(t.min_bits[: self.channels].sum()))
-        return coder.decode(data, self._rows((1, self.channels, *shape)), t.freqs, t.lengths, t.offsets, t.costs)
+        return t.decode(data, self._rows((1, self.channels, *shape)), coder_name)
 
     def bits_tensor(self, symbols: np.ndarray) -> float:
         check_symbols(symbols, self.channels)
@@ -101,12 +130,12 @@ class FactorizedCodec:
     def quantize(self, latents: dict) -> dict:
         return {"y": self.quantize_tensor(latents["y"])}
 
-    def encode(self, symbols: dict) -> list[bytes]:
-        return [self.encode_tensor(symbols["y"])]
+    def encode(self, symbols: dict, coder_name: str = DEFAULT_CODER) -> list[bytes]:
+        return [self.encode_tensor(symbols["y"], coder_name)]
 
-    def decode(self, strings: list[bytes], shape: tuple[int, int]) -> dict:
+    def decode(self, strings: list[bytes], shape: tuple[int, int], coder_name: str = DEFAULT_CODER) -> dict:
         _check_count(strings, 1)
-        return {"y": self.decode_tensor(strings[0], shape)}
+        return {"y": self.decode_tensor(strings[0], shape, coder_name)}
 
     def dequantize(self, symbols: dict) -> np.ndarray:
         return self.dequantize_tensor(symbols["y"])
@@ -191,25 +220,24 @@ class HyperpriorCodec:
         means, _ = self.entropy_parameters(z)
         return {"z": z, "y": intmath.round_residual(latents["y"], means, self.step)}
 
-    def encode(self, symbols: dict) -> list[bytes]:
+    def encode(self, symbols: dict, coder_name: str = DEFAULT_CODER) -> list[bytes]:
         y = symbols["y"]
         check_symbols(y, self.channels)
         _, index = self.entropy_parameters(symbols["z"])
-        t = self.tables
-        return [self.z.encode_tensor(symbols["z"]), coder.encode(y, index, t.freqs, t.lengths, t.offsets)]
+        return [self.z.encode_tensor(symbols["z"], coder_name), self.tables.encode(y, index, coder_name)]
 
-    def decode(self, strings: list[bytes], shape: tuple[int, int]) -> dict:
+    def decode(self, strings: list[bytes], shape: tuple[int, int], coder_name: str = DEFAULT_CODER) -> dict:
         _check_count(strings, 2)
         t = self.tables
         y_count = self.channels * (self.y_per_z * shape[0]) * (self.y_per_z * shape[1])
         # Before z is decoded and the hyper-synthesis allocates y-sized means: whatever scales z
         # picks, no y symbol costs less than the cheapest row.
         coder.check_capacity(strings[1], y_count * float(t.min_bits.min()))
-        z = self.z.decode_tensor(strings[0], shape)
+        z = self.z.decode_tensor(strings[0], shape, coder_name)
         _, index = self.entropy_parameters(z)
         if index.size != y_count:
             raise ValueError(f"the hyper-synthesis made {index.size} scales for {y_count} y symbols")
-        return {"z": z, "y": coder.decode(strings[1], index, t.freqs, t.lengths, t.offsets, t.costs)}
+        return {"z": z, "y": t.decode(strings[1], index, coder_name)}
 
     def dequantize(self, symbols: dict) -> np.ndarray:
         check_symbols(symbols["y"], self.channels)

@@ -17,18 +17,21 @@ import numpy as np
 
 from ..archs.shapes import check_width
 from .intmath import STEP_ONE
+from .latent_codecs import DEFAULT_CODER
 
 
 @dataclass
 class Latents:
     """Entropy-coded strings plus what decoding them needs: ``shape`` is the deepest latent's
     spatial size (h, w), ``width`` the latent channel count coded (the operating point),
-    ``step`` the quantization step of the quality knob."""
+    ``step`` the quantization step of the quality knob, ``coder`` the entropy coder of the strings
+    (:data:`slimfast.coding.latent_codecs.CODERS`)."""
 
     strings: list[bytes]
     shape: tuple[int, int]
     width: int
     step: int = STEP_ONE  # the quantization step, in 1/STEP_ONE (hyperprior models)
+    coder: str = DEFAULT_CODER
 
 
 class CodingPath:
@@ -89,14 +92,15 @@ class CodingPath:
         c = self.check_width(width)
         return self.codec(c, step).quantize(self.analyze(x, c))
 
-    def encode_strings(self, symbols: dict, width: int | None = None, step: int = STEP_ONE) -> list[bytes]:
-        return self.codec(width, step).encode(symbols)
+    def encode_strings(self, symbols: dict, width: int | None = None, step: int = STEP_ONE,
+                       coder: str = DEFAULT_CODER) -> list[bytes]:
+        return self.codec(width, step).encode(symbols, coder)
 
     def decode_symbols(self, strings: list[bytes], shape: tuple[int, int], width: int | None = None,
-                       step: int = STEP_ONE) -> dict:
+                       step: int = STEP_ONE, coder: str = DEFAULT_CODER) -> dict:
         if len(strings) != self.num_strings:
             raise ValueError(f"{self.architecture} expects {self.num_strings} string(s)")
-        return self.codec(width, step).decode(strings, tuple(shape))
+        return self.codec(width, step).decode(strings, tuple(shape), coder)
 
     def dequantize(self, symbols: dict, width: int | None = None, step: int = STEP_ONE) -> np.ndarray:
         """``y_hat`` (float32), the synthesis input."""
@@ -123,7 +127,8 @@ class CodingPath:
         self.engine.prepare_synthesis(self.check_width(width))
 
     # -- whole images ---------------------------------------------------------------------------
-    def compress(self, x: np.ndarray, width: int | None = None, step: int = STEP_ONE) -> Latents:
+    def compress(self, x: np.ndarray, width: int | None = None, step: int = STEP_ONE,
+                 coder: str = DEFAULT_CODER) -> Latents:
         """Code one image ``[1, 3, H, W]`` in [0, 1], H and W multiples of ``pad_multiple``."""
         c = self.check_width(width)
         x = np.asarray(x, dtype=np.float32)
@@ -131,20 +136,21 @@ class CodingPath:
             raise ValueError("compress expects one image padded to a multiple of pad_multiple")
         self.codec(c, step).forget()
         symbols = self.encode_symbols(x, c, step)
-        return Latents(self.encode_strings(symbols, c, step), tuple(symbols[self.shape_key].shape[2:]), c, step)
+        strings = self.encode_strings(symbols, c, step, coder)
+        return Latents(strings, tuple(symbols[self.shape_key].shape[2:]), c, step, coder)
 
     def decompress(self, strings: list[bytes], shape: tuple[int, int], width: int | None = None,
-                   step: int = STEP_ONE) -> np.ndarray:
+                   step: int = STEP_ONE, coder: str = DEFAULT_CODER) -> np.ndarray:
         """Reconstruction ``[1, 3, H, W]`` float32 clamped to [0, 1]."""
         c = self.check_width(width)
         self.codec(c, step).forget()
-        x = self.synthesize(self.decode_symbols(strings, shape, c, step), c, step)
+        x = self.synthesize(self.decode_symbols(strings, shape, c, step, coder), c, step)
         return np.clip(x, 0.0, 1.0, out=x)
 
     def decompress_rgb8(self, strings: list[bytes], shape: tuple[int, int], width: int | None = None,
-                        step: int = STEP_ONE) -> np.ndarray:
+                        step: int = STEP_ONE, coder: str = DEFAULT_CODER) -> np.ndarray:
         """Reconstruction as ``[H, W, 3]`` uint8 at the padded size (x 255, rounded half to even)."""
         c = self.check_width(width)
         self.codec(c, step).forget()
-        y_hat = self.dequantize(self.decode_symbols(strings, shape, c, step), c, step)
+        y_hat = self.dequantize(self.decode_symbols(strings, shape, c, step, coder), c, step)
         return self.engine.synthesize_rgb8(y_hat, c)

@@ -79,8 +79,8 @@ class ChunkType:
 # other type added here travels in Header.chunks, so adding one needs no parser change.
 # exif (the EXIF block, TIFF-structured, no "Exif\0\0" prefix) and xmpd (the XMP packet) are
 # ancillary: a reader that predates them skips them. QUAL (the quantization step of the quality
-# knob: u16, in 1/4096) is critical, as it selects the entropy parameters. Reserved for later
-# (docs/format.md): LAYT (stream layout).
+# knob: u16, in 1/4096) is critical, as it selects the entropy parameters. LAYT (the stream
+# layout: its first byte names the entropy coder of every stream) is critical too.
 MAX_EXIF = 1 << 24
 MAX_XMP = 1 << 24
 CHUNK_TYPES: dict[str, ChunkType] = {
@@ -90,6 +90,7 @@ CHUNK_TYPES: dict[str, ChunkType] = {
     "exif": ChunkType(max_len=MAX_EXIF),
     "xmpd": ChunkType(max_len=MAX_XMP),
     "QUAL": ChunkType(max_len=2),
+    "LAYT": ChunkType(max_len=1),
 }
 _FIELD_CHUNKS = ("STRM", "ALPH", "iccp")
 # v2 body errors name the version: a damaged version byte then reads as "which version" trouble.
@@ -109,6 +110,30 @@ def unpack_step(payload: bytes | None, default: int) -> int:
     if len(payload) != 2:
         raise CorruptFileError(f"corrupt .sfi file: a quality chunk of {len(payload)} bytes (2 expected)")
     return struct.unpack("<H", payload)[0]
+
+
+# LAYT's coder byte. A file without LAYT is range-coded (slimfast.coding.coder), as every file was
+# before the chunk existed; the value 0 is not used, so that range coding has one spelling.
+LAYT_CODERS = {1: "rans"}
+
+
+def pack_layout(coder: str) -> list[tuple[str, bytes]]:
+    """The chunks that name ``coder`` for the streams: none for ``"range"``, else a ``LAYT`` chunk."""
+    if coder == "range":
+        return []
+    return [("LAYT", bytes([next(k for k, v in LAYT_CODERS.items() if v == coder)]))]
+
+
+def unpack_layout(payload: bytes | None) -> str:
+    """The entropy coder a ``LAYT`` payload names (``"range"`` where the file has none)."""
+    if payload is None:
+        return "range"
+    if len(payload) != 1:
+        raise CorruptFileError(f"corrupt .sfi file: a layout chunk of {len(payload)} bytes (1 expected)")
+    if payload[0] not in LAYT_CODERS:
+        raise UnreadableFileError(f"this file needs a newer slimfast: unknown entropy coder {payload[0]} "
+                                  "in its layout chunk")
+    return LAYT_CODERS[payload[0]]
 
 
 def is_critical(ctype: str) -> bool:

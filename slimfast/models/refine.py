@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from ..coding.intmath import STEP_ONE
+from ..coding.latent_codecs import DEFAULT_CODER
 
 
 @dataclass(frozen=True)
@@ -129,8 +130,9 @@ class _Scorer:
     """The real cost of latents: the coding path's symbols, strings and 8-bit decoded image."""
 
     def __init__(self, path, x: np.ndarray, size: tuple[int, int], width: int, step: int, lmbda: float,
-                 max_stream_bytes: int | None):
+                 max_stream_bytes: int | None, coder: str):
         self.path, self.c, self.step, self.lmbda, self.limit = path, width, step, lmbda, max_stream_bytes
+        self.coder = coder
         self.h, self.w = size
         x8 = np.rint(x[0, :, : self.h, : self.w] * np.float32(255)).transpose(1, 2, 0)
         self.x8 = x8.astype(np.float64)
@@ -140,7 +142,7 @@ class _Scorer:
     def score(self, latents: dict, iteration: int) -> float:
         codec = self.path.codec(self.c, self.step)
         symbols = codec.quantize(latents)
-        strings = codec.encode(symbols)
+        strings = codec.encode(symbols, self.coder)
         nbytes = sum(map(len, strings))
         rgb = self.path.engine.synthesize_rgb8(codec.dequantize(symbols), self.c)[: self.h, : self.w]
         mse = float(np.mean((rgb.astype(np.float64) - self.x8) ** 2))
@@ -155,7 +157,8 @@ class _Scorer:
 
 
 def refine(path, model, x: np.ndarray, size: tuple[int, int], width: int, lmbda: float, effort: int, *,
-           step: int = STEP_ONE, max_stream_bytes: int | None = None, seed: int = 0, threads: int = 0) -> Refined:
+           step: int = STEP_ONE, max_stream_bytes: int | None = None, seed: int = 0, threads: int = 0,
+           coder: str = DEFAULT_CODER) -> Refined:
     """Refine one image's latents at ``effort`` (1..:data:`MAX_EFFORT`) and return the best iterate.
 
     ``path``: the encoder's :class:`~slimfast.coding.path.CodingPath` (it scores iterates);
@@ -166,13 +169,14 @@ def refine(path, model, x: np.ndarray, size: tuple[int, int], width: int, lmbda:
     of y's residuals in 1/STEP_ONE, as coded (give ``lmbda`` the knob's target for it: the
     point's lambda / Delta^2, :mod:`slimfast.quality`). ``max_stream_bytes``: only
     iterates whose strings total at most this many bytes may win. ``threads``: torch's
-    threads for the proxy (0: as they are). See the module's docstring for the contract.
+    threads for the proxy (0: as they are). ``coder``: the entropy coder the strings are
+    written with. See the module's docstring for the contract.
     """
     level = LEVELS[effort - 1]
     c = path.check_width(width)
     path.codec(c, step).forget()
     start = path.analyze(x, c)
-    scorer = _Scorer(path, x, size, c, step, lmbda, max_stream_bytes)
+    scorer = _Scorer(path, x, size, c, step, lmbda, max_stream_bytes, coder)
     scorer.score(start, 0)
     if max_stream_bytes is not None and sum(map(len, scorer.best.strings)) > max_stream_bytes:
         raise ValueError("the unrefined latents do not fit max_stream_bytes")

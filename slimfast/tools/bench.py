@@ -319,13 +319,14 @@ class _Baselines:
 # What was tried for speed, each timed on the default model in this run ("What was tried" in the
 # output): the shipped settings first, then one change at a time. (label, environment, job fields)
 TRIED = [
-    ("shipped: ONNX Runtime, NCHWc layout, the architecture's transposed-convolution form", {}, {}),
+    ("shipped: ONNX Runtime, NCHWc layout, the architecture's transposed-convolution form, rANS", {}, {}),
     ("PyTorch eager (the reference path)", {"SLIMFAST_BACKEND": "torch"}, {}),
     ("ONNX Runtime without the NCHWc layout (optimization level 'extended')", {"SLIMFAST_ORT_OPT": "extended"}, {}),
     ("stride-4 transposed convolutions as ConvTranspose", {"SLIMFAST_ORT_TCONV": "convtranspose"}, {}),
     ("stride-4 transposed convolutions as sub-pixel Conv + DepthToSpace", {"SLIMFAST_ORT_TCONV": "subpixel"}, {}),
     ("idle ONNX Runtime workers spinning", {"SLIMFAST_ORT_SPIN": "1"}, {}),
     ("ONNX Runtime memory arena on", {"SLIMFAST_ORT_ARENA": "1"}, {}),
+    ("the range coder (constriction) instead of rANS: files without LAYT", {"SLIMFAST_CODER": "range"}, {}),
     ("1 thread instead of the run's thread count", {}, {"threads": 1}),
     ("int8 synthesis (`slimfast decompress --int8`)", {}, {"synthesis": "int8"}),
     ("bf16 synthesis on OpenVINO (`slimfast decompress --bf16`)", {"SLIMFAST_ANALYSIS": "fp32"}, {"synthesis": "bf16"}),
