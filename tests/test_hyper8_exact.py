@@ -1,7 +1,9 @@
 """The hyper-synthesis as it runs (sub-pixel GEMMs, channels-last, blocked elementwise steps) gives
 the same bits as the plain formulation it replaced: one GEMM per tap scattered into a
 channels-first output, then the same float64 elementwise steps on whole arrays. Random geometries
-and extreme values, random-weight models, and the bundled models on a real image."""
+and extreme values, random-weight models, and the bundled models on a real image. Both
+formulations, 8-bit and 12-bit, are copied here as first written (:func:`_reference`); the 12-bit
+layers' own checks are in ``tests/test_hyper12_exact.py``."""
 from __future__ import annotations
 
 import numpy as np
@@ -34,6 +36,72 @@ def _run8_reference(z_hat: np.ndarray, branch: hyper.Int8Branch) -> np.ndarray:
         a = np.clip(out, 0, 255, out=out).astype(np.float32)
 
 
+# -- the 12-bit formulation as first written (intmath.to_fixed, _requantize, tconv_accumulate,
+# conv_transpose, conv1x1, relu, from_fixed and hyper.run_branch): weights converted per call, one
+# GEMM per tap scattered into a zeroed channels-first output, the elementwise steps on whole arrays.
+
+def _to_fixed12(x):
+    v = np.multiply(x, float(1 << 8), dtype=np.float64)
+    np.rint(v, out=v)
+    return np.clip(v, -(2 ** 23), 2 ** 23, out=v)
+
+
+def _from_fixed12(a):
+    return a / float(1 << 8)
+
+
+def _requantize12(acc, scale, bias_q):
+    out = acc * scale[:, None, None]
+    np.add(out, bias_q[:, None, None], out=out)
+    np.rint(out, out=out)
+    return np.clip(out, -(2 ** 23), 2 ** 23, out=out)
+
+
+def _tconv_accumulate12(a, wf, stride, padding, output_padding):
+    cin, h, w = a.shape
+    kh, kw, cout, _ = wf.shape
+    sh, sw = stride
+    full = np.zeros((cout, (h - 1) * sh + kh + output_padding[0], (w - 1) * sw + kw + output_padding[1]), wf.dtype)
+    x = a.reshape(cin, h * w)
+    for i in range(kh):
+        for j in range(kw):
+            full[:, i: i + (h - 1) * sh + 1: sh, j: j + (w - 1) * sw + 1: sw] += (wf[i, j] @ x).reshape(cout, h, w)
+    return full[:, padding[0]: padding[0] + h * sh, padding[1]: padding[1] + w * sw]
+
+
+def _conv_transpose12(a, w_int, scale, bias_q, stride, padding, output_padding):
+    wf = np.ascontiguousarray(w_int.astype(np.float64).transpose(2, 3, 1, 0))
+    return _requantize12(_tconv_accumulate12(a, wf, stride, padding, output_padding), scale, bias_q)
+
+
+def _conv1x1_12(a, w_int, scale, bias_q):
+    cin, h, w = a.shape
+    acc = (w_int[:, :, 0, 0].astype(np.float64) @ a.reshape(cin, h * w)).reshape(-1, h, w)
+    return _requantize12(acc, scale, bias_q)
+
+
+def _relu12(a):
+    return np.maximum(a, 0.0)
+
+
+def _run12_reference(a, layers):
+    for lay in layers:
+        if lay.kind == "relu":
+            a = _relu12(a)
+            continue
+        cin = a.shape[0]
+        if lay.kind == "tconv":
+            cout = lay.w.shape[1] if lay.cout is None else lay.cout
+            a = _conv_transpose12(a, lay.w[:cin, :cout], lay.scale[:cout], lay.bias[:cout],
+                                  lay.stride, lay.padding, lay.output_padding)
+        elif lay.kind == "conv1x1":
+            cout = lay.w.shape[0] if lay.cout is None else lay.cout
+            a = _conv1x1_12(a, lay.w[:cout, :cin], lay.scale[:cout], lay.bias[:cout])
+        else:
+            raise ValueError(f"unknown integer layer kind {lay.kind!r}")
+    return a
+
+
 def _reference(z, medians, scale_branch, mean_branch, scale_table, step):
     """:func:`slimfast.coding.hyper.entropy_parameters` as first written (8-bit and 12-bit)."""
     med = np.asarray(medians).astype(np.float64)[: z.shape[1]].reshape(-1, 1, 1)
@@ -42,9 +110,9 @@ def _reference(z, medians, scale_branch, mean_branch, scale_table, step):
         scale = intmath.to_fixed(_run8_reference(z_hat, scale_branch))
         mean = None if mean_branch is None else _run8_reference(z_hat, mean_branch)
     else:
-        a = intmath.to_fixed(z_hat)
-        scale = hyper.run_branch(a, scale_branch)
-        mean = None if mean_branch is None else intmath.from_fixed(hyper.run_branch(a, mean_branch))
+        a = _to_fixed12(z_hat)
+        scale = _run12_reference(a, scale_branch)
+        mean = None if mean_branch is None else _from_fixed12(_run12_reference(a, mean_branch))
     lut = intmath.scale_index_lut(scale_table)
     index = lut[np.clip(intmath.divide_by_step(scale, step), 0, lut.size - 1).astype(np.intp)][None]
     return (np.zeros(index.shape) if mean is None else mean[None]), index

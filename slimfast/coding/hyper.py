@@ -33,9 +33,71 @@ class IntLayer:
     output_padding: tuple[int, int] = (0, 0)
     cout: int | None = None  # None: all output channels
 
+    @cached_property
+    def _arranged(self) -> dict[int, intmath.FixedConv | None]:
+        return {}
+
+    def arranged(self, cin: int) -> intmath.FixedConv | None:
+        """The leading block for ``cin`` input channels as GEMM-ready float64 weights, made once per
+        ``cin`` (a slimmable model's widths each take their own); None where :func:`run_branch`
+        keeps the plain formulation (see :meth:`slimfast.coding.intmath.FixedConv.transposed`)."""
+        conv = self._arranged.get(cin, False)
+        if conv is False:
+            conv = None
+            if self.kind == "tconv" and self.w.shape[0] >= cin:
+                cout = self.w.shape[1] if self.cout is None else self.cout
+                conv = intmath.FixedConv.transposed(self.w[:cin, :cout], self.scale[:cout], self.bias[:cout],
+                                                    self.stride, self.padding, self.output_padding)
+            elif self.kind == "conv1x1" and self.w.shape[1] >= cin:
+                cout = self.w.shape[0] if self.cout is None else self.cout
+                conv = intmath.FixedConv.pointwise(self.w[:cout, :cin], self.scale[:cout], self.bias[:cout])
+            self._arranged[cin] = conv
+        return conv
+
+
+def _plan(a: np.ndarray, layers: list[IntLayer]) -> list[tuple[intmath.FixedConv | None, bool]] | None:
+    """``(layer, relu after it)`` per step of :func:`run_branch` (None: a ReLU alone), or None
+    where ``a`` or a layer is outside what the GEMMs hold exactly."""
+    if a.ndim != 3 or not layers or not intmath.is_fixed_point(a):
+        return None
+    plan, cin, i = [], a.shape[0], 0
+    while i < len(layers):
+        if layers[i].kind == "relu":
+            plan.append((None, False))
+            i += 1
+            continue
+        conv = layers[i].arranged(cin)
+        if conv is None:
+            return None
+        relu = i + 1 < len(layers) and layers[i + 1].kind == "relu"
+        plan.append((conv, relu))
+        cin, i = conv.cout, i + 1 + relu
+    return plan
+
 
 def run_branch(a: np.ndarray, layers: list[IntLayer]) -> np.ndarray:
-    """Fixed-point ``[Cin, h, w]`` through ``layers``; fixed-point out (see :mod:`slimfast.coding.intmath`)."""
+    """Fixed-point ``[Cin, h, w]`` through ``layers``; fixed-point out (see :mod:`slimfast.coding.intmath`).
+
+    Activations between layers are channels-last, each layer's weights arranged once per width
+    (:meth:`IntLayer.arranged`): transposed convolutions as sub-pixel GEMMs, the ReLU fused into
+    the requantization's blocks, the last layer's GEMM giving channels-first. The same bits as
+    :func:`run_branch_plain`, which runs whatever the exactness bound does not cover."""
+    plan = _plan(a, layers)
+    if plan is None:
+        return run_branch_plain(a, layers)
+    x = np.ascontiguousarray(a.transpose(1, 2, 0))
+    for i, (conv, relu) in enumerate(plan):
+        if conv is None:
+            x = np.maximum(x, 0.0)
+        elif i == len(plan) - 1:
+            return conv.channels_first(x, relu)
+        else:
+            x = conv.channels_last(x, relu)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def run_branch_plain(a: np.ndarray, layers: list[IntLayer]) -> np.ndarray:
+    """:func:`run_branch` layer by layer, channels-first: one GEMM per tap, scattered."""
     for lay in layers:
         if lay.kind == "relu":
             a = intmath.relu(a)
@@ -170,11 +232,13 @@ def entropy_parameters(z_symbols: np.ndarray, medians: np.ndarray, scale_branch:
     def index():  # the lookup runs on the scale branch's thread: the two threads' work evens out
         s = run(x, scale_branch)
         s = intmath.to_fixed(s, out=s) if int8 else s  # 8-bit branches give real values, 12-bit fixed point
-        return intmath.scale_index_fixed(intmath.divide_by_step(s, step), lut)[None]
+        return intmath.step_scale_index(s, step, lut)[None]
 
     def means():
         m = run(x, mean_branch)
-        return m if int8 else intmath.from_fixed(m)
+        if int8:
+            return m
+        return intmath.from_fixed(m, out=None if np.may_share_memory(m, x) else m)  # a new array: in place
 
     index, mean = _both(index, None if mean_branch is None else means, workers)
     return (np.zeros(index.shape) if mean is None else mean[None]), index

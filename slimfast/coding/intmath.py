@@ -26,6 +26,7 @@ float32 holds it exactly, whatever the summation order, blocking or FMA use.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -54,8 +55,9 @@ def to_fixed(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return np.clip(v, -(2 ** ACT_CLIP), 2 ** ACT_CLIP, out=v)
 
 
-def from_fixed(a: np.ndarray) -> np.ndarray:
-    return a / float(1 << ACT_FRAC)
+def from_fixed(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Fixed-point integers to real values; into ``out`` (which may be ``a``), else a new array."""
+    return np.divide(a, float(1 << ACT_FRAC), out=out)
 
 
 def _requantize(acc: np.ndarray, scale: np.ndarray, bias_q: np.ndarray) -> np.ndarray:
@@ -230,11 +232,17 @@ class SubpixelTConv:
         h, w, cin = a.shape
         (ny, nx), (dy0, dx0), (sh, sw) = self.copies, self.first, self.stride
         dtype = self.gemms[0][2].dtype
-        padded = np.zeros((h + ny - 1, w + nx - 1, cin), dtype)
-        padded[-dy0: h - dy0, -dx0: w - dx0] = a
         cols = np.empty((h, w, ny, nx, cin), dtype)
-        for iy, ix in np.ndindex(ny, nx):
-            cols[:, :, iy, ix] = padded[iy: iy + h, ix: ix + w]
+        for iy, ix in np.ndindex(ny, nx):  # copy (iy, ix) at (y, x) holds a[y + dy, x + dx], zeros outside
+            dy, dx = dy0 + iy, dx0 + ix
+            y0, y1, x0, x1 = max(0, -dy), min(h, h - dy), max(0, -dx), min(w, w - dx)
+            dst = cols[:, :, iy, ix]
+            if y0 >= y1 or x0 >= x1:
+                dst[...] = 0
+                continue
+            dst[y0: y1, x0: x1] = a[y0 + dy: y1 + dy, x0 + dx: x1 + dx]
+            dst[:y0] = dst[y1:] = 0
+            dst[y0: y1, :x0] = dst[y0: y1, x1:] = 0
         cols = cols.reshape(h * w, -1)
         acc = np.empty((h * w, sh * sw * self.cout), dtype)
         for rows, out, wg in self.gemms:
@@ -242,6 +250,140 @@ class SubpixelTConv:
         # [h, w, sh, sw, C] -> [h, sh, w, sw, C]: a copy only where sh > 1 (phases along H to interleave)
         acc = acc.reshape(h, w, sh, sw, -1).transpose(0, 2, 1, 3, 4).reshape(h * sh, w * sw, -1)
         return acc[: h * sh + self.trim[0], : w * sw + self.trim[1]]
+
+
+# -- 12-bit layers as channels-last GEMMs --------------------------------------------------------
+# The same integers as :func:`conv_transpose` and :func:`conv1x1`, arranged once per layer and
+# width (:class:`FixedConv`): a transposed convolution as sub-pixel GEMMs (no scatter-add), the
+# requantization over cache-sized blocks, in place, in the same elementwise steps.
+
+FLOAT64_EXACT = 2 ** 53
+
+
+def exact_in_float64(cin: int, kernel: tuple[int, int], stride: tuple[int, int] = (1, 1),
+                     w_max: int = 2 ** WEIGHT_BITS - 1) -> bool:
+    """Whether a 12-bit layer's sums are exact in float64 whatever their order: ``cin`` channels
+    times the taps that can meet in one output, every product at most ``w_max * 2**ACT_CLIP``, so
+    every partial sum is an integer below ``2**53``."""
+    taps = -(-kernel[0] // stride[0]) * -(-kernel[1] // stride[1])
+    return cin * taps * int(w_max) * 2 ** ACT_CLIP < FLOAT64_EXACT
+
+
+def is_fixed_point(a: np.ndarray) -> bool:
+    """Whether ``a`` holds fixed-point activations: float64 integers, ``|a| <= 2**ACT_CLIP``."""
+    if a.dtype != np.float64 or a.size == 0:
+        return False
+    return bool(np.abs(a).max() <= 2 ** ACT_CLIP) and bool(np.array_equal(np.rint(a), a))
+
+
+def _requantize_rows(rows: np.ndarray, scale: np.ndarray, bias: np.ndarray, relu: bool) -> None:
+    """:func:`_requantize` (then :func:`relu`) of channels-last ``rows`` ``[N, C]`` in place, a
+    block of rows at a time; ``scale`` and ``bias`` are repeated down a block (``[n, C]``)."""
+    n = len(scale)
+    for r in range(0, len(rows), n):
+        t = rows[r: r + n]
+        k = len(t)
+        np.multiply(t, scale[:k], out=t)
+        np.add(t, bias[:k], out=t)
+        np.rint(t, out=t)
+        np.clip(t, -(2 ** ACT_CLIP), 2 ** ACT_CLIP, out=t)
+        if relu:
+            np.maximum(t, 0.0, out=t)
+
+
+def _requantize_channels(acc: np.ndarray, scale: np.ndarray, bias: np.ndarray, relu: bool) -> None:
+    """:func:`_requantize_rows` of channels-first ``acc`` ``[C, N]``, a block of channels at a time."""
+    n = max(1, BLOCK // acc.shape[1])
+    for r in range(0, len(acc), n):
+        t = acc[r: r + n]
+        np.multiply(t, scale[r: r + n, None], out=t)
+        np.add(t, bias[r: r + n, None], out=t)
+        np.rint(t, out=t)
+        np.clip(t, -(2 ** ACT_CLIP), 2 ** ACT_CLIP, out=t)
+        if relu:
+            np.maximum(t, 0.0, out=t)
+
+
+@dataclass(frozen=True)
+class FixedConv:
+    """A 12-bit layer of one ``(Cin, Cout)`` block, weights arranged once as float64 GEMM operands
+    (:meth:`transposed`, :meth:`pointwise`). It takes channels-last fixed-point ``[H, W, Cin]``
+    and gives what :func:`conv_transpose` or :func:`conv1x1` (then :func:`relu` where asked) give,
+    bit for bit: the sums are the same integers (:func:`exact_in_float64`), the elementwise steps
+    the same IEEE operations in the same order."""
+
+    cout: int
+    scale: np.ndarray  # float64 [Cout]
+    bias: np.ndarray  # float64 [Cout]
+    tconv: SubpixelTConv | None = None  # a transposed convolution's sub-pixel GEMMs
+    w: np.ndarray | None = None  # a 1x1 convolution's float64 [Cout, Cin]
+
+    @staticmethod
+    def _checked(w_int: np.ndarray, scale: np.ndarray, bias: np.ndarray, cout: int, cin: int, kernel, stride):
+        """The weights as float64, or None where the GEMMs could round or the factors are not
+        :func:`_requantize`'s (float64, one per output channel, finite)."""
+        w = np.asarray(w_int).astype(np.float64)
+        if w.size == 0 or cin == 0 or cout == 0 or not np.isfinite(w).all() or not np.array_equal(np.rint(w), w):
+            return None
+        for v in (scale, bias):
+            if not (isinstance(v, np.ndarray) and v.dtype == np.float64 and v.shape == (cout,) and np.isfinite(v).all()):
+                return None
+        return w if exact_in_float64(cin, kernel, stride, np.abs(w).max()) else None
+
+    @classmethod
+    def transposed(cls, w_int: np.ndarray, scale: np.ndarray, bias: np.ndarray, stride: tuple[int, int],
+                   padding: tuple[int, int], output_padding: tuple[int, int]) -> FixedConv | None:
+        """From :func:`conv_transpose`'s operands (weights ``[Cin, Cout, kh, kw]``); None where the
+        sums could round or the geometry is one sub-pixel GEMMs do not cover: keep the plain form."""
+        if w_int.ndim != 4:
+            return None
+        cin, cout, kh, kw = w_int.shape
+        w = cls._checked(w_int, scale, bias, cout, cin, (kh, kw), stride)
+        if w is None or min(stride) < 1 or min(output_padding) < 0:
+            return None
+        try:
+            tconv = SubpixelTConv.of(np.ascontiguousarray(w.transpose(2, 3, 1, 0)), stride, padding, output_padding)
+        except ValueError:  # padding outside the kernel
+            return None
+        return cls(cout, scale, bias, tconv=tconv)
+
+    @classmethod
+    def pointwise(cls, w_int: np.ndarray, scale: np.ndarray, bias: np.ndarray) -> FixedConv | None:
+        """From :func:`conv1x1`'s operands (weights ``[Cout, Cin, 1, 1]``); None as :meth:`transposed`."""
+        if w_int.ndim != 4 or w_int.shape[2:] != (1, 1):
+            return None
+        cout, cin = w_int.shape[:2]
+        w = cls._checked(w_int, scale, bias, cout, cin, (1, 1), (1, 1))
+        return None if w is None else cls(cout, scale, bias, w=np.ascontiguousarray(w[:, :, 0, 0]))
+
+    @cached_property
+    def _tiles(self) -> tuple[np.ndarray, np.ndarray]:
+        """``scale`` and ``bias`` repeated down a block of channels-last rows: operands of one shape
+        take numpy's fastest loops."""
+        n = max(1, BLOCK // self.cout)
+        return np.tile(self.scale, (n, 1)), np.tile(self.bias, (n, 1))
+
+    def channels_last(self, a: np.ndarray, relu: bool = False) -> np.ndarray:
+        """Fixed-point ``[H', W', Cout]`` of fixed-point ``a`` ``[H, W, Cin]``."""
+        if self.tconv is not None:
+            acc = self.tconv(a)  # a new array: a GEMM's output or the copy that interleaves its phases
+            if not acc.flags.c_contiguous:  # output_padding cropped it across rows
+                acc = np.ascontiguousarray(acc)
+        else:
+            h, w, cin = a.shape
+            acc = (a.reshape(h * w, cin) @ self.w.T).reshape(h, w, -1)
+        _requantize_rows(acc.reshape(-1, self.cout), *self._tiles, relu)
+        return acc
+
+    def channels_first(self, a: np.ndarray, relu: bool = False) -> np.ndarray:
+        """:meth:`channels_last` as ``[Cout, H', W']`` (a 1x1 convolution gets it from the GEMM,
+        BLAS reading ``a`` transposed)."""
+        if self.tconv is not None:
+            return np.ascontiguousarray(self.channels_last(a, relu).transpose(2, 0, 1))
+        h, w, cin = a.shape
+        acc = self.w @ a.reshape(h * w, cin).T
+        _requantize_channels(acc, self.scale, self.bias, relu)
+        return acc.reshape(-1, h, w)
 
 
 def relu(a: np.ndarray) -> np.ndarray:
@@ -290,6 +432,20 @@ def divide_by_step(v: np.ndarray, step: int) -> np.ndarray:
     if step == STEP_ONE:
         return v
     return np.floor_divide(v.astype(np.int64) * STEP_ONE, int(step)).astype(np.float64)
+
+
+def step_scale_index(v: np.ndarray, step: int, lut: np.ndarray) -> np.ndarray:
+    """``scale_index_fixed(divide_by_step(v, step), lut)``, the same steps over blocks of ``v``:
+    the temporaries (integer indices, the divided scales) are a block's, not arrays of ``v``'s size."""
+    flat = v.reshape(-1)
+    out = np.empty(flat.shape, lut.dtype)
+    at = np.empty(min(flat.size, BLOCK), np.intp)
+    for r in range(0, flat.size, BLOCK):
+        t = divide_by_step(flat[r: r + BLOCK], step)
+        k = len(t)
+        np.clip(t, 0, lut.size - 1, out=at[:k], casting="unsafe")  # integers: exact
+        lut.take(at[:k], out=out[r: r + k], mode="clip")  # in range already: "clip" only spares a buffer
+    return out.reshape(v.shape)
 
 
 def round_residual(y: np.ndarray, means: np.ndarray, step: int = STEP_ONE) -> np.ndarray:
