@@ -118,15 +118,19 @@ def runtime_options(settings: Settings) -> dict:
 @lru_cache(maxsize=16)
 def _load_weights(path: str, sha256: str, backend: str = "torch", int8_ranges: str | None = None,
                   bf16: bool = False, bf16_analysis: bool = False, options: tuple = ()):
-    if hashlib.sha256(open(path, "rb").read()).hexdigest() != sha256:  # a card without one never loads (zoo)
-        raise SlimfastError(f"weights file {path} does not match its model card (sha256); reinstall slimfast")
-    if backend == "ort":
+    mismatch = f"weights file {path} does not match its model card (sha256); reinstall slimfast"
+    if backend == "ort":  # the runtime hashes the bytes it parses: one read of the file
         import json
 
         from .runtime import load_model as load_runtime
 
-        return load_runtime(path, int8_ranges=json.loads(int8_ranges) if int8_ranges else None, bf16_synthesis=bf16,
-                            bf16_analysis=bf16_analysis, **dict(options))
+        model = load_runtime(path, int8_ranges=json.loads(int8_ranges) if int8_ranges else None, bf16_synthesis=bf16,
+                             bf16_analysis=bf16_analysis, **dict(options))
+        if model.sha256 != sha256:  # a card without one never loads (zoo)
+            raise SlimfastError(mismatch)
+        return model
+    if hashlib.sha256(open(path, "rb").read()).hexdigest() != sha256:
+        raise SlimfastError(mismatch)
     from .errors import require_torch
 
     require_torch(f"the torch engine (weights {os.path.basename(path)})")

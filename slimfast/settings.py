@@ -43,6 +43,14 @@ A bad value is a :class:`~slimfast.errors.SlimfastError` with a one-line message
 variable, except where slimfast always took it silently: ``SLIMFAST_THREADS`` that is not an
 integer (or below 0) means 0, ``SLIMFAST_MAX_PIXELS`` that is not an integer means the default,
 and ``SLIMFAST_ORT_SPIN`` / ``SLIMFAST_ORT_ARENA`` other than ``1`` mean off.
+
+The graph cache (``SLIMFAST_CACHE_DIR``) keeps the 64 most recently used graphs, a few MB each
+(:mod:`slimfast.engines.ort`), keyed by the weights' SHA-256, the part, width and form, the int8
+ranges, the code that builds graphs and the onnx / onnxruntime versions. Where the CPU can be told
+(Linux), ONNX Runtime's graphs are kept as ONNX Runtime optimized them, the key naming the
+optimization level and the CPU's instruction set as well, so that a later process starts their
+sessions with the optimizer off; elsewhere, and for OpenVINO, as built. A graph from the cache
+computes what a fresh build computes, and removing the folder is always safe.
 """
 from __future__ import annotations
 

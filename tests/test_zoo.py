@@ -458,3 +458,23 @@ def test_a_discontinued_model_name_says_which_release_had_it():
         zoo.get(r["name"])
     with pytest.raises(SlimfastError, match="unknown model 'nonesuch'"):
         zoo.get("nonesuch")
+
+
+@pytest.mark.parametrize("engine", ["ort", "torch"])
+def test_weights_that_do_not_match_their_card_never_load(model_dir, tmp_path, monkeypatch, small_rgb, engine):
+    """One flipped byte in the tensors: the file still parses, but its SHA-256 is not the card's."""
+    import shutil
+
+    import slimfast
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for f in model_dir.glob("test-h.*"):
+        shutil.copy(f, folder / f.name)
+    weights = folder / "test-h.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-100] ^= 0x01
+    weights.write_bytes(bytes(data))
+    monkeypatch.setenv("SLIMFAST_MODEL_PATH", str(folder))
+    with pytest.raises(SlimfastError, match="does not match its model card"):
+        slimfast.load("test-h", engine=engine, threads=1).compress(small_rgb)

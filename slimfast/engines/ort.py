@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..archs.grammar import TConv
 from ..coding import tiling
 from ..format.imageio import to_rgb8
 from . import onnxgraph
@@ -204,9 +205,11 @@ class OrtEngine:
         """The stride ``s`` of a float synthesis whose last layer runs in sub-pixel form (its
         phases can go straight to bytes), else 0."""
         if c not in self._phases:
-            last = self.specs.synthesis(c)[-1]
-            square = last[0] == "tconv" and last[3][0] == last[3][1] >= 2
-            self._phases[c] = int(last[3][0]) if square and not self.int8_ranges and self.tconv_for(c) == "subpixel" else 0
+            # The description's record, not the layer's spec: that would widen the synthesis'
+            # weights, which a cached graph never needs.
+            last = self.specs.arch.synthesis(c)[-1]
+            square = isinstance(last, TConv) and last.stride[0] == last.stride[1] >= 2
+            self._phases[c] = int(last.stride[0]) if square and not self.int8_ranges and self.tconv_for(c) == "subpixel" else 0
         return self._phases[c]
 
     def session(self, part: str, width: int | None = None):
@@ -235,53 +238,83 @@ class OrtEngine:
             self._sessions[key] = sess
         return sess
 
-    def _cache_file(self, part: str, c: int) -> Path | None:
+    def _cache_file(self, part: str, c: int, machine: str | None = None) -> Path | None:
+        """Where the graph cache keeps ``part`` at width ``c``: with ``machine`` (:func:`_machine`),
+        ONNX Runtime's optimized form of it for that CPU; without, the graph as built."""
         root = self.cache_dir
         if root is None:
             return None
         int8 = part == "decoder" and bool(self.int8_ranges)
+        optimized = [self.optimization, machine] if machine else []
         key = json.dumps([_graph_source_digest(), _library_versions(), onnxgraph.OPSET, self._weights_digest, part, c,
                           "subpixel" if int8 else self.tconv_for(c),
-                          self.int8_ranges.get(str(c)) if int8 else None], sort_keys=True)
+                          self.int8_ranges.get(str(c)) if int8 else None, *optimized], sort_keys=True)
         return root / f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.onnx"
 
     def _cached_session(self, part: str, c: int, so):
         """An ORT session for ``part``, from the graph cache when it holds this exact graph.
 
-        A cached graph is the serialized bytes a fresh build produces (the key covers the
-        weights, the part, width and form, the int8 ranges and the graph-building code), so a
-        session from it computes exactly what a rebuilt one does; it saves importing onnx,
-        building the graph and, for int8, quantizing it. A cache that cannot be read or
-        written is ignored.
+        Where this machine's CPU can be told (:func:`_machine`), the cache holds the graph as
+        ONNX Runtime optimized it at ``optimization`` (written out once by the session that
+        optimized it: ``optimized_model_filepath``), and a session from it runs with the
+        optimizer off: the same kernels on the same weights as a session that optimizes the built
+        graph, computing the same pixels, minus the optimizer's milliseconds at each start. As level
+        ``all`` lays tensors out for this CPU's vector width, the key names the CPU. Elsewhere the
+        cache holds the serialized bytes a fresh build produces, optimized at each start. Either
+        way the key covers the weights, the part, width and form, the int8 ranges, the
+        graph-building code and the onnx / onnxruntime versions, and a cached graph saves
+        importing onnx, building the graph and, for int8, quantizing it. A cache that cannot be
+        read or written is ignored.
         """
         import onnxruntime as ort
 
-        path = self._cache_file(part, c)
+        machine = _machine()
+        path = self._cache_file(part, c, machine)
         if path is not None and path.is_file():
+            level = so.graph_optimization_level
+            if machine is not None:  # optimized before it was stored
+                so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
             try:
                 sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
             except Exception:  # a truncated or foreign file: rebuild it
                 sess = None
                 with contextlib.suppress(OSError):
                     path.unlink(missing_ok=True)
+            so.graph_optimization_level = level
             if sess is not None:
                 with contextlib.suppress(OSError):
                     os.utime(path)  # least-recently-used order for pruning
                 return sess
-        return ort.InferenceSession(self._build_graph(part, c, path), so, providers=["CPUExecutionProvider"])
+        if path is None or machine is None:
+            return ort.InferenceSession(self._build_graph(part, c, path), so, providers=["CPUExecutionProvider"])
+        data = self._graph(part, c).SerializeToString()
+        tmp = _temporary(path)
+        if tmp is not None:
+            so.optimized_model_filepath = str(tmp)
+            try:
+                sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+            except Exception:  # the optimized graph could not be written: a session without it
+                sess = None
+            so.optimized_model_filepath = ""
+            if sess is not None:
+                _store(tmp, path)
+                return sess
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+        return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
 
     def _build_graph(self, part: str, c: int, path: Path | None) -> bytes:
         """The serialized graph of ``part``, stored in the graph cache at ``path`` when one is given."""
         data = self._graph(part, c).SerializeToString()
-        if path is not None:
+        tmp = None if path is None else _temporary(path)
+        if tmp is not None:
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
                 tmp.write_bytes(data)
-                os.replace(tmp, path)
-                _prune(path.parent)
             except OSError:
-                pass
+                with contextlib.suppress(OSError):
+                    tmp.unlink(missing_ok=True)
+                return data
+            _store(tmp, path)
         return data
 
     def _openvino_session(self, part: str, c: int):
@@ -326,6 +359,42 @@ class OrtEngine:
             return ["encoder"]
         return ["analysis", "hyper_analysis"] if self.hyper else ["analysis"]
 
+
+
+@lru_cache(maxsize=1)
+def _machine() -> str | None:
+    """The CPU an optimized graph is for, or None where it cannot be told: at level ``all`` ONNX
+    Runtime lays tensors out in NCHWc blocks as wide as the CPU's vectors, so its optimized graph
+    serves CPUs of the same instruction set only (the machine and ``/proc/cpuinfo``'s flags)."""
+    try:
+        with open("/proc/cpuinfo", "rb") as f:
+            head = f.read(1 << 16)  # the first CPU's lines
+    except OSError:
+        return None
+    for line in head.splitlines():
+        name, colon, value = line.partition(b":")
+        if colon and name.strip() in (b"flags", b"Features"):
+            return hashlib.sha256(os.uname().machine.encode() + b" " + value.strip()).hexdigest()[:16]
+    return None
+
+
+def _temporary(path: Path) -> Path | None:
+    """A temporary name beside ``path`` in the graph cache (created if need be), or None where it cannot be written."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+
+
+def _store(tmp: Path, path: Path) -> None:
+    """``tmp`` in the graph cache as ``path`` (atomically), then the cache pruned."""
+    try:
+        os.replace(tmp, path)
+        _prune(path.parent)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def _prune(root: Path, keep: int = GRAPH_CACHE_FILES) -> None:

@@ -6,10 +6,11 @@
     ...     lat = model.compress(x)                    # x: float32 [1, 3, H, W] in [0, 1]
     ...     x_hat = model.decompress(lat.strings, lat.shape, lat.width)
 
-Weights are read with ``safetensors.numpy``; ONNX graphs are built from each architecture's
-one description (:mod:`slimfast.archs`) with ``onnx.helper`` (:mod:`.specs`, :mod:`.onnxgraph`);
-coding is the one coding path (:mod:`slimfast.coding`), so files are interchangeable with the
-torch engine's symbol for symbol. Every architecture is supported.
+Weights files (safetensors) are read with numpy alone (:mod:`slimfast.format.weightfile`); ONNX
+graphs are built from each architecture's one description (:mod:`slimfast.archs`) with
+``onnx.helper`` (:mod:`slimfast.engines.specs`, :mod:`slimfast.engines.onnxgraph`); coding is the
+one coding path (:mod:`slimfast.coding`), so files are interchangeable with the torch engine's
+symbol for symbol. Every architecture is supported.
 
 Importing this package is cheap: onnx and onnxruntime load when a model is first built.
 """
@@ -25,8 +26,8 @@ SUPPORTED = tuple(ARCHITECTURES)
 
 @lru_cache(maxsize=1)
 def available() -> bool:
-    """Whether onnx, onnxruntime and safetensors import: core dependencies, yet a broken or
-    trimmed install can lack them, and then the torch backend serves."""
+    """Whether onnx and onnxruntime import: core dependencies, yet a broken or trimmed install can
+    lack them, and then the torch backend serves. (Weights files are read without safetensors.)"""
     import importlib.util
 
     try:
@@ -35,7 +36,6 @@ def available() -> bool:
         if importlib.util.find_spec("onnx") is None:
             return False
         import onnxruntime  # noqa: F401
-        import safetensors.numpy  # noqa: F401
     except Exception:  # ImportError, or a broken binary install
         return False
     return True

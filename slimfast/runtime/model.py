@@ -4,7 +4,7 @@
     >>> lat = model.compress(x)                      # x: float32 [1, 3, H, W] in [0, 1]
     >>> x_hat = model.decompress(lat.strings, lat.shape, lat.width)
 
-The weights are read with ``safetensors.numpy``; the architecture's description
+The weights are read with numpy (:mod:`slimfast.format.weightfile`); the architecture's description
 (:mod:`slimfast.archs`) gives the ONNX graphs (:mod:`slimfast.engines.ort`) and the latent
 codecs (:mod:`slimfast.coding`). Neither torch nor :mod:`slimfast.models` is imported.
 """
@@ -40,6 +40,7 @@ class RuntimeModel(CodingPath):
                            bf16_synthesis, bf16_analysis, arena, cache_dir, ov_precision)
         super().__init__(engine, specs, arch)
         self.path = Path(path)
+        self.sha256 = digest  # of the very bytes parsed
         self.config = meta["config"]
         self.metadata = meta
 
