@@ -8,10 +8,17 @@ the bytes (streams plus a 40-byte header), mean PSNR-RGB of the 8-bit output, an
 objective ``J = bpp + lambda * MSE`` (MSE on 0..255), lower is better.
 
     python benchmarks/compare_weights.py --lambda 0.013 [--images 12] A.safetensors B.safetensors ...
+        [--labels a b ...] [--out benchmarks/results/recipe_probes.json]
+
+With ``--out`` the table goes to a JSON that ``make results`` shows (RESULTS.md, "Recipe
+measurements"): each file's label, its means and its J against the first's.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import platform
+import sys
 import zlib
 from pathlib import Path
 
@@ -53,16 +60,27 @@ def main() -> None:
     p.add_argument("--lambda", dest="lmbda", type=float, required=True, help="the models' training lambda")
     p.add_argument("--images", type=int, default=12)
     p.add_argument("--train", type=Path, default=TRAIN)
+    p.add_argument("--labels", nargs="+", help="what each weights file is (the recipe it was trained with)")
+    p.add_argument("--out", type=Path, help="also write the results here as JSON")
     a = p.parse_args()
+    if a.labels and len(a.labels) != len(a.weights):
+        raise SystemExit("--labels: one per weights file")
     images = validation_images(a.train, a.images)
     if not images:
         raise SystemExit(f"no validation images under {a.train}")
-    base = None
-    for w in a.weights:
+    base, rows = None, []
+    for i, w in enumerate(a.weights):
         r = measure(w, images, a.lmbda)
         base = base or r
+        r.update(weights=str(w), label=a.labels[i] if a.labels else w.parent.name,
+                 j_vs_first_percent=100 * (r["j"] / base["j"] - 1))
+        rows.append(r)
         print(f"{w}: {r['bpp']:.5f} bpp {r['psnr']:.4f} dB J {r['j']:.5f} "
-              f"(J {100 * (r['j'] / base['j'] - 1):+.2f}% vs the first)", flush=True)
+              f"(J {r['j_vs_first_percent']:+.2f}% vs the first)", flush=True)
+    if a.out:
+        a.out.write_text(json.dumps({"command": " ".join(["python", *sys.argv]), "lambda": a.lmbda,
+                                     "images": len(images), "machine": platform.machine(), "rows": rows},
+                                    indent=1) + "\n")
 
 
 if __name__ == "__main__":

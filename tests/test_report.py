@@ -109,3 +109,16 @@ def test_effort_targets_come_from_the_effort_benchmark(tmp_path):
     vs = _effort(avif, {"measure": "bd_rate", "subject": "highest_effort", "ref": "avif"}, tmp_path)
     assert abs(vs[0] - (-10.0)) < 0.01  # every point 10% fewer bits at the same quality
     assert _effort(None, {"measure": "effort_gain", "subject": "highest_effort"}, tmp_path / "none") is None
+
+
+def test_recipe_section_renders_each_probe_against_the_first(tmp_path):
+    from slimfast.tools.report import recipe_section
+
+    assert recipe_section(tmp_path)[0].startswith("Not measured")
+    rows = [{"label": "256x2", "bpp": 0.75, "psnr": 32.5, "j": 1.25, "j_vs_first_percent": 0.0},
+            {"label": "384x1", "bpp": 0.74, "psnr": 32.6, "j": 1.2375, "j_vs_first_percent": -1.0}]
+    (tmp_path / "recipe_probes.json").write_text(json.dumps({"command": "python benchmarks/compare_weights.py x",
+                                                             "lambda": 0.013, "images": 12, "rows": rows}))
+    text = "\n".join(recipe_section(tmp_path))
+    assert "| 384x1 | 0.7400 | 32.600 | 1.23750 | -1.00% |" in text
+    assert "12 whole validation images" in text and "`python benchmarks/compare_weights.py x`" in text

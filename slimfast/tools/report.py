@@ -441,6 +441,23 @@ def knob_section(results_dir: Path, docs: Path, rel: str) -> list[str]:
     return L + [""] + ([f"![quality knob]({rel}/knob.png)", ""] if (docs / "knob.png").is_file() else [])
 
 
+def recipe_section(results_dir: Path) -> list[str]:
+    """``benchmarks/results/recipe_probes.json`` (``benchmarks/compare_weights.py --out``): recipe choices
+    measured on whole validation images."""
+    f = results_dir / "recipe_probes.json"
+    if not f.is_file():
+        return ["Not measured (`python benchmarks/compare_weights.py ... --out benchmarks/results/recipe_probes.json`)."]
+    r = json.loads(f.read_text())
+    L = [f"Continuations of one model, each trained one way, coded as real files on {r['images']} whole validation "
+         f"images of the training set (halved; never Kodak nor the held-out list), J = bpp + lambda * MSE at "
+         f"lambda {r['lambda']} (lower is better), against the first row (`{r['command']}`).", "",
+         "| recipe | bpp | PSNR | J | J vs the first |", "|---|---|---|---|---|"]
+    for row in r["rows"]:
+        L.append(f"| {row['label']} | {row['bpp']:.4f} | {row['psnr']:.3f} | {row['j']:.5f} | "
+                 f"{row['j_vs_first_percent']:+.2f}% |")
+    return L + [""]
+
+
 def _pct(v) -> str:
     return "-" if v is None else f"{v:+.2f}%"
 
@@ -557,6 +574,15 @@ def ceiling_section(results_dir: Path) -> list[str]:
 
 
 # -- RESULTS.md ---------------------------------------------------------------------------------
+def _rate_sections(docs: Path, rel: str) -> list[str]:
+    """The saved measurements behind the rate work: 8-bit h_s, recipes, the knob, effort levels."""
+    results = ROOT / "benchmarks" / "results"
+    return (["", "## The 8-bit hyper-synthesis (FasiNet-H's `hs_steps` option)", ""] + hs8_section(results)
+            + ["", "## Recipe measurements (training on whole images)", ""] + recipe_section(results)
+            + ["", "## Quality knob (`--quality`, hyperprior families)", ""] + knob_section(results, docs, rel)
+            + ["", "## Encoder effort (opt-in: `slimfast compress --effort N`)", ""] + effort_section(results))
+
+
 def results_md(ev: dict | None, be: dict | None, runs: dict, docs: Path, root: Path, eval_note: str = "",
                slim: dict | None = None, bf16: dict | None = None) -> str:
     from .bench import bench_md
@@ -617,12 +643,7 @@ def results_md(ev: dict | None, be: dict | None, runs: dict, docs: Path, root: P
           "`dynamic` is ORT's ConvInteger, `qdq` static "
           "per-channel QLinearConv with min/max ranges; speed-ups and PSNR changes against `codec`):", ""]
     L += int8_section(ROOT / "benchmarks" / "results")
-    L += ["", "## The 8-bit hyper-synthesis (FasiNet-H's `hs_steps` option)", ""]
-    L += hs8_section(ROOT / "benchmarks" / "results")
-    L += ["", "## Quality knob (`--quality`, hyperprior families)", ""]
-    L += knob_section(ROOT / "benchmarks" / "results", docs, rel)
-    L += ["", "## Encoder effort (opt-in: `slimfast compress --effort N`)", ""]
-    L += effort_section(ROOT / "benchmarks" / "results")
+    L += _rate_sections(docs, rel)
     L += ["", "## Batch compression (`slimfast batch`)", ""] + batch_section(ROOT / "benchmarks" / "results")
     L += ["", "## The HTTP service under load (`slimfast serve`)", ""] + serve_section(ROOT / "benchmarks" / "results")
     L += ["", "## bf16 (opt-in: `slimfast compress --bf16`, `slimfast decompress --bf16`)", "",
