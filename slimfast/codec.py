@@ -112,7 +112,7 @@ def runtime_options(settings: Settings) -> dict:
     """The :class:`~slimfast.runtime.model.RuntimeModel` keywords ``settings`` gives."""
     return {"threads": settings.threads, "tconv": settings.ort_tconv, "optimization": settings.ort_optimization,
             "spinning": settings.ort_spinning, "arena": settings.ort_arena, "cache_dir": settings.cache_dir,
-            "ov_precision": settings.ov_precision}
+            "ov_precision": settings.ov_precision, "affinity": settings.ort_affinity}
 
 
 @lru_cache(maxsize=16)

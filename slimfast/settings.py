@@ -32,6 +32,9 @@ SLIMFAST_ORT_OPT       disable, basic, extended,   all                 ``ort_opt
                        all                                             optimization level
 SLIMFAST_ORT_SPIN      1: on                       off                 ``ort_spinning``: idle ORT workers spin
 SLIMFAST_ORT_ARENA     1: on                       off                 ``ort_arena``: ONNX Runtime's memory arena
+SLIMFAST_ORT_AFFINITY  0: off                      on                  ``ort_affinity``: ONNX Runtime's worker threads
+                                                                       pinned, one per CPU (turn off where several
+                                                                       slimfast processes share the CPUs)
 SLIMFAST_OV_PRECISION  bf16, f32                   bf16                ``ov_precision`` of the bf16 parts on
                                                                        OpenVINO (f32: a diagnostic, bench times it)
 SLIMFAST_CODER         auto, rans, range           auto                ``coder``: the entropy coder new files use;
@@ -42,7 +45,8 @@ SLIMFAST_CODER         auto, rans, range           auto                ``coder``
 A bad value is a :class:`~slimfast.errors.SlimfastError` with a one-line message naming the
 variable, except where slimfast always took it silently: ``SLIMFAST_THREADS`` that is not an
 integer (or below 0) means 0, ``SLIMFAST_MAX_PIXELS`` that is not an integer means the default,
-and ``SLIMFAST_ORT_SPIN`` / ``SLIMFAST_ORT_ARENA`` other than ``1`` mean off.
+``SLIMFAST_ORT_SPIN`` / ``SLIMFAST_ORT_ARENA`` other than ``1`` mean off, and
+``SLIMFAST_ORT_AFFINITY`` other than ``0`` means on.
 
 The graph cache (``SLIMFAST_CACHE_DIR``) keeps the 64 most recently used graphs, a few MB each
 (:mod:`slimfast.engines.ort`), keyed by the weights' SHA-256, the part, width and form, the int8
@@ -84,7 +88,8 @@ _CHOICES = {
 }
 VARIABLES = {**{f: v[0] for f, v in _CHOICES.items()}, "threads": "SLIMFAST_THREADS",
              "max_pixels": "SLIMFAST_MAX_PIXELS", "model_path": "SLIMFAST_MODEL_PATH",
-             "cache_dir": "SLIMFAST_CACHE_DIR", "ort_spinning": "SLIMFAST_ORT_SPIN", "ort_arena": "SLIMFAST_ORT_ARENA"}
+             "cache_dir": "SLIMFAST_CACHE_DIR", "ort_spinning": "SLIMFAST_ORT_SPIN", "ort_arena": "SLIMFAST_ORT_ARENA",
+             "ort_affinity": "SLIMFAST_ORT_AFFINITY"}
 
 
 def default_cache_dir(xdg_cache_home: str | None = None) -> Path:
@@ -108,6 +113,7 @@ class Settings:
     ort_optimization: str = "all"
     ort_spinning: bool = False
     ort_arena: bool = False
+    ort_affinity: bool = True
     ov_precision: str = "bf16"
     coder: str = "auto"
 
@@ -138,7 +144,8 @@ class Settings:
                       model_path=tuple(Path(p) for p in env.get("SLIMFAST_MODEL_PATH", "").split(os.pathsep) if p),
                       cache_dir=_cache_dir(env),
                       ort_spinning=env.get("SLIMFAST_ORT_SPIN", "0").strip() == "1",
-                      ort_arena=env.get("SLIMFAST_ORT_ARENA", "0").strip() == "1")
+                      ort_arena=env.get("SLIMFAST_ORT_ARENA", "0").strip() == "1",
+                      ort_affinity=env.get("SLIMFAST_ORT_AFFINITY", "1").strip() != "0")
         _validate(values, VARIABLES.__getitem__)  # first, so that the message names the variable
         return cls(**values)
 
@@ -166,6 +173,6 @@ def _validate(values: Mapping[str, object], label) -> None:
         v = values[f]
         if not isinstance(v, int) or isinstance(v, bool) or v < low:
             raise SlimfastError(f"{label(f)} must be an integer >= {low}, not {v!r}")
-    for f in ("ort_spinning", "ort_arena"):
+    for f in ("ort_spinning", "ort_arena", "ort_affinity"):
         if not isinstance(values[f], bool):
             raise SlimfastError(f"{label(f)} must be True or False, not {values[f]!r}")

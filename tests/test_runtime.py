@@ -509,3 +509,15 @@ def test_hyper_synthesis_runs_once_per_call_and_every_call(monkeypatch, small_rg
         assert len(calls) == n
     m.decompress(lat.strings, lat.shape)
     assert len(calls) == 5
+
+
+def test_worker_affinities_pin_each_worker_to_its_own_cpu(monkeypatch):
+    import os
+
+    from slimfast.engines import ort as ort_engine
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {4, 5, 6, 7}, raising=False)
+    assert ort_engine.worker_affinities(1) is None  # no worker thread
+    assert ort_engine.worker_affinities(2) == "6"  # the caller keeps CPU 4; ORT counts from 1
+    assert ort_engine.worker_affinities(4) == "6;7;8"
+    assert ort_engine.worker_affinities(5) is None  # more threads than CPUs: not pinned

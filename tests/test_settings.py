@@ -38,6 +38,8 @@ GOOD = [  # (variable, value, field, parsed)
     ("SLIMFAST_ORT_SPIN", "1", "ort_spinning", True), ("SLIMFAST_ORT_SPIN", "0", "ort_spinning", False),
     ("SLIMFAST_ORT_ARENA", "1", "ort_arena", True), ("SLIMFAST_ORT_ARENA", "yes", "ort_arena", False),
     ("SLIMFAST_OV_PRECISION", "f32", "ov_precision", "f32"),
+    ("SLIMFAST_ORT_AFFINITY", "0", "ort_affinity", False), ("SLIMFAST_ORT_AFFINITY", "1", "ort_affinity", True),
+    ("SLIMFAST_CODER", "range", "coder", "range"), ("SLIMFAST_CODER", "RANS", "coder", "rans"),
 ]
 
 BAD = [  # (variable, value, the message slimfast gives)
@@ -98,7 +100,7 @@ DOCUMENTED_DEFAULTS = {"engine": ("auto", "auto"), "threads": ("0", 0), "analysi
                        "model_path": ("none", ()), "cache_dir": ("XDG_CACHE_HOME/", HOME_CACHE),
                        "ort_tconv": ("the architecture's", None), "ort_optimization": ("all", "all"),
                        "ort_spinning": ("off", False), "ort_arena": ("off", False), "ov_precision": ("bf16", "bf16"),
-                       "coder": ("auto", "auto")}
+                       "coder": ("auto", "auto"), "ort_affinity": ("on", True)}
 
 
 def test_every_setting_is_in_the_table_with_its_real_default():

@@ -12,7 +12,8 @@ from .. import jobs
 # The library's own threads, for every executor's workers: one each (the networks take --threads through
 # the settings). An environment variable is the only way to tell OpenBLAS, and it must be set before
 # numpy loads in the worker's process.
-WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1"}
+# Workers share the CPUs: ONNX Runtime's threads stay unpinned (pinned, every worker's would sit on the same CPUs).
+WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1", "SLIMFAST_ORT_AFFINITY": "0"}
 
 # What a worker sends back per task (besides the source, which keys it): the record's figures,
 # which worker coded it, when, and the worker's peak memory so far.

@@ -179,19 +179,38 @@ def run_branch8(z_hat: np.ndarray, branch: Int8Branch) -> np.ndarray:
 _POOL: list = []  # one helper thread, made on first use: a branch runs there while the caller runs the other
 
 
+def _pool():
+    if not _POOL:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL.append(ThreadPoolExecutor(1, thread_name_prefix="slimfast-h_s"))
+    return _POOL[0]
+
+
 def _both(first, second, workers: int):
     """``(first(), second())``, ``second`` may be None; on two threads where ``workers`` > 1. The
     branches are independent and numpy and BLAS release the GIL, so the second core does the
     other branch; the arithmetic is the same, so are the bits."""
     if second is None or workers < 2:
         return first(), (None if second is None else second())
-    if not _POOL:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _POOL.append(ThreadPoolExecutor(1, thread_name_prefix="slimfast-h_s"))
-    out = _POOL[0].submit(first)
+    out = _pool().submit(first)
     other = second()
     return out.result(), other
+
+
+def _index_then(index, means, then, workers: int):
+    """``(index(), means(), then(index()))``: ``then`` runs on the calling thread as soon as the
+    indices are ready, while ``means`` (may be None) runs on the other thread where ``workers`` > 1."""
+    if means is None or workers < 2:
+        i = index()
+        return i, (None if means is None else means()), then(i)
+    pending = _pool().submit(means)
+    try:
+        i = index()
+        extra = then(i)
+    finally:
+        m = pending.result()
+    return i, m, extra
 
 
 _LUTS: dict[bytes, np.ndarray] = {}
@@ -207,7 +226,7 @@ def _lut(scale_table: np.ndarray) -> np.ndarray:
 
 def entropy_parameters(z_symbols: np.ndarray, medians: np.ndarray, scale_branch: list[IntLayer] | Int8Branch,
                        mean_branch: list[IntLayer] | Int8Branch | None, scale_table: np.ndarray,
-                       workers: int = 1, step: int = intmath.STEP_ONE) -> tuple[np.ndarray, np.ndarray]:
+                       workers: int = 1, step: int = intmath.STEP_ONE, then=None):
     """Exact ``(means float64, scale indices int16)``, each ``[1, C, H, W]``, from z's symbols ``[1, c, h, w]``.
 
     ``medians`` are the z entropy bottleneck's ``_medians`` (their leading ``c``); means are
@@ -216,6 +235,10 @@ def entropy_parameters(z_symbols: np.ndarray, medians: np.ndarray, scale_branch:
     ``workers`` > 1 the two branches run on two threads (the same bits). ``step``: the
     quantization step (``step / STEP_ONE``) that y's residuals are divided by, which divides the
     scales before their index is looked up (:func:`slimfast.coding.intmath.divide_by_step`).
+
+    ``then``: a function of the scale indices, called on the calling thread as soon as they are
+    ready while the mean branch still runs on the other thread (a decoder decodes y meanwhile: its
+    native code releases the GIL); its result comes back third: ``(means, indices, then(indices))``.
     """
     z_symbols = np.asarray(z_symbols)
     if z_symbols.ndim != 4 or z_symbols.shape[0] != 1:
@@ -240,5 +263,8 @@ def entropy_parameters(z_symbols: np.ndarray, medians: np.ndarray, scale_branch:
             return m
         return intmath.from_fixed(m, out=None if np.may_share_memory(m, x) else m)  # a new array: in place
 
-    index, mean = _both(index, None if mean_branch is None else means, workers)
-    return (np.zeros(index.shape) if mean is None else mean[None]), index
+    if then is None:
+        index, mean = _both(index, None if mean_branch is None else means, workers)
+        return (np.zeros(index.shape) if mean is None else mean[None]), index
+    index, mean, extra = _index_then(index, None if mean_branch is None else means, then, workers)
+    return (np.zeros(index.shape) if mean is None else mean[None]), index, extra

@@ -207,13 +207,20 @@ class HyperpriorCodec:
 
     def entropy_parameters(self, z_symbols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact ``(means float64, scale indices int16)`` for y, ``[1, c, 4h, 4w]``."""
+        return self._parameters(z_symbols)[:2]
+
+    def _parameters(self, z_symbols: np.ndarray, then=None) -> tuple:
+        """``(means, indices, then(indices))``; ``then`` runs while the mean branch still does
+        (:func:`slimfast.coding.hyper.entropy_parameters`)."""
         check_symbols(z_symbols, self.channels)
         key = (z_symbols.shape, z_symbols.tobytes())
-        if self._last is None or self._last[0] != key:
-            params = hyper.entropy_parameters(z_symbols, self.z._median.ravel(), self.scale_branch, self.mean_branch,
-                                              self.scale_table, self.workers, self.step)
-            self._last = (key, params)
-        return self._last[1]
+        if self._last is not None and self._last[0] == key:
+            means, index = self._last[1]
+            return means, index, (None if then is None else then(index))
+        out = hyper.entropy_parameters(z_symbols, self.z._median.ravel(), self.scale_branch, self.mean_branch,
+                                       self.scale_table, self.workers, self.step, then=then)
+        self._last = (key, out[:2])
+        return out if then is not None else (*out, None)
 
     def quantize(self, latents: dict) -> dict:
         z = self.z.quantize_tensor(latents["z"])
@@ -234,10 +241,13 @@ class HyperpriorCodec:
         # picks, no y symbol costs less than the cheapest row.
         coder.check_capacity(strings[1], y_count * float(t.min_bits.min()))
         z = self.z.decode_tensor(strings[0], shape, coder_name)
-        _, index = self.entropy_parameters(z)
-        if index.size != y_count:
-            raise ValueError(f"the hyper-synthesis made {index.size} scales for {y_count} y symbols")
-        return {"z": z, "y": t.decode(strings[1], index, coder_name)}
+
+        def decode_y(index):  # while the mean branch runs: y needs only the scales
+            if index.size != y_count:
+                raise ValueError(f"the hyper-synthesis made {index.size} scales for {y_count} y symbols")
+            return t.decode(strings[1], index, coder_name)
+
+        return {"z": z, "y": self._parameters(z, decode_y)[2]}
 
     def dequantize(self, symbols: dict) -> np.ndarray:
         check_symbols(symbols["y"], self.channels)

@@ -69,6 +69,20 @@ def _check_options(tconv: str | None, optimization: str, ov_precision: str, int8
 
 
 @lru_cache(maxsize=1)
+def worker_affinities(threads: int) -> str | None:
+    """ONNX Runtime's ``intra_op_thread_affinities`` for ``threads`` threads: worker ``i`` (the
+    caller's thread is the first of the ``threads``) on the ``i``-th CPU this process may use,
+    1-based as ORT counts them. None where there is nothing to pin or too few CPUs (or no
+    ``sched_getaffinity``)."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+    if threads < 2 or threads > len(cpus):
+        return None
+    return ";".join(str(cpus[i] + 1) for i in range(1, threads))
+
+
 def _graph_source_digest() -> str:
     """Hash of the code that builds graphs (and the descriptions they read): a cached graph
     never outlives a change to it."""
@@ -95,19 +109,23 @@ class OrtEngine:
     ``bf16_synthesis`` / ``bf16_analysis``: those graphs in bfloat16 on OpenVINO
     (:mod:`slimfast.engines.openvino`), ``ov_precision`` ``"f32"`` to time the engine alone.
     ``arena``: ORT's memory arena (off: it kept hundreds of MB after a large image at no
-    measurable gain). ``cache_dir``: the graph cache (``None``: build every graph afresh).
-    ``digest`` names the weights in the cache key.
+    measurable gain). ``affinity``: pin each intra-op worker thread to its own CPU (the caller's
+    thread stays free), as ONNX Runtime does itself for its default thread count; unpinned, a
+    worker woken for the next run could share a CPU with the caller for a while. ``cache_dir``:
+    the graph cache (``None``: build every graph afresh). ``digest`` names the weights in the
+    cache key.
     """
 
     def __init__(self, specs, digest: str, threads: int = 0, tconv: str | None = None, optimization: str = "all",
                  spinning: bool = False, int8_ranges: dict | None = None, bf16_synthesis: bool = False,
                  bf16_analysis: bool = False, arena: bool = False, cache_dir: str | Path | None = None,
-                 ov_precision: str = "bf16"):
+                 ov_precision: str = "bf16", affinity: bool = False):
         _check_options(tconv, optimization, ov_precision, bool(int8_ranges and bf16_synthesis))
         self.specs = specs
         self.hyper = specs.hyper
         self.threads = int(threads or 0)
         self.tconv, self.optimization, self.spinning, self.arena = tconv, optimization, bool(spinning), bool(arena)
+        self.affinity = bool(affinity)
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self.ov_precision = ov_precision
         self.int8_ranges = int8_ranges
@@ -234,6 +252,9 @@ class OrtEngine:
             so.log_severity_level = 3
             so.enable_cpu_mem_arena = self.arena
             so.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
+            pinned = worker_affinities(self.threads) if self.affinity else None
+            if pinned:
+                so.add_session_config_entry("session.intra_op_thread_affinities", pinned)
             sess = self._cached_session(part, c, so)
             self._sessions[key] = sess
         return sess

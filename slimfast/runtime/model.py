@@ -23,13 +23,13 @@ class RuntimeModel(CodingPath):
     """A weights file ready to code with ONNX Runtime. Every option is an argument (nothing here
     reads the environment) and goes to :class:`~slimfast.engines.ort.OrtEngine`: ``threads``,
     ``tconv``, ``optimization``, ``spinning``, ``int8_ranges``, ``bf16_synthesis``,
-    ``bf16_analysis``, ``arena``, ``cache_dir`` (``None``: no graph cache), ``ov_precision``.
+    ``bf16_analysis``, ``arena``, ``cache_dir`` (``None``: no graph cache), ``ov_precision``, ``affinity``.
     Symbols decode identically whatever they are."""
 
     def __init__(self, path: str | Path, threads: int | None = 0, tconv: str | None = None,
                  optimization: str | None = "all", spinning: bool = False, int8_ranges: dict | None = None,
                  bf16_synthesis: bool = False, bf16_analysis: bool = False, *, arena: bool = False,
-                 cache_dir: str | Path | None = None, ov_precision: str = "bf16"):
+                 cache_dir: str | Path | None = None, ov_precision: str = "bf16", affinity: bool = False):
         meta, state, digest = weights.load_with_digest(path)
         arch = meta["architecture"]
         if arch not in archs.ARCHITECTURES:
@@ -37,7 +37,7 @@ class RuntimeModel(CodingPath):
                              f"supported: {', '.join(sorted(archs.ARCHITECTURES))}")
         specs = Specs(arch, meta["config"], state)
         engine = OrtEngine(specs, digest, threads or 0, tconv, optimization or "all", spinning, int8_ranges,
-                           bf16_synthesis, bf16_analysis, arena, cache_dir, ov_precision)
+                           bf16_synthesis, bf16_analysis, arena, cache_dir, ov_precision, affinity)
         super().__init__(engine, specs, arch)
         self.path = Path(path)
         self.sha256 = digest  # of the very bytes parsed

@@ -326,6 +326,7 @@ TRIED = [
     ("stride-4 transposed convolutions as sub-pixel Conv + DepthToSpace", {"SLIMFAST_ORT_TCONV": "subpixel"}, {}),
     ("idle ONNX Runtime workers spinning", {"SLIMFAST_ORT_SPIN": "1"}, {}),
     ("ONNX Runtime memory arena on", {"SLIMFAST_ORT_ARENA": "1"}, {}),
+    ("ONNX Runtime worker threads not pinned (`SLIMFAST_ORT_AFFINITY=0`)", {"SLIMFAST_ORT_AFFINITY": "0"}, {}),
     ("the range coder (constriction) instead of rANS: files without LAYT", {"SLIMFAST_CODER": "range"}, {}),
     ("1 thread instead of the run's thread count", {}, {"threads": 1}),
     ("int8 synthesis (`slimfast decompress --int8`)", {}, {"synthesis": "int8"}),
