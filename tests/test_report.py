@@ -122,3 +122,14 @@ def test_recipe_section_renders_each_probe_against_the_first(tmp_path):
     text = "\n".join(recipe_section(tmp_path))
     assert "| 384x1 | 0.7400 | 32.600 | 1.23750 | -1.00% |" in text
     assert "12 whole validation images" in text and "`python benchmarks/compare_weights.py x`" in text
+
+
+def test_coders_section_renders_each_point(tmp_path):
+    from slimfast.tools.report import coders_section
+
+    assert coders_section(tmp_path)[0].startswith("Not measured")
+    rows = [{"model": "m", "width": None, "range_bytes": 1000.0, "rans_bytes": 1003.0, "change_percent": 0.3,
+             "max_change_percent": 0.41}]
+    (tmp_path / "coders.json").write_text(json.dumps({"command": "python benchmarks/coders.py", "images": 24,
+                                                      "rows": rows}))
+    assert "| m | - | 1000 | 1003 | +0.300% | +0.410% |" in coders_section(tmp_path)

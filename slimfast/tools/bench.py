@@ -678,6 +678,23 @@ def _tried_md(res: dict) -> list[str]:
     return L
 
 
+def _cold_line(cold: dict, image: str) -> str:
+    """The cold-start bullet of the Markdown."""
+    first = (f" The very first run, which builds and caches the ONNX graphs, took {cold['first_decompress_ms']:.0f} ms "
+             f"({cold['first_decompress_in_process_ms']:.0f} ms inside Python)."
+             if cold.get("first_decompress_ms") is not None else "")
+    return (f"- `slimfast decompress` of one {image} file ({cold['model']}) as a fresh process: "
+            f"{cold['decompress_ms']:.0f} ms wall (median of {cold['repeats']}, graphs cached; "
+            f"{cold['decompress_in_process_ms']:.0f} ms of it inside Python after start-up).{first} Imports torch: "
+            f"{'yes' if cold['imports_torch'] else 'no'}. A bare `import torch` alone takes "
+            f"{_f(cold.get('bare_import_torch_ms'), '.0f')} ms."
+            + (f" A fresh Python process that decodes the same image's WebP (q75) with Pillow and writes a PNG: "
+               f"{cold['pillow_webp_ms']:.0f} ms ({cold['decompress_ms'] / cold['pillow_webp_ms']:.2f}x). That "
+               "process writes its PNG with Pillow's defaults; `slimfast decompress` writes PNG with zlib's RLE "
+               "strategy (the same pixels, files a few percent larger, written several times faster)."
+               if cold.get("pillow_webp_ms") else ""))
+
+
 def bench_md(res: dict) -> str:
     im, st = res["image"], res["settings"]
     L = ["# Benchmark", "",
@@ -740,17 +757,7 @@ def bench_md(res: dict) -> str:
     if cold or inst:
         L += ["", "## Cold start and install size", ""]
     if cold and not cold.get("error"):
-        first = (f" The very first run, which builds and caches the ONNX graphs, took {cold['first_decompress_ms']:.0f} ms "
-                 f"({cold['first_decompress_in_process_ms']:.0f} ms inside Python)."
-                 if cold.get("first_decompress_ms") is not None else "")
-        L.append(f"- `slimfast decompress` of one {res['image']['name']} file ({cold['model']}) as a fresh process: "
-                 f"{cold['decompress_ms']:.0f} ms wall (median of {cold['repeats']}, graphs cached; "
-                 f"{cold['decompress_in_process_ms']:.0f} ms of it inside Python after start-up).{first} Imports torch: "
-                 f"{'yes' if cold['imports_torch'] else 'no'}. A bare `import torch` alone takes "
-                 f"{_f(cold.get('bare_import_torch_ms'), '.0f')} ms."
-                 + (f" A fresh Python process that decodes the same image's WebP (q75) with Pillow and writes a PNG: "
-                    f"{cold['pillow_webp_ms']:.0f} ms ({cold['decompress_ms'] / cold['pillow_webp_ms']:.2f}x)."
-                    if cold.get("pillow_webp_ms") else ""))
+        L.append(_cold_line(cold, res["image"]["name"]))
     elif cold:
         L.append(f"- cold start failed: {cold['error']}")
     if inst and not inst.get("error"):

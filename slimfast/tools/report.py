@@ -458,6 +458,23 @@ def recipe_section(results_dir: Path) -> list[str]:
     return L + [""]
 
 
+def coders_section(results_dir: Path) -> list[str]:
+    """``benchmarks/results/coders.json`` (``benchmarks/coders.py``): the bytes rANS files cost against range-coded ones."""
+    f = results_dir / "coders.json"
+    if not f.is_file():
+        return ["Not measured (`python benchmarks/coders.py --out benchmarks/results/coders.json`)."]
+    r = json.loads(f.read_text())
+    L = [f"New files are rANS-coded and carry a `LAYT` chunk (format version 2); files without it are range-coded. "
+         f"The same symbols, so the same pixels: only sizes differ. Mean file bytes over {r['images']} Kodak images, "
+         f"whole files (`{r['command']}`); the speed each coder gives is in \"What was tried\".", "",
+         "| model | width | range coder, bytes | rANS, bytes | size change (mean) | largest change |",
+         "|---|---|---|---|---|---|"]
+    for row in r["rows"]:
+        L.append(f"| {row['model']} | {row['width'] or '-'} | {row['range_bytes']:.0f} | {row['rans_bytes']:.0f} | "
+                 f"{row['change_percent']:+.3f}% | {row['max_change_percent']:+.3f}% |")
+    return L + [""]
+
+
 def _pct(v) -> str:
     return "-" if v is None else f"{v:+.2f}%"
 
@@ -577,7 +594,8 @@ def ceiling_section(results_dir: Path) -> list[str]:
 def _rate_sections(docs: Path, rel: str) -> list[str]:
     """The saved measurements behind the rate work: 8-bit h_s, recipes, the knob, effort levels."""
     results = ROOT / "benchmarks" / "results"
-    return (["", "## The 8-bit hyper-synthesis (FasiNet-H's `hs_steps` option)", ""] + hs8_section(results)
+    return (["", "## Entropy coders: rANS against the range coder", ""] + coders_section(results)
+            + ["", "## The 8-bit hyper-synthesis (FasiNet-H's `hs_steps` option)", ""] + hs8_section(results)
             + ["", "## Recipe measurements (training on whole images)", ""] + recipe_section(results)
             + ["", "## Quality knob (`--quality`, hyperprior families)", ""] + knob_section(results, docs, rel)
             + ["", "## Encoder effort (opt-in: `slimfast compress --effort N`)", ""] + effort_section(results))
@@ -693,7 +711,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="baseline worker processes (default 1: parallel runs distort the timings)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N Kodak images")
     p.add_argument("--sizes", type=float, nargs="*", default=[0.4, 2, 8, 24], help="bench size sweep (MP)")
-    p.add_argument("--repeats", type=int, default=5, help="bench repeats (default 5)")
+    # 15: on a shared 2-core machine a few runs in five can be several ms slow, which moved 5-run medians
+    p.add_argument("--repeats", type=int, default=15, help="bench repeats (default 15)")
     p.add_argument("--train", default=str(ROOT.parent / "shared" / "data" / "train"),
                    help="training data holding the held-out images (slimfast/data/heldout.txt)")
     p.add_argument("--skip-eval", action="store_true", help="reuse out/eval/results.json")
