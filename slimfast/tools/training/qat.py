@@ -8,6 +8,10 @@ bits once coded. :func:`fake_quantize_hs` makes every h_s convolution see the sa
 training, with straight-through gradients inside the clipping range and none outside it, so
 the rest of the model learns around it. The steps are the warm start's calibration
 (``model.config["hs_steps"]``); calibrate again after training (:mod:`slimfast.tools.hyper8`).
+
+The fake rounding sees float32 convolutions of the rounded values, the coding path exact integer
+sums requantized in float64: an activation within float32 noise of a rounding tie can land one
+step apart, so a rare mean differs by that step's effect (tests/test_qat.py bounds how rare).
 """
 from __future__ import annotations
 
