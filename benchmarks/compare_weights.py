@@ -39,13 +39,13 @@ def validation_images(train: Path, n: int) -> list[np.ndarray]:
     return [np.asarray(Image.open(f).convert("RGB").reduce(2)) for f in val]
 
 
-def measure(weights: Path, images: list[np.ndarray], lmbda: float) -> dict:
+def measure(weights: Path, images: list[np.ndarray], lmbda: float, width: int | None = None) -> dict:
     m = RuntimeModel(weights, threads=1)
     bpp, psnr, j = [], [], []
     for img in images:
         h, w, _ = img.shape
-        lat = m.compress(to_input(pad_image(img, m.pad_multiple)))
-        rgb = m.decompress_rgb8(lat.strings, lat.shape)[:h, :w]
+        lat = m.compress(to_input(pad_image(img, m.pad_multiple)), width)
+        rgb = m.decompress_rgb8(lat.strings, lat.shape, width)[:h, :w]
         mse = float(np.mean((rgb.astype(np.float64) - img) ** 2))
         b = (sum(map(len, lat.strings)) + HEADER_BYTES) * 8 / (h * w)
         bpp.append(b)
@@ -60,6 +60,7 @@ def main() -> None:
     p.add_argument("--lambda", dest="lmbda", type=float, required=True, help="the models' training lambda")
     p.add_argument("--images", type=int, default=12)
     p.add_argument("--train", type=Path, default=TRAIN)
+    p.add_argument("--width", type=int, help="a slimmable model's width (default: its default width)")
     p.add_argument("--labels", nargs="+", help="what each weights file is (the recipe it was trained with)")
     p.add_argument("--out", type=Path, help="also write the results here as JSON")
     a = p.parse_args()
@@ -70,7 +71,7 @@ def main() -> None:
         raise SystemExit(f"no validation images under {a.train}")
     base, rows = None, []
     for i, w in enumerate(a.weights):
-        r = measure(w, images, a.lmbda)
+        r = measure(w, images, a.lmbda, a.width)
         base = base or r
         r.update(weights=str(w), label=a.labels[i] if a.labels else w.parent.name,
                  j_vs_first_percent=100 * (r["j"] / base["j"] - 1))
