@@ -554,7 +554,8 @@ def fuzz_section(results_dir: Path) -> list[str]:
     top = sorted(((n, k) for k, n in f["outcomes"].items() if k.startswith("refused")), reverse=True)[:5]
     sec, mem = f["seconds"], f["traced_peak_bytes"]
     return [f"`python benchmarks/fuzz.py --cases {f['cases']}`: {f['cases']:,} checksum-valid mutants of "
-            f"{len(f['bases'])} files ({', '.join(f['bases'])}), decoder pixel limit {f['max_pixels']:,}.", "",
+            f"{len(f['bases'])} files ({', '.join(f['bases'])}; format v1 files are range-coded, v2 files "
+            f"rANS-coded), decoder pixel limit {f['max_pixels']:,}.", "",
             f"- outcomes: {f['decoded']:,} decoded, {refused:,} refused with a one-line error, "
             f"**{f['failures']} failures** (anything else raised, or work beyond the file's bounds)",
             f"- time per case: median {sec['p50'] * 1e3:.2f} ms, p99 {sec['p99'] * 1e3:.1f} ms, "
