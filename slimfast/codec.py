@@ -460,7 +460,7 @@ class Codec:
         w, h = hdr.image_size
         best = refine(model, _refinement_model(str(info.path), info.sha256), x, (h, w), hdr.width, lmbda, effort,
                       step=step, max_stream_bytes=None if limit is None else limit - overhead,
-                      threads=self.settings.threads, coder=container.unpack_layout(hdr.chunk("LAYT")))
+                      threads=self.settings.threads, coder=_coder(hdr))
         return container.pack(dataclasses.replace(hdr, streams=best.strings))
 
     def decompress(self, data: bytes):

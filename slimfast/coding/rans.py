@@ -29,6 +29,8 @@ the native code to.
 """
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 
 from . import coder
@@ -51,15 +53,23 @@ class Prepared:
     slot look-up."""
 
     def __init__(self, freqs: np.ndarray, lengths: np.ndarray, offsets: np.ndarray):
-        freqs = np.ascontiguousarray(freqs, dtype=np.int32)
+        self.freqs = np.ascontiguousarray(freqs, dtype=np.int32)
         self.lengths = np.ascontiguousarray(lengths, dtype=np.int32)
         self.offsets = np.ascontiguousarray(offsets, dtype=np.int32)
-        self.native = None if native is None else native.prepare(freqs, self.lengths, self.offsets, freqs.shape[1])
-        # -1 marks a row that is not a valid table (as in _rans.c): no symbol may use it.
-        self.valid = _valid_rows(freqs, self.lengths)
-        cum = np.zeros((freqs.shape[0], freqs.shape[1] + 1), dtype=np.int64)
-        np.cumsum(freqs, axis=1, out=cum[:, 1:])
-        self.cum = cum
+        self.native = None if native is None else native.prepare(self.freqs, self.lengths, self.offsets,
+                                                                  self.freqs.shape[1])
+
+    # The reference loops' tables: made only where they run (the native code keeps its own).
+    @cached_property
+    def valid(self) -> np.ndarray:
+        """Per row, whether it is a valid table (as ``_rans.c`` decides): no symbol may use another."""
+        return _valid_rows(self.freqs, self.lengths)
+
+    @cached_property
+    def cum(self) -> np.ndarray:
+        cum = np.zeros((self.freqs.shape[0], self.freqs.shape[1] + 1), dtype=np.int64)
+        np.cumsum(self.freqs, axis=1, out=cum[:, 1:])
+        return cum
 
 
 def _valid_rows(freqs: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -84,8 +94,8 @@ def encode(values: np.ndarray, table_index: np.ndarray, tables: Prepared) -> byt
     values = np.asarray(values).ravel()
     if values.size and values.dtype.kind not in "iu":
         raise ValueError("values must be integers")
-    if values.size and (values.min() < -(2 ** 31) or values.max() >= 2 ** 31):
-        raise ValueError("values must fit in int32")
+    if values.size and values.dtype != np.int32 and (values.min() < -(2 ** 31) or values.max() >= 2 ** 31):
+        raise ValueError("values must fit in int32")  # int32 symbols, the codecs' own, need no pass
     values = np.ascontiguousarray(values, dtype=np.int32)
     rows = _rows(table_index)
     if rows.shape != values.shape:
