@@ -287,3 +287,41 @@ def test_ema_is_validated_exported_and_resumed(straight_run, tiny_data, tmp_path
     assert [r for r in a if r[1] == "val"] != [r for r in b if r[1] == "val"]  # validated on the average
     with pytest.raises(SystemExit, match="--ema must be between 0 and 1"):
         T.main(common(tiny_data, tmp_path / "bad", "--ema", 1.5))
+
+
+def test_rd_balance_starts_as_lambda_d_plus_r_and_moves_to_the_slower_term():
+    from slimfast.tools.training.balance import RDBalance
+
+    w = torch.tensor([0.7, -0.3], requires_grad=True)
+    lam_d, rate = (w[0] ** 2 + 1.0), (w[1] ** 2 + 0.4)
+    balance = RDBalance()
+    balance.loss(torch.stack([lam_d, rate])).backward()
+    plain = torch.autograd.grad(w[0] ** 2 + 1.0 + w[1] ** 2 + 0.4, w)[0]
+    assert torch.allclose(w.grad, plain / 2)  # at the start: half the gradient of lambda*D + R
+    assert balance.stats() == {"balance_d": 1.0}
+    for _ in range(20):  # the rate falls by 10% a step, the distortion by 1%: weigh the distortion up
+        balance.update(torch.tensor([1.0, 1.0]), torch.tensor([0.99, 0.9]))
+    assert balance.stats()["balance_d"] > 1.1
+    again = RDBalance()
+    again.load(balance.tensors())
+    assert again.stats() == balance.stats() and again.t == 20
+    w.grad = None
+    around = RDBalance("famo-lambda")  # the terms themselves: at the start exactly lambda*D + R's gradient
+    around.loss(torch.stack([w[0] ** 2 + 1.0, w[1] ** 2 + 0.4])).backward()
+    assert torch.allclose(w.grad, plain)
+    around.update(torch.tensor([1.0, 1.0]), torch.tensor([0.99, 0.9]))
+    assert around.stats()["balance_d"] > 1.0
+
+
+def test_rd_balance_run_resumes_exactly_and_checks_its_use(tiny_data, tmp_path):
+    whole, parts = tmp_path / "famo", tmp_path / "famo-resumed"
+    assert T.main(common(tiny_data, whole, "--rd-balance", "famo")) == 0
+    assert T.main(common(tiny_data, parts, "--rd-balance", "famo", "--stop-at", 2)) == 0
+    assert T.main(common(tiny_data, parts, "--rd-balance", "famo")) == 0
+    assert trajectory(whole) == trajectory(parts)  # the logits and their Adam state are resumed
+    tw = checkpoint_tensors(whole)
+    assert int(tw["balance.t"][0]) == 6 and not torch.equal(tw["balance.xi"], tw["balance.xi0"])
+    with pytest.raises(SystemExit, match="--rd-balance famo trains one width"):
+        T.main(["--data", str(tiny_data), "--out", str(tmp_path / "slim"), "--arch", "slim-fasinet-l",
+                "--lambdas", "0.02", "0.01", "--model-config", '{"N": 8, "M": 16, "widths": [16, 8]}',
+                "--steps", "1", "--rd-balance", "famo", "--no-progress"])

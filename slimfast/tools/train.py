@@ -70,6 +70,10 @@ def _objective_flags(g, d: TrainConfig) -> None:
                         "the widest width dominates) or log (sum of log L_i: each width's relative "
                         "improvement counts the same)")
     g.add_argument("--metric", choices=["mse", "ms-ssim"], default=d.metric)
+    g.add_argument("--rd-balance", choices=["none", "famo", "famo-lambda"], default=d.rd_balance,
+                   help="weigh the gradients of lambda*D and R adaptively (one more forward pass per step; one "
+                        "width only): famo, weighted log terms (Zhang et al. 2025; moves the run along its curve), "
+                        "or famo-lambda, weighted terms around lambda. Default: %(default)s")
 
 
 def _data_flags(g, d: TrainConfig) -> None:

@@ -158,7 +158,7 @@ def load_checkpoint(run: Path, model, opt, aux_opt, rank: int = 0, device: torch
         st = {int(pid): {k: tensors[f"{tag}.{pid}.{k}"] for k in keys} for pid, keys in m["state_keys"].items()}
         o.load_state_dict({"state": st, "param_groups": m["param_groups"]})
     meta["rng"] = _restore_rank_rng(meta, tensors, rank, device if device is not None else model_device(model))
-    meta["extra"] = {k: v for k, v in tensors.items() if k.startswith("ema.")}
+    meta["extra"] = {k: v for k, v in tensors.items() if k.startswith(("ema.", "balance."))}
     return meta
 
 

@@ -41,6 +41,7 @@ class TrainConfig:
     channels_last: bool = False
     sort_channels: bool = False    # slim-fasinet-h warm starts: front each width's best channels
     qat_hs8: bool = False          # train through the 8-bit hyper-synthesis' rounding (training.qat)
+    rd_balance: str = "none"       # famo: weigh lambda*D and R adaptively (training.balance)
     ema: float = 0.0               # > 0: validate and export an average of the weights (training.ema)
     deterministic: bool = False
     progress: bool = True

@@ -108,8 +108,9 @@ class Progress:
 
     def every_500(self, step: int, minutes: float, avg: dict) -> None:
         if self.bar is None and step % 500 == 0:
+            balance = f" D weight x{avg['balance_d']:.3f}" if "balance_d" in avg else ""
             print(f"step {step} ({minutes:.1f} min): loss {avg['loss']:.4f} bpp {avg['bpp']:.4f} "
-                  f"PSNR {avg['psnr']:.2f}", file=sys.stderr)
+                  f"PSNR {avg['psnr']:.2f}{balance}", file=sys.stderr)
 
     def write(self, msg: str) -> None:
         self.bar.write(msg) if self.bar is not None else print(msg, file=sys.stderr)

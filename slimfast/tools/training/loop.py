@@ -27,6 +27,7 @@ from .data import PatchSampler, load_rgb, training_split
 from .dist import Dist, wrap_ddp
 from .log import Averages, LogFile, Progress, plot_log
 from .objective import MSSSIM_MIN_SIDE, RDObjective, entropy_models_in_fp32
+from .balance import RDBalance
 from .ema import WeightAverage
 from .qat import fake_quantize_hs, with_calibrated_hs
 from .trainer import Trainer, build_model, sort_channels
@@ -97,6 +98,11 @@ class TrainingRun:
         train_files, val_files = training_split(cfg.data, cfg.val_fraction)
         self.model = self._model(train_files)
         objective = RDObjective(self.model, cfg.lmbda, cfg.lmbdas, cfg.metric, cfg.bf16, cfg.width_loss)
+        if cfg.rd_balance != "none":
+            if len(objective.terms) > 1:
+                raise SystemExit(f"error: --rd-balance {cfg.rd_balance} trains one width; this run trains "
+                                 f"{len(objective.terms)}")
+            objective.balance = RDBalance(cfg.rd_balance)
         self.trainer = Trainer(self.model, objective, cfg.lr, cfg.aux_lr, cfg.batch_size, cfg.clip_grad,
                                cfg.channels_last)
         if cfg.ema:

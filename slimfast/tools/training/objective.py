@@ -26,13 +26,19 @@ def distortion(x_hat: torch.Tensor, x: torch.Tensor, metric: str) -> torch.Tenso
     raise ValueError(f"unknown metric {metric!r}")
 
 
-def rd_loss(out: dict, x: torch.Tensor, lmbda: float, metric: str) -> tuple[torch.Tensor, dict]:
+def rd_terms(out: dict, x: torch.Tensor, lmbda: float, metric: str) -> tuple[torch.Tensor, dict]:
+    """``(lambda * D, R)`` as a differentiable 2-vector, and the figures logged."""
     n = x.shape[0] * x.shape[2] * x.shape[3]
     bpp = rate_bpp(out["likelihoods"], n)
     dist = distortion(out["x_hat"], x, metric)
     mse = F.mse_loss(out["x_hat"].detach().clamp(0, 1), x)
     psnr = -10 * math.log10(max(float(mse), 1e-10))
-    return lmbda * dist + bpp, {"bpp": float(bpp.detach()), "psnr": psnr, "dist": float(dist.detach())}
+    return torch.stack([lmbda * dist, bpp]), {"bpp": float(bpp.detach()), "psnr": psnr, "dist": float(dist.detach())}
+
+
+def rd_loss(out: dict, x: torch.Tensor, lmbda: float, metric: str) -> tuple[torch.Tensor, dict]:
+    terms, stats = rd_terms(out, x, lmbda, metric)
+    return terms.sum(), stats
 
 
 class RDObjective(nn.Module):
@@ -44,6 +50,9 @@ class RDObjective(nn.Module):
     ``sum_i log L_i``. Under the sum, the widest width's loss (several times the narrowest's) steers
     the shared weights; the log weighs each width's gradient by ``1 / L_i``, so every width's
     relative improvement counts the same. The loss itself is computed in float32 outside autocast.
+
+    ``balance`` (one width only): a :class:`~.balance.RDBalance` that weighs ``lambda*D`` and ``R``
+    (``--rd-balance famo``); :attr:`last_terms` keeps the two terms of the last forward for it.
     """
 
     def __init__(self, model, lmbda: float, lmbdas: list[float] | None, metric: str, bf16: bool,
@@ -58,6 +67,8 @@ class RDObjective(nn.Module):
         self.terms = [(None, lmbda)]
         if model.widths and lmbdas:
             self.set_lambdas(lmbdas)
+        self.balance = None
+        self.last_terms = None
 
     def set_lambdas(self, lmbdas: list[float]) -> None:
         """One lambda per width, widest first (the lambda schedule changes them between trials)."""
@@ -72,7 +83,9 @@ class RDObjective(nn.Module):
         loss, stats = 0.0, {}
         for i, ((w, lm), out) in enumerate(zip(self.terms, outs)):
             out = {"x_hat": out["x_hat"].float(), "likelihoods": {k: v.float() for k, v in out["likelihoods"].items()}}
-            term, s = rd_loss(out, x, lm, self.metric)
+            pair, s = rd_terms(out, x, lm, self.metric)
+            self.last_terms = pair.detach()
+            term = self.balance.loss(pair) if self.balance is not None else pair.sum()
             loss = loss + (torch.log(term) if self.width_loss == "log" and len(self.terms) > 1 else term)
             if i == 0:  # the widest width's figures also go unsuffixed
                 stats.update(s)

@@ -103,11 +103,14 @@ class Trainer:
         x = self._batch()
         t_data = time.perf_counter()
         self.opt.zero_grad(set_to_none=True)
+        noise = torch.get_rng_state() if self.objective.balance is not None else None
         loss, stats = self.forward(x)
         loss.backward()
         if self.clip_grad > 0:
             torch.nn.utils.clip_grad_norm_(self.model.main_parameters(), self.clip_grad)
         self.opt.step()
+        if noise is not None:
+            stats.update(self._rebalance(x, noise))
         if self.ema is not None:
             self.ema.update()
         self.aux_opt.zero_grad(set_to_none=True)
@@ -120,6 +123,17 @@ class Trainer:
         self.timing.add(t_start, t_data, time.perf_counter())
         return {"loss": loss_v, **stats}
 
+    def _rebalance(self, x: torch.Tensor, noise: torch.Tensor) -> dict:
+        """--rd-balance: the terms again on the same batch and noise, after the step."""
+        before = self.objective.last_terms
+        after_state = torch.get_rng_state()
+        torch.set_rng_state(noise)
+        with torch.no_grad():
+            self.forward(x)
+        torch.set_rng_state(after_state)  # the run's random stream goes on as without the re-evaluation
+        self.objective.balance.update(before, self.objective.last_terms)
+        return self.objective.balance.stats()
+
     def _batch(self) -> torch.Tensor:
         x = self.sampler.sample(self.batch_size).to(self.device)
         if self.channels_last:
@@ -129,12 +143,17 @@ class Trainer:
         return x
 
     def save(self, run: Path, state: dict, rng_states: list[dict] | None = None) -> None:
+        extra = dict(self.ema.tensors() if self.ema is not None else {})
+        if self.objective.balance is not None:
+            extra.update(self.objective.balance.tensors())
         save_checkpoint(run, self.model, self.opt, self.aux_opt, dict(state, rng=self.rng), rng_states=rng_states,
-                        extra=self.ema.tensors() if self.ema is not None else None)
+                        extra=extra or None)
 
     def load(self, run: Path, rank: int = 0) -> dict:
         """Model, optimizers and RNG states from ``run``'s checkpoint; ``meta["rng"]`` as there."""
         meta = load_checkpoint(run, self.model, self.opt, self.aux_opt, rank=rank, device=self.device)
         if self.ema is not None and not self.ema.load(meta["extra"]):
             self.ema = type(self.ema)(self.ema.params, self.ema.decay)  # none saved: start from these weights
+        if self.objective.balance is not None:
+            self.objective.balance.load(meta["extra"])
         return meta
