@@ -48,7 +48,8 @@ def load(name: str | None = None, *, threads: int | None = None, engine: str | N
     ``"NAME@N"`` for installed version N, or a family name (its default model). The keyword
     arguments override ``settings`` (``None``: the ``SLIMFAST_*`` environment variables):
     ``threads`` (0: the engine's default), ``engine`` (``"auto"``, ``"ort"``, ``"torch"``),
-    ``precision`` (``"fp32"``, ``"int8"``, ``"bf16"``), ``analysis`` / ``synthesis`` (one side's
+    ``precision`` (``"auto"``, the default: bf16 where the model card, the CPU and OpenVINO allow
+    it, else fp32; ``"fp32"``, ``"int8"``, ``"bf16"``), ``analysis`` / ``synthesis`` (one side's
     precision) and ``max_pixels`` (the largest image it encodes and decodes). Raises
     :class:`SlimfastError` for an unknown model or an invalid setting.
     """

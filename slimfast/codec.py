@@ -33,7 +33,7 @@ from .settings import Settings
 _lock = threading.Lock()
 
 # precision= of load() and decompress(): what it sets of (analysis, synthesis)
-PRECISIONS = {"fp32": ("fp32", "fp32"), "int8": ("fp32", "int8"), "bf16": ("bf16", "bf16")}
+PRECISIONS = {"auto": ("auto", "auto"), "fp32": ("fp32", "fp32"), "int8": ("fp32", "int8"), "bf16": ("bf16", "bf16")}
 
 
 def resolve_settings(settings: Settings | None = None, *, threads: int | None = None, engine: str | None = None,
@@ -41,18 +41,19 @@ def resolve_settings(settings: Settings | None = None, *, threads: int | None = 
                      synthesis: str | None = None, max_pixels: int | None = None) -> Settings:
     """``settings`` (``None``: :meth:`Settings.from_env`) with the keyword arguments given applied.
 
-    ``precision``: ``"fp32"``; ``"int8"``, int8 synthesis (the card's calibrated ranges, at the
-    PSNR cost it records; analysis fp32); ``"bf16"``, analysis and synthesis in bfloat16 on
-    OpenVINO. ``analysis`` / ``synthesis`` set one side and win over ``precision``. Decoded
-    symbols never depend on the synthesis precision, only pixels do; a bf16 analysis writes a
-    slightly different file, which any decoder reads. ``max_pixels``: the largest image (in
-    pixels) the encoder accepts and the decoder produces (:attr:`Settings.max_pixels`).
+    ``precision``: ``"auto"`` (the default: :func:`resolved_precision`); ``"fp32"``; ``"int8"``,
+    int8 synthesis (the card's calibrated ranges, at the PSNR cost it records; analysis fp32);
+    ``"bf16"``, analysis and synthesis in bfloat16 on OpenVINO. ``analysis`` / ``synthesis`` set
+    one side and win over ``precision``. Decoded symbols never depend on the synthesis
+    precision, only pixels do; a bf16 analysis writes a slightly different file, which any decoder
+    reads. ``max_pixels``: the largest image (in pixels) the encoder accepts and the decoder
+    produces (:attr:`Settings.max_pixels`).
     """
     base = Settings.from_env() if settings is None else settings
     changes = {}
     if precision is not None:
         if precision not in PRECISIONS:
-            raise SlimfastError(f"precision must be 'fp32', 'int8' or 'bf16', not {precision!r}")
+            raise SlimfastError(f"precision must be 'auto', 'fp32', 'int8' or 'bf16', not {precision!r}")
         changes["analysis"], changes["synthesis"] = PRECISIONS[precision]
     given = {"threads": threads, "engine": engine, "analysis": analysis, "synthesis": synthesis,
              "max_pixels": max_pixels}
@@ -76,9 +77,24 @@ def backend(settings: Settings, architecture: str | None = None) -> str:
     return "ort"
 
 
+def resolved_precision(info: zoo.ModelInfo, settings: Settings, part: str, backend_name: str | None = None) -> str:
+    """The precision ``part`` (``"analysis"`` or ``"synthesis"``) of ``info`` runs at: the setting,
+    where ``"auto"`` is bf16 if the card's held-out measurement allows it on that side
+    (``card["bf16"][part]``), the model runs on ONNX Runtime's graphs and OpenVINO computes bf16
+    natively here; else fp32 (:mod:`slimfast.settings`)."""
+    value = getattr(settings, part)
+    if value != "auto":
+        return value
+    if not (info.card.get("bf16") or {}).get(part) or (backend_name or backend(settings, info.architecture)) != "ort":
+        return "fp32"
+    from .engines import openvino as ov_backend
+
+    return "fp32" if ov_backend.unavailable_reason() else "bf16"
+
+
 def _check_bf16(info: zoo.ModelInfo, settings: Settings, backend_name: str, part: str) -> bool:
     """Whether ``part`` (``"synthesis"`` or ``"analysis"``) runs in bf16, after checking that it can here."""
-    if getattr(settings, part) != "bf16":
+    if resolved_precision(info, settings, part, backend_name) != "bf16":
         return False
     if backend_name != "ort":
         raise SlimfastError(f"bf16 {part} runs on the ONNX Runtime backend's graphs only, and {info.name} "
@@ -335,6 +351,11 @@ class Codec:
 
     def __repr__(self) -> str:
         return f"<slimfast.Codec {self.name} v{self.info.version}>"
+
+    @property
+    def precision(self) -> dict[str, str]:
+        """``{"analysis": ..., "synthesis": ...}``: the precisions this model codes at here, ``auto`` resolved."""
+        return {part: resolved_precision(self.info, self.settings, part) for part in ("analysis", "synthesis")}
 
     # -- operating points ---------------------------------------------------------------------
     def operating_points(self) -> list[OperatingPoint]:

@@ -187,7 +187,7 @@ def test_bench_times_tried_settings_in_rounds(monkeypatch):
     args = argparse.Namespace(repeats=1, threads=1, timeout=10, tried_rounds=3)
     res = bench.tried(zoo.get(), bench.resolve_image(None), NoBaselines(), args, lambda s: None)
     labels = [r["variant"] for r in res["rows"]]
-    assert not any("bf16" in label or "OpenVINO" in label for label in labels)
+    assert not any("OpenVINO" in label for label in labels) and labels[0].startswith("fp32 transforms")
     n = len(labels)
     assert len(calls) == 3 * n and res["rounds"] == 3
     first = res["rows"][0]  # calls 1, 1 + n, 1 + 2n
@@ -197,3 +197,101 @@ def test_bench_times_tried_settings_in_rounds(monkeypatch):
                                     "environment": {"cpu_flags": ["avx512_bf16"]}}))
     assert "for 3 rounds" in md and "bf16 and OpenVINO (OpenVINO is not installed here" in md
     assert f"| {99.0 - 2 * n:.1f}-{99.0:.1f} |" in md  # the first setting's decode range over the rounds
+
+
+# -- precision "auto" (the default): bf16 where the card, the CPU and OpenVINO allow, else fp32 ----------
+def _with_card(info, **flags):
+    import dataclasses
+
+    return dataclasses.replace(info, card={**info.card, "bf16": flags} if flags else
+                               {k: v for k, v in info.card.items() if k != "bf16"})
+
+
+def test_auto_precision_follows_the_card_the_cpu_and_the_engine(monkeypatch):
+    from slimfast import zoo
+    from slimfast.codec import resolved_precision
+    from slimfast.settings import Settings
+
+    auto = Settings(engine="ort")
+    assert (auto.analysis, auto.synthesis) == ("auto", "auto")  # the default
+    both = lambda info, s=auto: tuple(resolved_precision(info, s, p) for p in ("analysis", "synthesis"))  # noqa: E731
+    monkeypatch.setattr(ov_backend, "unavailable_reason", lambda: "")
+    assert both(_with_card(zoo.get())) == ("fp32", "fp32")  # never measured on held-out images: fp32
+    half = _with_card(zoo.get(), synthesis=True, analysis=False)
+    assert both(half) == ("fp32", "bf16")
+    assert both(_with_card(zoo.get(), synthesis=True, analysis=True)) == ("bf16", "bf16")
+    assert both(half, Settings(engine="torch")) == ("fp32", "fp32")  # bf16 runs on the ORT graphs only
+    assert both(half, Settings(engine="ort", analysis="bf16", synthesis="int8")) == ("bf16", "int8")  # as set
+    monkeypatch.setattr(ov_backend, "unavailable_reason", lambda: "needs a CPU that computes bf16 natively")
+    assert both(half) == ("fp32", "fp32")  # the fallback where the CPU (or OpenVINO) lacks it
+
+
+def test_one_shot_commands_take_fp32_below_the_pixels_that_pay_for_openvino(tmp_path):
+    from PIL import Image
+
+    from slimfast import jobs
+    from slimfast.cli.common import one_shot, one_shot_settings
+    from slimfast.settings import AUTO_BF16_MIN_PIXELS, Settings
+
+    s = Settings()
+    small = one_shot_settings(s, AUTO_BF16_MIN_PIXELS - 1)
+    assert (small.analysis, small.synthesis) == ("fp32", "fp32")
+    assert one_shot_settings(s, AUTO_BF16_MIN_PIXELS) == s
+    pinned = Settings(analysis="bf16", synthesis="int8")
+    assert one_shot_settings(pinned, 1) == pinned  # an explicit precision is kept
+    Image.new("RGB", (40, 30)).save(tmp_path / "a.png")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    planned = jobs.plan([str(tmp_path / "a.png"), str(tmp_path / "bad.png")], str(tmp_path / "out") + "/",
+                        jobs.Options("compress"))
+    assert jobs.declared_pixels(planned, "compress") == 1200  # unreadable inputs count 0 (their jobs say why)
+    assert jobs.declared_pixels([jobs.Job("-", "-")], "compress") == 0  # and stdin
+    opts = one_shot(jobs.Options("compress", settings=s), planned)
+    assert (opts.settings.analysis, opts.settings.synthesis) == ("fp32", "fp32")
+    import slimfast
+
+    (tmp_path / "a.sfi").write_bytes(slimfast.compress(np.zeros((30, 40, 3), np.uint8)))
+    assert jobs.declared_pixels(jobs.plan([str(tmp_path / "a.sfi")], None, jobs.Options("decompress")),
+                                "decompress") == 1200
+
+
+@needs_native_bf16
+def test_auto_is_bf16_where_the_card_allows_and_repeats_exactly(monkeypatch):
+    """The shipped default model's card allows bf16 (release --measure-bf16), so on this CPU the
+    default codes in bf16: files and pixels repeat exactly for one machine, precision and thread count."""
+    import slimfast
+    from slimfast import codec, zoo
+
+    monkeypatch.delenv("SLIMFAST_ANALYSIS")
+    monkeypatch.delenv("SLIMFAST_SYNTHESIS")
+    monkeypatch.delenv("SLIMFAST_MODEL_PATH", raising=False)
+    info = zoo.get()
+    flags = info.card["bf16"]
+    assert flags["synthesis"] and flags["heldout_images"] >= 30
+    c = slimfast.load(info.name, threads=2)
+    assert c.precision == {"analysis": "bf16" if flags["analysis"] else "fp32", "synthesis": "bf16"}
+    img = _sample()
+    data = c.compress(img)
+    codec._load_weights.cache_clear()  # a freshly compiled graph writes the same file
+    assert data == slimfast.load(info.name, threads=2).compress(img)
+    s = codec.Settings.from_env().replace(threads=2)
+    a = np.asarray(codec.decompress(data, settings=s))
+    assert np.array_equal(a, np.asarray(codec.decompress(data, settings=s)))
+    fp32 = np.asarray(codec.decompress(data, settings=s.replace(synthesis="fp32"))).astype(int)
+    assert 0 < np.abs(a.astype(int) - fp32).max() <= BF16_MAX_LEVELS  # really bf16
+
+
+@pytest.mark.slow  # starts a subprocess
+def test_a_small_one_shot_decompress_never_starts_openvino(tmp_path):
+    import subprocess
+    import sys
+
+    import slimfast
+
+    (tmp_path / "a.sfi").write_bytes(slimfast.compress(_sample()))
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("SLIMFAST_ANALYSIS", "SLIMFAST_SYNTHESIS")}
+    code = ("import sys; from slimfast.cli import main; rc = main(['decompress', sys.argv[1], '-o', sys.argv[2]]); "
+            "print(rc, 'openvino' in sys.modules)")
+    p = subprocess.run([sys.executable, "-c", code, str(tmp_path / "a.sfi"), str(tmp_path / "a.png")],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert p.stdout.split() == ["0", "False"], p.stderr

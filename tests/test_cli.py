@@ -278,14 +278,15 @@ def test_bench_tried_settings_run_and_render(monkeypatch):
     jobs = {label: {"model": info.name, "width": info.default_width, "image": str(image), "mp": None,
                     "repeats": 1, "threads": 1, "synthesis": "fp32", "env": env, **fields}
             for label, env, fields in bench.TRIED if not fields.get("synthesis")}
-    shipped = bench.run_worker(jobs[bench.TRIED[0][0]], 300)
+    fp32 = next(label for label, _, _ in bench.TRIED if label.startswith("fp32 transforms"))
+    shipped = bench.run_worker(jobs[fp32], 300)  # the rows below it change one setting of this one
     other = bench.run_worker(jobs["stride-4 transposed convolutions as ConvTranspose"], 300)
     torch_ = bench.run_worker(jobs["PyTorch eager (the reference path)"], 300)
     for r in (shipped, other, torch_):
         assert r.get("error") is None, r
     assert shipped["backend"] == other["backend"] == "ort" and torch_["backend"] == "torch"
     assert other["bytes"] == shipped["bytes"] and abs(other["psnr"] - shipped["psnr"]) < 0.01
-    rows = [dict(shipped, variant=bench.TRIED[0][0], baselines={}),
+    rows = [dict(shipped, variant=fp32, baselines={}),
             dict(torch_, variant="PyTorch eager (the reference path)", baselines={}),
             {"variant": "broken", "error": "boom"}]
     md = "\n".join(bench._tried_md({"tried": {"model": info.name, "width": None, "rows": rows},

@@ -44,8 +44,8 @@ GOOD = [  # (variable, value, field, parsed)
 
 BAD = [  # (variable, value, the message slimfast gives)
     ("SLIMFAST_BACKEND", "x", "SLIMFAST_BACKEND must be 'torch' or 'ort', not 'x'"),
-    ("SLIMFAST_ANALYSIS", "int8", "SLIMFAST_ANALYSIS must be 'fp32' or 'bf16', not 'int8'"),
-    ("SLIMFAST_SYNTHESIS", "int4", "SLIMFAST_SYNTHESIS must be 'fp32', 'int8' or 'bf16', not 'int4'"),
+    ("SLIMFAST_ANALYSIS", "int8", "SLIMFAST_ANALYSIS must be 'auto', 'fp32' or 'bf16', not 'int8'"),
+    ("SLIMFAST_SYNTHESIS", "int4", "SLIMFAST_SYNTHESIS must be 'auto', 'fp32', 'int8' or 'bf16', not 'int4'"),
     ("SLIMFAST_ORT_TCONV", "fast", "SLIMFAST_ORT_TCONV must be 'convtranspose' or 'subpixel', not 'fast'"),
     ("SLIMFAST_ORT_OPT", "max", "SLIMFAST_ORT_OPT must be one of disable, basic, extended, all, not 'max'"),
     ("SLIMFAST_OV_PRECISION", "int4", "SLIMFAST_OV_PRECISION must be one of bf16, f32, not 'int4'"),
@@ -95,8 +95,8 @@ def _table() -> dict[str, dict[str, str]]:
 
 
 # How the table states each default, and the value it means.
-DOCUMENTED_DEFAULTS = {"engine": ("auto", "auto"), "threads": ("0", 0), "analysis": ("fp32", "fp32"),
-                       "synthesis": ("fp32", "fp32"), "max_pixels": ("67108864", 64 * 1024 * 1024),
+DOCUMENTED_DEFAULTS = {"engine": ("auto", "auto"), "threads": ("0", 0), "analysis": ("auto", "auto"),
+                       "synthesis": ("auto", "auto"), "max_pixels": ("67108864", 64 * 1024 * 1024),
                        "model_path": ("none", ()), "cache_dir": ("XDG_CACHE_HOME/", HOME_CACHE),
                        "ort_tconv": ("the architecture's", None), "ort_optimization": ("all", "all"),
                        "ort_spinning": ("off", False), "ort_arena": ("off", False), "ov_precision": ("bf16", "bf16"),
@@ -172,7 +172,7 @@ def test_cli_flags_beat_the_environment_and_leave_it_alone(monkeypatch, tmp_path
     before = dict(os.environ)
     parse = cli.build_parser().parse_args
     s = cli._settings(parse(["decompress", "a.sfi", "b.png", "--threads", "2", "--int8"]), ("synthesis",))
-    assert (s.threads, s.analysis, s.synthesis) == (2, "fp32", "int8")
+    assert (s.threads, s.analysis, s.synthesis) == (2, "auto", "int8")
     s = cli._settings(parse(["compress", "a.png", "b.sfi", "--bf16"]), ("analysis",))
     assert (s.threads, s.analysis, s.synthesis) == (3, "bf16", "fp32")
     s = cli._settings(parse(["demo", "--bf16"]), ("analysis", "synthesis"))

@@ -448,6 +448,72 @@ def test_release_card_extra_takes_inline_json_or_a_file_and_fails_in_one_line(tm
             release._card_extra(bad)
 
 
+def _bf16_points(*changes):
+    return [{"width": None, "synthesis_psnr_change_db": s, "psnr_change_db": b, "bpp_change": r} for s, b, r in changes]
+
+
+def test_bf16_defaults_allow_each_side_within_its_bounds_only():
+    from slimfast.tools.release import bf16_defaults
+
+    d = dict(bound_db=0.05, bound_bpp=0.005)
+    assert bf16_defaults([], **d) == (False, False)
+    assert bf16_defaults(_bf16_points((-0.01, -0.02, 0.001), (0.002, 0.01, -0.003)), **d) == (True, True)
+    # the bounds themselves are allowed; just past them is not
+    assert bf16_defaults(_bf16_points((-0.05, -0.05, 0.005)), **d) == (True, True)
+    assert bf16_defaults(_bf16_points((-0.01, -0.02, 0.001), (-0.0501, -0.01, 0.0)), **d) == (False, False)
+    assert bf16_defaults(_bf16_points((-0.01, -0.0501, 0.0)), **d) == (True, False)
+    assert bf16_defaults(_bf16_points((-0.01, -0.01, 0.0051), (0.0, 0.0, 0.0)), **d) == (True, False)
+    # the analysis needs the synthesis too (a file coded in bf16 is decoded in bf16 under "auto")
+    assert bf16_defaults(_bf16_points((-0.06, 0.0, 0.0)), **d) == (False, False)
+    # smaller files and PSNR gains never count against it
+    assert bf16_defaults(_bf16_points((0.3, 0.2, -0.02)), **d) == (True, True)
+
+
+def test_bf16_point_is_the_change_against_fp32_in_4_significant_digits():
+    from slimfast.tools.release import bf16_point
+
+    row = {"width": 96, "bpp_fp32": 0.5, "psnr_fp32": 30.0, "psnr_bf16_synthesis": 29.987654321,
+           "bpp_bf16": 0.50123456, "psnr_bf16": 30.0012345, "max_abs_diff": 2, "images": 3}
+    assert bf16_point(row) == {"width": 96, "synthesis_psnr_change_db": -0.01235, "psnr_change_db": 0.001234,
+                               "bpp_change": 0.002469}
+
+
+@pytest.mark.parametrize("card_path", BUNDLED, ids=[p.stem for p in BUNDLED])
+def test_a_cards_bf16_decisions_follow_from_its_points(card_path):
+    from slimfast.tools.release import bf16_defaults
+
+    b = json.loads(card_path.read_text()).get("bf16")
+    if b is None:
+        pytest.skip("bf16 not measured for this model (release --measure-bf16)")
+    card = json.loads(card_path.read_text())
+    assert [p["width"] for p in b["points"]] == (sorted(card["widths"]) if card.get("widths") else [None])
+    assert (b["synthesis"], b["analysis"]) == bf16_defaults(b["points"], b["bound_db"], b["bound_bpp"])
+    assert b["heldout_images"] > 0 and str(b["heldout_images"]) in b["data"]
+
+
+def test_measure_bf16_fails_in_one_line(tmp_path, monkeypatch, capsys):
+    from slimfast.engines import openvino
+    from slimfast.tools import release
+
+    name = json.loads(BUNDLED[0].read_text())["name"]
+    before = {p: p.read_bytes() for p in BUNDLED}
+    for argv in (["--measure-bf16"], ["--measure-bf16", name, "--all"]):
+        assert release.main(argv) == 2
+        assert capsys.readouterr().err == "error: --measure-bf16 takes model names or --all (not both)\n"
+    with pytest.raises(SlimfastError, match="no training data folder"):
+        release.heldout_images(tmp_path / "missing")
+    monkeypatch.setattr(openvino, "unavailable_reason", lambda: "needs OpenVINO: pip install 'slimfast[openvino]'")
+    assert release.main(["--measure-bf16", name, "--train", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --measure-bf16: bf16 needs OpenVINO") and err.count("\n") == 1
+    monkeypatch.setattr(openvino, "unavailable_reason", lambda: "")
+    assert release.main(["--measure-bf16", name, "--train", str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err.startswith("error: no training data folder")
+    assert release.main(["--measure-bf16", "nonesuch"]) == 2
+    assert "no model 'nonesuch'" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in BUNDLED} == before  # nothing written
+
+
 def test_a_discontinued_model_name_says_which_release_had_it():
     current = {m.name for m in zoo.list_models()}
     gone = [r for r in zoo.retired_versions() if r["name"] not in current]

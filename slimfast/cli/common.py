@@ -63,6 +63,30 @@ def settings(args, bf16_parts: tuple[str, ...] = ()):
     return result
 
 
+def one_shot(options, planned):
+    """``options`` with :func:`one_shot_settings` for the pixels ``planned``'s inputs declare."""
+    import dataclasses
+
+    from .. import jobs
+
+    s = options.settings
+    if "auto" not in (s.analysis, s.synthesis):
+        return options
+    return dataclasses.replace(options, settings=one_shot_settings(s, jobs.declared_pixels(planned, options.command)))
+
+
+def one_shot_settings(settings, pixels: int):
+    """``settings`` with precision ``auto`` resolved to fp32 where a process codes fewer than
+    :data:`~slimfast.settings.AUTO_BF16_MIN_PIXELS` pixels in all: there OpenVINO's start costs
+    more than bf16 saves (:mod:`slimfast.settings`)."""
+    from ..settings import AUTO_BF16_MIN_PIXELS
+
+    auto = [part for part in ("analysis", "synthesis") if getattr(settings, part) == "auto"]
+    if not auto or pixels >= AUTO_BF16_MIN_PIXELS:
+        return settings
+    return settings.replace(**dict.fromkeys(auto, "fp32"))
+
+
 def _set_torch_threads(settings) -> None:
     """torch's thread count belongs to the process, not to a model: the command owns the process."""
     if settings.threads:

@@ -5,7 +5,7 @@ import argparse
 
 from ..errors import SlimfastError
 from . import feedback, options, paths
-from .common import settings
+from .common import one_shot, settings
 
 EXAMPLES = """\
 examples:
@@ -78,6 +78,7 @@ def run(args) -> int:
     inputs, out = paths.split(args.paths, args.output, "compress")
     planned = jobs.plan(inputs, out, opts)
     check_point_options(args)
+    opts = one_shot(opts, planned)
     jobs.prepare(opts)
     return feedback.run(planned, opts, batch=is_batch(planned, out), quiet=args.quiet, verbose=args.verbose)
 

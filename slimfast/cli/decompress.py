@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from . import feedback, options, paths
-from .common import settings
+from .common import one_shot, settings
 
 
 def add_parser(sub) -> None:
@@ -34,4 +34,5 @@ def run(args) -> int:
                         settings=settings(args, bf16_parts=("synthesis",)))
     inputs, out = paths.split(args.paths, args.output, "decompress")
     planned = jobs.plan(inputs, out, opts)
+    opts = one_shot(opts, planned)
     return feedback.run(planned, opts, batch=is_batch(planned, out), quiet=args.quiet, verbose=args.verbose)

@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 from . import options
-from .common import say, settings
+from .common import one_shot_settings, say, settings
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "kodim23.png"
 
@@ -41,6 +41,7 @@ def run(args) -> int:
     s = settings(args, bf16_parts=("analysis", "synthesis"))  # the demo codes both ways
     path = args.image or str(SAMPLE)
     img = open_image(path, s.max_pixels)
+    s = one_shot_settings(s, img.size[0] * img.size[1] * 2)  # coded both ways
     codec = load(args.model, settings=s)
     data, encode_s = _timed(lambda: codec.compress(img, quality=args.quality))
     rec, decode_s = _timed(lambda: decompress(data, settings=s))
@@ -59,12 +60,13 @@ def run(args) -> int:
 
 def _model_text(codec, args, s) -> str:
     """The operating point the file was made with, its version, backend and precisions."""
-    from ..codec import backend
+    from ..codec import backend, resolved_precision
     from ..zoo import get
 
     point = codec.resolve(args.quality, None)
     info = get(point.model, model_path=s.model_path)
     where = f", width {point.width}" if point.width else ""
-    synth = (", int8 synthesis" if getattr(args, "int8", False) else
-             ", bf16 analysis and synthesis (OpenVINO)" if getattr(args, "bf16", False) else "")
-    return f"{point.model}{where} (v{info.version}), {backend(s, info.architecture)} backend{synth}"
+    p = {part: resolved_precision(info, s, part) for part in ("analysis", "synthesis")}
+    precision = ("" if p == {"analysis": "fp32", "synthesis": "fp32"} else
+                 f", {p['analysis']} analysis, {p['synthesis']} synthesis" + (" (OpenVINO)" if "bf16" in p.values() else ""))
+    return f"{point.model}{where} (v{info.version}), {backend(s, info.architecture)} backend{precision}"

@@ -82,7 +82,8 @@ class Record:
         return self.status == "ok"
 
 
-from .plan import check_plan, plan  # noqa: E402  (they take the types above)
+from .plan import check_plan, declared_pixels, plan  # noqa: E402  (they take the types above)
 from .run import code_file, codec_for, prepare  # noqa: E402
 
-__all__ = ["COMMANDS", "Job", "Options", "Record", "check_plan", "code_file", "codec_for", "plan", "prepare"]
+__all__ = ["COMMANDS", "Job", "Options", "Record", "check_plan", "code_file", "codec_for", "declared_pixels", "plan",
+           "prepare"]

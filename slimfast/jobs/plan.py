@@ -150,3 +150,29 @@ def _refuse_collisions(jobs: Sequence[Job], command: str) -> None:
             raise SlimfastError(f"{seen[key]} and {job.source} would both be written to {job.output}; "
                                 f"{command} them into different folders, or rename one")
         seen[key] = job.source
+
+
+def declared_pixels(jobs: Sequence[Job], command: str) -> int:
+    """The pixels the inputs declare (an image's or an ``.sfi`` header's size, read without
+    decoding); inputs that cannot be read so (stdin, damaged files) count 0: their jobs say why."""
+    total = 0
+    for job in jobs:
+        if job.source == "-":
+            continue
+        try:
+            total += _declared(job.source, command)
+        except Exception:  # noqa: BLE001  (the job itself reports the file's problem)
+            continue
+    return total
+
+
+def _declared(path: str, command: str) -> int:
+    if command == "compress":
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return im.size[0] * im.size[1]
+    from ..format import container
+
+    w, h = container.unpack(container.read_file(path, header_only=True), header_only=True).image_size
+    return w * h

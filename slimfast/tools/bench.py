@@ -319,7 +319,11 @@ class _Baselines:
 # What was tried for speed, each timed on the default model in this run ("What was tried" in the
 # output): the shipped settings first, then one change at a time. (label, environment, job fields)
 TRIED = [
-    ("shipped: ONNX Runtime, NCHWc layout, the architecture's transposed-convolution form, rANS", {}, {}),
+    ("shipped: precision auto (bf16 both ways where the card, the CPU and OpenVINO allow, else fp32), ONNX Runtime, "
+     "NCHWc layout, the architecture's transposed-convolution form, rANS",
+     {"SLIMFAST_ANALYSIS": "auto", "SLIMFAST_SYNTHESIS": "auto"}, {}),
+    ("fp32 transforms (`SLIMFAST_ANALYSIS=fp32 SLIMFAST_SYNTHESIS=fp32`, what auto runs without native bf16); each "
+     "row below changes one setting of this one", {}, {}),
     ("PyTorch eager (the reference path)", {"SLIMFAST_BACKEND": "torch"}, {}),
     ("ONNX Runtime without the NCHWc layout (optimization level 'extended')", {"SLIMFAST_ORT_OPT": "extended"}, {}),
     ("stride-4 transposed convolutions as ConvTranspose", {"SLIMFAST_ORT_TCONV": "convtranspose"}, {}),
@@ -351,8 +355,8 @@ def tried(info, image: Path, base: "_Baselines", args, log) -> dict:
     for label, env, fields in TRIED:
         if fields.get("synthesis") == "int8" and not info.card.get("int8_synthesis"):
             continue
-        if fields.get("synthesis") == "bf16" and not bf16_available():
-            continue
+        if (fields.get("synthesis") == "bf16" or env.get("SLIMFAST_SYNTHESIS") == "auto") and not bf16_available():
+            continue  # without bf16, auto is the fp32 row
         variants.append((label, env, fields))
     rounds = max(1, int(getattr(args, "tried_rounds", 1)))
     runs: dict[str, list[dict]] = {label: [] for label, _, _ in variants}
@@ -397,6 +401,16 @@ def _precisions(info, args, settings) -> list[str]:
     if getattr(args, "bf16", True) and on_ort and bf16_available():
         precisions.append("bf16")
     return precisions
+
+
+def default_here(info, synthesis: str, settings) -> bool:
+    """Whether the bench's ``synthesis`` point (fp32, int8: fp32 analysis; bf16: bf16 both ways) is
+    what precision ``auto``, the default, runs ``info`` at on this machine."""
+    from ..codec import resolved_precision
+
+    auto = settings.replace(analysis="auto", synthesis="auto")
+    point = {"fp32": ("fp32", "fp32"), "int8": ("fp32", "int8"), "bf16": ("bf16", "bf16")}[synthesis]
+    return point == tuple(resolved_precision(info, auto, p) for p in ("analysis", "synthesis"))
 
 
 def _time_model(info, synthesis: str, image: Path, args, width_repeats: int | None, log) -> list[dict]:
@@ -474,7 +488,8 @@ def bench(args) -> dict:
         base.time(n, base.codecs[n].qualities[len(base.codecs[n].qualities) // 2])
     width_repeats = max(args.repeats, args.width_repeats) if args.interleave else None
     settings = Settings.from_env()  # what the workers, started with this environment, will run
-    points = [r for info in infos for synthesis in _precisions(info, args, settings)
+    points = [dict(r, default_precision=default_here(info, synthesis, settings))
+              for info in infos for synthesis in _precisions(info, args, settings)
               for r in _with_baselines(_time_model(info, synthesis, image, args, width_repeats, log), base)]
     tried_res = None
     if getattr(args, "tried", True) and infos:
@@ -641,16 +656,17 @@ def _tried_md(res: dict) -> list[str]:
     if not t or not t.get("rows"):
         return []
     ok = [r for r in t["rows"] if r.get("error") is None]
-    ref = ok[0] if ok and ok[0]["variant"] == TRIED[0][0] else None
+    ref = ok[0] if ok and ok[0] is t["rows"][0] else None  # the shipped defaults (auto is fp32 without bf16)
     L = ["", "## What was tried", "",
          f"The default model ({t['model']}" + (f", width {t['width']}" if t.get("width") else "")
-         + ") under each setting, one change at a time from the shipped one, each in a fresh process in this run "
+         + ") under each setting, the shipped defaults first, then the fp32 transforms and one change at a time "
+         "from those, each in a fresh process in this run "
          f"(median of {res['settings']['repeats']} after a warm-up), the settings in turn"
          + (f" for {t['rounds']} rounds, each time the median over rounds" if t.get("rounds", 1) > 1 else "")
          + ". WebP and HEIC at the quality closest in bpp. Fresh processes differ from one another even "
          "with identical settings, so settings whose decode ranges over the rounds overlap are not told apart "
          "by this run.", "",
-         "| setting | encode ms | decode ms | decode ms over rounds | PSNR | decode vs shipped | enc+dec vs WebP | "
+         "| setting | encode ms | decode ms | decode ms over rounds | PSNR | decode vs the first row | enc+dec vs WebP | "
          "decode vs HEIC |",
          "|---|---|---|---|---|---|---|---|"]
     for r in t["rows"]:
@@ -710,7 +726,8 @@ def bench_md(res: dict) -> str:
          "Ratios are model time / baseline time (below 1 = model faster). Rows marked *int8 synthesis* "
          "decode with `slimfast decompress --int8` (same file, same symbols; the card's calibration), rows marked "
          "*bf16* run both the analysis and the synthesis in bf16 (`--bf16` on compress and decompress; OpenVINO, "
-         "native bf16).", ""]
+         "native bf16); *(default)*: what precision `auto`, the default, runs that point at on this machine (its "
+         "card allows bf16 and the CPU computes it natively); elsewhere the default is the fp32 row.", ""]
     if res["skipped"]:
         L += ["Skipped baselines: " + "; ".join(f"{k} ({v})" for k, v in res["skipped"].items()), ""]
     L += ["## Baselines", "", "| codec | quality | bpp | PSNR | encode ms | decode ms |", "|---|---|---|---|---|---|"]
@@ -735,6 +752,7 @@ def bench_md(res: dict) -> str:
         cx = (f"{r['params'] / 1e6:.2f}M | {r['kmac_encode']:.1f} / {r['kmac_decode']:.1f}" if r.get("params")
               else "- | -")
         label = r["model"] + {"int8": " int8 synthesis", "bf16": " bf16"}.get(r.get("synthesis", "fp32"), "")
+        label += " (default)" if r.get("default_precision") and r.get("synthesis", "fp32") != "fp32" else ""
         L.append(f"| {label} | {r['width'] if r['width'] is not None else '-'} | {cx} | {r['bpp']:.3f} | "
                  f"{r['psnr']:.2f} | {r['enc_ms']:.1f} | {r['dec_ms']:.1f} | {r['enc_mps']:.2f} | "
                  f"{r['dec_mps']:.2f} | {r['peak_rss_mb']:.0f} | {r['delta_rss_mb']:.0f} | " + " | ".join(cells) + " |")

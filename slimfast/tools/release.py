@@ -21,6 +21,9 @@ package version before the next release. ``--keep-previous`` keeps it installed 
 unreleased one (CHANGELOG.md says so), ``--last-release X.Y.Z`` names the release that last bundled it.
 ``python -m slimfast.tools.release --calibrate-int8 NAME`` stores int8-synthesis activation ranges
 (from training images) and their measured Kodak cost in a card (:mod:`slimfast.engines.quantize`).
+``python -m slimfast.tools.release --measure-bf16 NAME [NAME ...]`` (or ``--all``) measures what bf16 costs
+on the held-out training images and stores it in each card (``bf16``): where it stays within bounds,
+precision ``auto`` runs that side in bf16.
 ``python -m slimfast.tools.release --set-default NAME [WIDTH]`` marks the one default model (and, for
 a slimmable one, the width used when none is asked for; the widest otherwise).
 """
@@ -480,6 +483,140 @@ def _int8_point(m, q, c: int, files: list[Path], name: str, progress: bool) -> d
             "psnr_change_db": round(float(i8 - fp), 4), "images": len(pairs)}
 
 
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+BF16_BOUND_DB = 0.05  # the largest PSNR loss bf16 may cost on either side
+BF16_BOUND_BPP = 0.005  # the largest relative growth of the files a bf16 analysis writes
+
+
+def bf16_defaults(points: list[dict], bound_db: float = BF16_BOUND_DB,
+                  bound_bpp: float = BF16_BOUND_BPP) -> tuple[bool, bool]:
+    """(synthesis, analysis): whether precision ``auto`` may run that side in bf16, from the
+    measured ``points`` (:func:`bf16_point`). The synthesis, where no point loses more than
+    ``bound_db``; the analysis, where the synthesis may and no point of bf16 both ways loses more
+    than ``bound_db`` or writes files more than ``bound_bpp`` (relative) larger. No points: neither."""
+    if not points:
+        return False, False
+    synthesis = all(p["synthesis_psnr_change_db"] >= -bound_db for p in points)
+    analysis = synthesis and all(p["psnr_change_db"] >= -bound_db and p["bpp_change"] <= bound_bpp for p in points)
+    return synthesis, analysis
+
+
+def _significant(x: float, digits: int = 4) -> float:
+    return float(f"{x:.{digits}g}")
+
+
+def bf16_point(row: dict) -> dict:
+    """A card's ``bf16`` point from a row of :func:`slimfast.tools.evaluate.bf16_cost` (4 significant digits)."""
+    return {"width": row["width"],
+            "synthesis_psnr_change_db": _significant(row["psnr_bf16_synthesis"] - row["psnr_fp32"]),
+            "psnr_change_db": _significant(row["psnr_bf16"] - row["psnr_fp32"]),
+            "bpp_change": _significant(row["bpp_bf16"] / row["bpp_fp32"] - 1)}
+
+
+def heldout_images(train: Path) -> list[tuple[str, np.ndarray]]:
+    """The held-out training images (``slimfast/data/heldout.txt``) as ``slimfast evaluate --heldout``
+    codes them: found under ``train``, downscaled 0.5x."""
+    import tempfile
+
+    from .evaluate import list_images, load_image, prepare_heldout
+    from .training.heldout import HELDOUT_LIST, heldout_names
+
+    if not Path(train).is_dir():
+        raise SlimfastError(f"no training data folder {train} (the held-out images are under it; --train DIR)")
+    if not heldout_names():
+        raise SlimfastError(f"no held-out images listed in {HELDOUT_LIST}")
+    with tempfile.TemporaryDirectory(prefix="slimfast-heldout-") as tmp:
+        return [(f.name, load_image(f)) for f in list_images(prepare_heldout(train, Path(tmp)))]
+
+
+def _bf16_model(name: str, out_dir: Path) -> zoo.ModelInfo:
+    """``name``'s current version in ``out_dir``, checked to be what ``slimfast.load(name)`` loads here
+    and to run on ONNX Runtime's graphs (the only ones bf16 runs on)."""
+    from ..codec import backend
+    from ..settings import Settings
+
+    card_path = out_dir / f"{name}.json"
+    if not card_path.exists():
+        raise SlimfastError(f"no model {name!r} in {out_dir}")
+    settings = Settings.from_env()
+    info = zoo.get(name, model_path=settings.model_path)
+    if info.path is None or info.path.resolve() != card_path.with_suffix(".safetensors").resolve():
+        raise SlimfastError(f"slimfast loads {name} from {info.path.parent if info.path else '?'}, not {out_dir} "
+                            "(put that folder on SLIMFAST_MODEL_PATH, or measure the bundled one)")
+    if backend(settings, info.architecture) != "ort":
+        raise SlimfastError(f"{name} runs with torch here; bf16 runs on the ONNX Runtime backend's graphs only")
+    return info
+
+
+def measure_bf16(names: list[str], out_dir: Path = zoo.BUNDLED_DIR, train: Path | None = None,
+                 progress: bool = True) -> dict[str, dict]:
+    """Store in each model's card (``bf16``) what bf16 costs at its operating points on the held-out
+    training images (:func:`heldout_images`), and whether precision ``auto`` may use it on either
+    side (:func:`bf16_defaults`). Weights are untouched. Measured with
+    :func:`slimfast.tools.evaluate.bf16_cost`; needs OpenVINO and a CPU with native bf16."""
+    from ..engines import openvino as ov_backend
+    from . import evaluate
+
+    reason = ov_backend.unavailable_reason()
+    if reason:
+        raise SlimfastError(f"--measure-bf16: bf16 {reason}")
+    if not names:
+        raise SlimfastError(f"no models to measure in {out_dir}")
+    infos = [_bf16_model(n, out_dir) for n in names]
+    images = heldout_images(train or SHARED_DATA / "train")
+    results = {}
+    for info in infos:
+        bar = evaluate._bar(len(images) * len(evaluate.operating_points(info)), progress)
+        try:
+            rows = evaluate.bf16_cost([info], images, bar)
+        finally:
+            bar.close()
+        points = [bf16_point(r) for r in rows]
+        synthesis, analysis = bf16_defaults(points)
+        card_path = out_dir / f"{info.name}.json"
+        card = json.loads(card_path.read_text())
+        card["bf16"] = {
+            "data": f"{len(images)} held-out training images (slimfast/data/heldout.txt), downscaled 0.5x",
+            "heldout_images": len(images), "bound_db": BF16_BOUND_DB, "bound_bpp": BF16_BOUND_BPP,
+            "points": points, "synthesis": synthesis, "analysis": analysis,
+        }
+        _write_card(card_path, card)
+        results[info.name] = card["bf16"]
+    return results
+
+
+def bf16_table(results: dict[str, dict]) -> str:
+    """The points and decisions of :func:`measure_bf16`, as a Markdown table."""
+    lines = ["| model | width | bf16 synthesis dB | bf16 both ways dB | bf16 analysis bpp | synthesis | analysis |",
+             "|---|---|---|---|---|---|---|"]
+    for name, res in results.items():
+        for p in res["points"]:
+            lines.append(f"| {name} | {p['width'] if p['width'] is not None else '-'} | "
+                         f"{p['synthesis_psnr_change_db']:+.4f} | {p['psnr_change_db']:+.4f} | {p['bpp_change']:+.3%} | "
+                         f"{'bf16' if res['synthesis'] else 'fp32'} | {'bf16' if res['analysis'] else 'fp32'} |")
+    return "\n".join(lines)
+
+
+def _measure_bf16_main(argv) -> int:
+    """``--measure-bf16 NAME [NAME ...] | --all [--train DIR] [--out-dir DIR]``."""
+    p = argparse.ArgumentParser(prog="python -m slimfast.tools.release --measure-bf16", description=measure_bf16.__doc__)
+    p.add_argument("--measure-bf16", dest="names", nargs="*", default=[], metavar="NAME")
+    p.add_argument("--all", action="store_true", help="every current model in --out-dir (the bundled ones)")
+    p.add_argument("--out-dir", type=Path, default=zoo.BUNDLED_DIR)
+    p.add_argument("--train", type=Path, default=SHARED_DATA / "train",
+                   help="the training data the held-out images are under (default ../shared/data/train)")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    a = p.parse_args(argv)
+    if bool(a.names) == a.all:
+        raise SlimfastError("--measure-bf16 takes model names or --all (not both)")
+    names = ([i.name for i in zoo.models_in(a.out_dir) if i.path and i.path.stem == i.name] if a.all else a.names)
+    results = measure_bf16(names, a.out_dir, a.train, a.progress)
+    print(bf16_table(results))
+    print(f"bounds: {BF16_BOUND_DB} dB, files {BF16_BOUND_BPP:.1%} larger (bf16 analysis); "
+          f"{next(iter(results.values()))['data']}")
+    return 0
+
+
 def main(argv=None) -> int:
     if argv is None:
         argv = sys.argv[1:]
@@ -565,6 +702,8 @@ def _main(argv) -> int:
         return 0
     if argv[:1] == ["--retire"]:
         return _retire_main(argv)
+    if "--measure-bf16" in argv:
+        return _measure_bf16_main(argv)
     if argv[:1] == ["--set-default"] and len(argv) in (2, 3):
         set_default(argv[1], width=int(argv[2]) if len(argv) == 3 else None)
         return 0

@@ -286,13 +286,27 @@ def _kodak_psnr(ev: dict | None) -> dict[tuple, float]:
             for p in c.get("points", []) if p.get("psnr") is not None and "codec" in p}
 
 
+def default_rows(be: dict | None) -> list[dict]:
+    """One bench row per operating point: the one at the precision the default (``auto``) runs it
+    at on the bench's machine (``default_precision``), else its fp32 row."""
+    chosen: dict[tuple, dict] = {}
+    for r in (be or {}).get("models", []):
+        key = (r["model"], r.get("width"))
+        if r.get("error") or not (r.get("default_precision") or r.get("synthesis", "fp32") == "fp32"):
+            continue
+        if key not in chosen or r.get("default_precision"):
+            chosen[key] = r
+    return list(chosen.values())
+
+
 def _speed(ev: dict | None, be: dict | None, t: dict) -> tuple[float, str] | None:
-    rows = [r for r in (be or {}).get("models", []) if not r.get("error") and r.get("synthesis", "fp32") == "fp32"]
-    ratio = {}
+    rows = default_rows(be)
+    ratio, precision = {}, {}
     for r in rows:
         b = (r.get("baselines") or {}).get(t["ref"])
         if b:
             ratio[(r["model"], r.get("width"))] = b["ratio"][t["part"]]
+            precision[(r["model"], r.get("width"))] = r.get("synthesis", "fp32")
     psnr = _kodak_psnr(ev)
     if t["subject"] == "default_point":
         from .. import zoo
@@ -304,7 +318,10 @@ def _speed(ev: dict | None, be: dict | None, t: dict) -> tuple[float, str] | Non
         keys = [(r["model"], r.get("width")) for r in sorted(ok, key=lambda r: r["dec_ms"])[:1]]
     else:  # every_point: the worst
         keys = sorted(ratio, key=lambda k: ratio[k])[-1:]
-    return (ratio[keys[0]], keys[0][0] + (f" width {keys[0][1]}" if keys[0][1] else "")) if keys else None
+    if not keys:
+        return None
+    k = keys[0]
+    return ratio[k], k[0] + (f" width {k[1]}" if k[1] else "") + (f", {precision[k]}" if precision[k] != "fp32" else "")
 
 
 def _cold(be: dict | None, t: dict) -> tuple[float, str] | None:
@@ -383,8 +400,11 @@ def targets_section(ev: dict | None, be: dict | None, targets: list[dict] | None
         value, of = got
         L.append(f"| {t['issue']} | {_target_text(t)} | {'yes' if t['required'] else 'aim'} | {value:+.2f}{unit} "
                  f"({of}) | {value - t['at_most']:+.2f}{unit} | {'yes' if value <= t['at_most'] else 'no'} |")
-    return L + ["", "Float synthesis; the int8 and bf16 rows of the Speed section are opt-in and not counted here. "
-                "Distance: measured minus the bound (<= 0 is met).", ""]
+    return L + ["", "Speed: each operating point at the precision the default (`auto`) runs it at on this machine: "
+                "bf16 both ways where its card allows it (held-out cost within 0.05 dB) and the CPU computes bf16 "
+                "natively (marked bf16), else fp32; the cold start is `slimfast decompress` of one image, which takes "
+                "fp32 (OpenVINO's start costs more than bf16 saves there). RD: fp32 transforms, which every machine "
+                "computes alike; what bf16 costs: the bf16 section. Distance: measured minus the bound (<= 0 is met).", ""]
 
 
 def _ms(r: dict | None) -> str:
@@ -451,10 +471,17 @@ def recipe_section(results_dir: Path) -> list[str]:
     L = [f"Continuations of one model, each trained one way, coded as real files on {r['images']} whole validation "
          f"images of the training set (halved; never Kodak nor the held-out list), J = bpp + lambda * MSE at "
          f"lambda {r['lambda']} (lower is better), against the first row (`{r['command']}`).", "",
-         "| recipe | bpp | PSNR | J | J vs the first |", "|---|---|---|---|---|"]
+         "| recipe | bpp | PSNR | J | J vs the first | PSNR vs the first's curve at this bpp |",
+         "|---|---|---|---|---|---|"]
     for row in r["rows"]:
+        vs = row.get("psnr_vs_curve_db")
         L.append(f"| {row['label']} | {row['bpp']:.4f} | {row['psnr']:.3f} | {row['j']:.5f} | "
-                 f"{row['j_vs_first_percent']:+.2f}% |")
+                 f"{row['j_vs_first_percent']:+.2f}% | {'-' if vs is None else f'{vs:+.3f} dB'} |")
+    if r.get("curve"):
+        steps = ", ".join(f"{c['step']:g}" for c in r["curve"])
+        L += ["", f"The first row's curve: its weights at {steps} times their quantization step (the quality knob), "
+              "for recipes that move a run along its curve, where J at one lambda would not compare them; "
+              "a continuation trained at that rate would sit somewhat above this curve."]
     return L + [""]
 
 
