@@ -30,7 +30,7 @@ def main() -> None:
     images = [np.asarray(Image.open(f).convert("RGB")) for f in sorted(a.kodak.glob("*.png"))[: a.images]]
     if not images:
         raise SystemExit(f"no images in {a.kodak}")
-    base = Settings.from_env().replace(threads=1)
+    base = Settings.from_env().replace(threads=1, analysis="fp32", synthesis="fp32")  # RD at fp32
     rows = []
     for info in zoo.list_models():
         for width in sorted(info.widths) if info.widths else [None]:

@@ -37,7 +37,7 @@ def measure(codec, rgb: np.ndarray, effort: int, lmbda: float) -> dict:
     t0 = time.perf_counter()
     data = codec.compress(rgb, effort=effort)
     seconds = time.perf_counter() - t0
-    out = np.asarray(slimfast.decompress(data, threads=codec.settings.threads).convert("RGB"), dtype=np.float64)
+    out = np.asarray(slimfast.decompress(data, settings=codec.settings).convert("RGB"), dtype=np.float64)
     mse = float(np.mean((out - rgb) ** 2))
     bpp = len(data) * 8 / (rgb.shape[0] * rgb.shape[1])
     return {"bytes": len(data), "bpp": bpp, "psnr": 10 * np.log10(255 ** 2 / mse), "j": bpp + lmbda * mse,
@@ -45,7 +45,7 @@ def measure(codec, rgb: np.ndarray, effort: int, lmbda: float) -> dict:
 
 
 def run_model(name: str, files: list[Path], efforts: list[int], threads: int) -> dict:
-    codec = slimfast.load(name, threads=threads, engine="ort")
+    codec = slimfast.load(name, threads=threads, engine="ort", precision="fp32")
     lmbda = refinement_lambda(codec.info, codec.info.default_width)
     warm = np.asarray(Image.open(files[0]).convert("RGB"))[:64, :64].copy()
     codec.compress(warm, effort=max(efforts))  # graphs built, torch model loaded: not timed

@@ -33,7 +33,7 @@ def _rd(c, images, **kw) -> tuple[float, float]:
     bpp, psnr = [], []
     for img in images:
         data = c.compress(img, **kw)
-        out = np.asarray(slimfast.decompress(data)).astype(np.float64)
+        out = np.asarray(slimfast.decompress(data, precision="fp32")).astype(np.float64)
         bpp.append(len(data) * 8 / (img.shape[0] * img.shape[1]))
         psnr.append(10 * math.log10(255 ** 2 / np.mean((out - img) ** 2)))
     return float(np.mean(bpp)), float(np.mean(psnr))
@@ -48,7 +48,7 @@ def _swept(c, point, images) -> list[dict]:
         for img in images:
             canon = sfcodec.canonicalize(img)
             data = c._compress_point(canon, pt)
-            rec = np.asarray(slimfast.decompress(data)).astype(np.float64)
+            rec = np.asarray(slimfast.decompress(data, precision="fp32")).astype(np.float64)
             bpp.append(len(data) * 8 / (img.shape[0] * img.shape[1]))
             psnr.append(10 * math.log10(255 ** 2 / np.mean((rec - img) ** 2)))
         out.append({"step": step / STEP_ONE, "bpp": float(np.mean(bpp)), "psnr": float(np.mean(psnr))})
@@ -62,12 +62,12 @@ def _bd(ref: list[dict], test: list[dict]) -> float | None:
 
 def measure(family: str, images: list[np.ndarray], threads: int) -> dict:
     info = sfcodec.model_info(family)
-    c = slimfast.load(info.name, threads=threads)
+    c = slimfast.load(info.name, threads=threads, precision="fp32")
     points = c.operating_points()
     knob = sfcodec.knob_for(info)
     ladder = []
     for p in points:
-        coder = c if p.width else slimfast.load(p.model, threads=threads)
+        coder = c if p.width else slimfast.load(p.model, threads=threads, precision="fp32")
         bpp, psnr = _rd(coder, images, **({"width": p.width} if p.width else {}))
         ladder.append({"point": p.width or p.model, "bpp": bpp, "psnr": psnr})
     curve = []

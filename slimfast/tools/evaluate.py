@@ -167,22 +167,33 @@ def operating_points(info) -> list[int | None]:
     return sorted(info.widths) if info.widths else [None]
 
 
+def rd_settings():
+    """The environment's settings, with precision ``auto`` as fp32: RD is measured with the fp32
+    transforms every machine computes alike (:func:`bf16_cost` measures what bf16 changes)."""
+    from ..settings import Settings
+
+    s = Settings.from_env()
+    return s.replace(**{p: "fp32" for p in ("analysis", "synthesis") if getattr(s, p) == "auto"})
+
+
 def eval_model(info, images: list[tuple[str, np.ndarray]], with_ms_ssim: bool, progress=None) -> list[dict]:
-    """Rows of one model at each of its operating points on every image (after one warm-up)."""
+    """Rows of one model at each of its operating points on every image (after one warm-up), at
+    :func:`rd_settings`."""
     import slimfast
 
-    codec = slimfast.load(info.name)
+    settings = rd_settings()
+    codec = slimfast.load(info.name, settings=settings)
     points = operating_points(info)
     first = images[0][1]
     for w in points:  # warm-up: lazy imports, weight loading, allocator
-        slimfast.decompress(codec.compress(first, width=w))
+        slimfast.decompress(codec.compress(first, width=w), settings=settings)
     rows = []
     for name, img in images:
         for w in points:
             t0 = time.perf_counter()
             data = codec.compress(img, width=w)
             t1 = time.perf_counter()
-            out = slimfast.decompress(data)
+            out = slimfast.decompress(data, settings=settings)
             t2 = time.perf_counter()
             dec = np.asarray(out.convert("RGB"))
             rows.append(_row("model", info.name, "width" if w is not None else "", w, name, img, data, dec,
