@@ -451,7 +451,9 @@ class Codec:
             try:
                 model.prepare_analysis(x.shape, point.width)
             except Exception as exc:
-                raise SlimfastError(f"bf16 analysis unavailable for {info.name} v{info.version}: {exc}") from None
+                if self.settings.analysis != "auto":
+                    raise SlimfastError(f"bf16 analysis unavailable for {info.name} v{info.version}: {exc}") from None
+                model = _model_for(info, self.settings.replace(analysis="fp32"))  # auto falls back
         lat = model.compress(x, width=point.width, step=point.step, coder=self._coder())
         alpha = zlib.compress(img.alpha.tobytes(), 9) if img.alpha is not None else None
         hdr = container.Header(model=info.name, weights_version=info.version,
@@ -646,8 +648,10 @@ def _decoder_for(hdr: container.Header, candidates: list[zoo.ModelInfo] | None, 
         try:
             model.prepare_synthesis(hdr.width)
         except Exception as exc:
-            raise SlimfastError(f"{model.synthesis_precision} synthesis unavailable for {info.name} "
-                                f"v{info.version}: {exc}") from None
+            if settings.synthesis != "auto":
+                raise SlimfastError(f"{model.synthesis_precision} synthesis unavailable for {info.name} "
+                                    f"v{info.version}: {exc}") from None
+            model = _model_for(info, settings.replace(synthesis="fp32"), for_decoding=True)  # auto falls back
     if len(hdr.streams) != model.num_strings:
         raise CorruptFileError(f"corrupt .sfi file: {info.name} files have {model.num_strings} streams")
     return model

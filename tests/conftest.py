@@ -26,8 +26,8 @@ os.environ["SLIMFAST_CACHE_DIR"] = tempfile.mkdtemp(prefix="slimfast-graphs-")
 # The suite's pixels, goldens and cross-engine checks are fp32's, which every machine computes the
 # same; precision "auto" (bf16 where the CPU, OpenVINO and the model card allow) is tested where
 # these are unset (tests/test_bf16.py).
-os.environ.setdefault("SLIMFAST_ANALYSIS", "fp32")
-os.environ.setdefault("SLIMFAST_SYNTHESIS", "fp32")
+os.environ["SLIMFAST_ANALYSIS"] = "fp32"
+os.environ["SLIMFAST_SYNTHESIS"] = "fp32"
 
 
 def pytest_collection_finish(session):

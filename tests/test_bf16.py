@@ -281,6 +281,7 @@ def test_auto_is_bf16_where_the_card_allows_and_repeats_exactly(monkeypatch):
     assert 0 < np.abs(a.astype(int) - fp32).max() <= BF16_MAX_LEVELS  # really bf16
 
 
+@needs_native_bf16  # elsewhere OpenVINO would not start anyway
 @pytest.mark.slow  # starts a subprocess
 def test_a_small_one_shot_decompress_never_starts_openvino(tmp_path):
     import subprocess
@@ -295,3 +296,28 @@ def test_a_small_one_shot_decompress_never_starts_openvino(tmp_path):
     p = subprocess.run([sys.executable, "-c", code, str(tmp_path / "a.sfi"), str(tmp_path / "a.png")],
                        capture_output=True, text=True, env=env, timeout=120)
     assert p.stdout.split() == ["0", "False"], p.stderr
+
+
+@needs_native_bf16
+def test_auto_falls_back_to_fp32_where_the_bf16_graph_cannot_be_built(monkeypatch):
+    """An explicit bf16 that cannot run is a one-line error; the default quietly takes fp32."""
+    import slimfast
+    from slimfast import codec, zoo
+    from slimfast.coding.path import CodingPath
+
+    real = CodingPath.prepare_synthesis
+
+    def broken(self, width=None):
+        if getattr(self, "synthesis_precision", "fp32") == "bf16":
+            raise RuntimeError("no plugin")
+        return real(self, width)
+
+    monkeypatch.setattr(CodingPath, "prepare_synthesis", broken)
+    monkeypatch.delenv("SLIMFAST_MODEL_PATH", raising=False)
+    data = slimfast.compress(_sample(), precision="fp32")
+    s = codec.Settings.from_env()
+    want = np.asarray(codec.decompress(data, settings=s.replace(synthesis="fp32")))
+    assert np.array_equal(np.asarray(codec.decompress(data, settings=s.replace(synthesis="auto"))), want)
+    with pytest.raises(SlimfastError, match="bf16 synthesis unavailable .*no plugin"):
+        codec.decompress(data, settings=s.replace(synthesis="bf16"))
+    assert zoo.get().card["bf16"]["synthesis"]  # so auto did ask for bf16 first

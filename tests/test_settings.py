@@ -177,6 +177,8 @@ def test_cli_flags_beat_the_environment_and_leave_it_alone(monkeypatch, tmp_path
     assert (s.threads, s.analysis, s.synthesis) == (3, "bf16", "fp32")
     s = cli._settings(parse(["demo", "--bf16"]), ("analysis", "synthesis"))
     assert (s.analysis, s.synthesis) == ("bf16", "bf16")
+    s = cli._settings(parse(["compress", "a.png", "--fp32"]), ("analysis",))
+    assert (s.analysis, s.synthesis) == ("fp32", "fp32")
     Image.fromarray(small_rgb).save(tmp_path / "a.png")
     assert cli.main(["compress", str(tmp_path / "a.png"), str(tmp_path / "a.sfi"), "--threads", "1", "--quiet"]) == 0
     assert cli.main(["decompress", str(tmp_path / "a.sfi"), str(tmp_path / "b.png"), "--threads", "1"]) == 0

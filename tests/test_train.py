@@ -298,13 +298,15 @@ def test_rd_balance_starts_as_lambda_d_plus_r_and_moves_to_the_slower_term():
     balance.loss(torch.stack([lam_d, rate])).backward()
     plain = torch.autograd.grad(w[0] ** 2 + 1.0 + w[1] ** 2 + 0.4, w)[0]
     assert torch.allclose(w.grad, plain / 2)  # at the start: half the gradient of lambda*D + R
-    assert balance.stats() == {"balance_d": 1.0}
+    start = torch.tensor([1.49, 0.49])
+    assert balance.stats(start)["balance_d"] == pytest.approx(1.0)
+    assert balance.stats(torch.tensor([1.49, 0.245]))["balance_d"] == pytest.approx(0.5)  # 1/R: the rate weighs more
     for _ in range(20):  # the rate falls by 10% a step, the distortion by 1%: weigh the distortion up
         balance.update(torch.tensor([1.0, 1.0]), torch.tensor([0.99, 0.9]))
-    assert balance.stats()["balance_d"] > 1.1
+    assert balance.stats(start)["balance_d"] > 1.1
     again = RDBalance()
     again.load(balance.tensors())
-    assert again.stats() == balance.stats() and again.t == 20
+    assert again.stats(start) == balance.stats(start) and again.t == 20
     w.grad = None
     around = RDBalance("famo-lambda")  # the terms themselves: at the start exactly lambda*D + R's gradient
     around.loss(torch.stack([w[0] ** 2 + 1.0, w[1] ** 2 + 0.4])).backward()

@@ -145,11 +145,12 @@ def _check(dst: str, options: jobs.Options, config: BatchConfig) -> None:
 
 
 def model_id(options: jobs.Options) -> tuple | None:
-    """The model compress loads (name, version, SHA-256): part of the options hash."""
+    """The model compress loads (name, version, SHA-256) and the precision it codes at here
+    (``auto`` resolved: a bf16 analysis writes other bytes): part of the options hash."""
     if options.command != "compress":
         return None
-    info = jobs.codec_for(options.model, options.settings).info
-    return info.name, info.version, info.sha256
+    codec = jobs.codec_for(options.model, options.settings)
+    return codec.info.name, codec.info.version, codec.info.sha256, codec.precision["analysis"]
 
 
 def _make_folders(folders: Iterable[str]) -> None:

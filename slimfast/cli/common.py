@@ -41,7 +41,8 @@ def error_line(message) -> str:
 
 def settings(args, bf16_parts: tuple[str, ...] = ()):
     """The environment's settings with this command's flags applied (a flag wins): ``--threads``,
-    ``--int8`` (int8 synthesis), ``--bf16`` (bf16 for ``bf16_parts``: analysis, synthesis) and
+    ``--int8`` (int8 synthesis), ``--bf16`` / ``--fp32`` (that precision for ``bf16_parts``: analysis,
+    synthesis) and
     ``--max-pixels``."""
     from ..settings import Settings
 
@@ -54,6 +55,8 @@ def settings(args, bf16_parts: tuple[str, ...] = ()):
         changes["synthesis"] = "int8"
     if getattr(args, "bf16", False):
         changes.update(dict.fromkeys(bf16_parts, "bf16"))
+    if getattr(args, "fp32", False):
+        changes.update(dict.fromkeys(bf16_parts, "fp32"))
     if getattr(args, "max_pixels", None) is not None:
         if args.max_pixels < 1:
             raise SlimfastError("--max-pixels must be at least 1")
@@ -72,7 +75,10 @@ def one_shot(options, planned):
     s = options.settings
     if "auto" not in (s.analysis, s.synthesis):
         return options
-    return dataclasses.replace(options, settings=one_shot_settings(s, jobs.declared_pixels(planned, options.command)))
+    from ..settings import AUTO_BF16_MIN_PIXELS
+
+    pixels = jobs.declared_pixels(planned, options.command, enough=AUTO_BF16_MIN_PIXELS)
+    return dataclasses.replace(options, settings=one_shot_settings(s, pixels))
 
 
 def one_shot_settings(settings, pixels: int):

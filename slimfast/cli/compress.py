@@ -44,10 +44,13 @@ def add_parser(sub, default_model: str) -> None:
                    help="accept .sfi inputs: their decoded pixels are coded again, losing quality a second time")
     options.force(c, "overwrite existing outputs (nothing else)")
     options.verbosity(c)
-    c.add_argument("--bf16", action="store_true",
+    g = c.add_mutually_exclusive_group()
+    g.add_argument("--bf16", action="store_true",
                    help="run the analysis in bf16 on OpenVINO (pip install 'slimfast[openvino]'; a CPU with AVX-512 "
                         "BF16 or AMX): faster encoding, a slightly different file at the bpp/PSNR change RESULTS.md "
-                        "measures ('bf16'); every decoder reads it")
+                        "measures ('bf16'); every decoder reads it. The default (precision auto) already takes bf16 "
+                        "there, for jobs of 16 MP and more, where the card allows it")
+    options.fp32(g)
     options.threads(c)
     options.max_pixels(c, "input image",
                        "a larger one is refused before it is read (its file would need a higher limit to decode)")

@@ -102,7 +102,15 @@ def int8_or_bf16(sp, bf16_both: bool = False) -> None:
                    help=("encode and decode with bf16 analysis and synthesis" if bf16_both else
                          "decode with bf16 synthesis") + " on OpenVINO (pip install 'slimfast[openvino]'; a CPU "
                         "with AVX-512 BF16 or AMX): faster, at the small cost RESULTS.md measures ('bf16')"
-                        + ("" if bf16_both else "; the decoded symbols are the same"))
+                        + ("" if bf16_both else "; the decoded symbols are the same") + ". The default (precision "
+                        "auto) already takes bf16 there, for jobs of 16 MP and more, where the card allows it")
+    fp32(g)
+
+
+def fp32(g) -> None:
+    g.add_argument("--fp32", action="store_true",
+                   help="fp32 transforms, whatever precision auto would take: the pixels (and files) every machine "
+                        "computes alike")
 
 
 def output(sp, one: str) -> None:

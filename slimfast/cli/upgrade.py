@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from . import feedback, options
-from .common import settings
+from .common import one_shot, settings
 
 WARNING = ("slimfast: warning: upgrading decodes each file and encodes its pixels again, which loses quality a "
            "second time (generation loss); keep the originals where you can")
@@ -54,6 +54,7 @@ def run(args) -> int:
                         force=args.force, weights_from=args.weights_from,
                         settings=settings(args, bf16_parts=()))
     planned = jobs.plan(args.paths, args.output, opts)
+    opts = one_shot(opts, planned)
     if args.quality is not None:
         from ..codec import check_quality
 

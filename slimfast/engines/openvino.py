@@ -43,9 +43,21 @@ def _core():
     return ov.Core()
 
 
+def _cpu_lacks_bf16() -> bool:
+    """True where /proc/cpuinfo (Linux) shows neither AVX-512 BF16 nor AMX: no need to import OpenVINO to know."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), None)
+    except OSError:
+        return False
+    return flags is not None and not {"avx512_bf16", "amx_bf16"} & set(flags)
+
+
 @lru_cache(maxsize=1)
 def native_bf16() -> bool:
     """Whether OpenVINO's CPU plugin computes bf16 natively on this processor."""
+    if _cpu_lacks_bf16():
+        return False
     try:
         return "BF16" in _core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     except Exception:  # no CPU plugin, or an unusable install

@@ -152,11 +152,14 @@ def _refuse_collisions(jobs: Sequence[Job], command: str) -> None:
         seen[key] = job.source
 
 
-def declared_pixels(jobs: Sequence[Job], command: str) -> int:
+def declared_pixels(jobs: Sequence[Job], command: str, enough: int | None = None) -> int:
     """The pixels the inputs declare (an image's or an ``.sfi`` header's size, read without
-    decoding); inputs that cannot be read so (stdin, damaged files) count 0: their jobs say why."""
+    decoding), counted up to ``enough`` when given; inputs that cannot be read so (stdin, damaged
+    files) count 0: their jobs say why."""
     total = 0
     for job in jobs:
+        if enough is not None and total >= enough:
+            break
         if job.source == "-":
             continue
         try:
@@ -168,10 +171,17 @@ def declared_pixels(jobs: Sequence[Job], command: str) -> int:
 
 def _declared(path: str, command: str) -> int:
     if command == "compress":
+        import warnings
+
         from PIL import Image
 
-        with Image.open(path) as im:
-            return im.size[0] * im.size[1]
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # a size, not a decode: no bomb check
+        try:
+            with warnings.catch_warnings(), Image.open(path) as im:
+                warnings.simplefilter("ignore")
+                return im.size[0] * im.size[1]
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
     from ..format import container
 
     w, h = container.unpack(container.read_file(path, header_only=True), header_only=True).image_size

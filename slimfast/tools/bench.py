@@ -801,6 +801,7 @@ def stages_md(res: dict) -> list[str]:
     """Where the time goes, per model point (median ms of each stage; see slimfast.tools.profiling)."""
     from .profiling import DECODE, ENCODE
 
+    # fp32 rows: the stages of a bf16 row would time the encoder's (fp32) synthesis (profiling.one_round)
     rows = [r for r in res["models"] if r.get("stages") and r.get("synthesis", "fp32") == "fp32"]
     if not rows:
         return []
@@ -808,7 +809,9 @@ def stages_md(res: dict) -> list[str]:
     L = ["", "## Where the time goes", "",
          "Median ms of each stage, one process per point (`slimfast.tools.profiling`); other: what the API call costs "
          "beyond its stages (image conversion, padding, container, PIL image). `--profile` writes the same as a trace.",
-         "Entropy coding: million y and z symbols per second through the range coder (encode / decode).",
+         "Entropy coding: million y and z symbols per second through the entropy coder new files use (rANS where "
+         "its native code is built; encode / decode). The fp32 transforms; the bf16 rows of the table above give "
+         "the totals at the precision the default runs at here.",
          "", "| model | width | " + " | ".join(cols) + " | encode / decode total | entropy coding Msymbols/s |",
          "|---" * (len(cols) + 4) + "|"]
     for r in rows:

@@ -105,15 +105,17 @@ def _hardware(summary: dict) -> str:
 
 def measure_kodak(info: zoo.ModelInfo, kodak: Path, widths: list[int | None], limit: int = 0,
                   progress: bool = True) -> list[dict]:
-    """Mean bpp (real file sizes) and PSNR/MS-SSIM on the 8-bit output, per width."""
+    """Mean bpp (real file sizes) and PSNR/MS-SSIM on the 8-bit output, per width (fp32 transforms
+    where precision is ``auto``, as every RD figure: :func:`slimfast.tools.evaluate.rd_settings`)."""
     from ..codec import Codec
     from ..format.imageio import open_image
     from ..metrics import ms_ssim, psnr
+    from .evaluate import rd_settings
 
     files = sorted(kodak.glob("kodim*.png"))[: limit or None]
     if not files:
         raise SlimfastError(f"no Kodak images in {kodak}")
-    codec = Codec(info)
+    codec = Codec(info, rd_settings())
     points = []
     for w in widths:
         bpps, psnrs, msssims = [], [], []

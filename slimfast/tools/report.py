@@ -400,7 +400,8 @@ def targets_section(ev: dict | None, be: dict | None, targets: list[dict] | None
         value, of = got
         L.append(f"| {t['issue']} | {_target_text(t)} | {'yes' if t['required'] else 'aim'} | {value:+.2f}{unit} "
                  f"({of}) | {value - t['at_most']:+.2f}{unit} | {'yes' if value <= t['at_most'] else 'no'} |")
-    return L + ["", "Speed: each operating point at the precision the default (`auto`) runs it at on this machine: "
+    return L + ["", "Speed: each operating point through the Python API (a loaded codec, warm), at the precision the default "
+                "(`auto`) runs it at on this machine: "
                 "bf16 both ways where its card allows it (held-out cost within 0.05 dB) and the CPU computes bf16 "
                 "natively (marked bf16), else fp32; the cold start is `slimfast decompress` of one image, which takes "
                 "fp32 (OpenVINO's start costs more than bf16 saves there). RD: fp32 transforms, which every machine "
@@ -692,7 +693,7 @@ def results_md(ev: dict | None, be: dict | None, runs: dict, docs: Path, root: P
     L += _rate_sections(docs, rel)
     L += ["", "## Batch compression (`slimfast batch`)", ""] + batch_section(ROOT / "benchmarks" / "results")
     L += ["", "## The HTTP service under load (`slimfast serve`)", ""] + serve_section(ROOT / "benchmarks" / "results")
-    L += ["", "## bf16 (opt-in: `slimfast compress --bf16`, `slimfast decompress --bf16`)", "",
+    L += ["", "## bf16 (the default where the CPU computes it natively and OpenVINO is installed; `--bf16` asks for it)", "",
           "The float transforms run in bfloat16 by OpenVINO (`pip install 'slimfast[openvino]'`), on CPUs that "
           "compute bf16 natively (AVX-512 BF16 or AMX); ONNX Runtime has no bf16 convolutions on the CPU. "
           "Entropy coding and FasiNet-H's integer hyper-synthesis are untouched. bf16 synthesis: the fp32 "

@@ -71,11 +71,18 @@ class RDBalance:
         m_hat, v_hat = self.m / (1 - 0.9 ** self.t), self.v / (1 - 0.999 ** self.t)
         self.xi = self.xi - self.lr * m_hat / (v_hat.sqrt() + 1e-8)
 
-    def stats(self) -> dict:
-        """The distortion term's weight relative to its lambda-consistent start (1: as lambda*D + R)."""
+    def stats(self, terms: torch.Tensor | None = None) -> dict:
+        """``balance_d``: the effective lambda over the run's, i.e. how much more the distortion's
+        gradient weighs against the rate's than in ``lambda*D + R`` (1: the same). In ``famo`` mode
+        each term's gradient is scaled by ``z_i / L_i``, so it needs the current ``terms``."""
         if self.xi is None:
             return {}
-        return {"balance_d": math.exp(float((self.xi[0] - self.xi0[0]) - (self.xi[1] - self.xi0[1])))}
+        ratio = float(self.xi[0] - self.xi[1])
+        if self.mode == "famo":
+            if terms is None:
+                return {}
+            ratio += math.log(float(terms[1]) / float(terms[0]))
+        return {"balance_d": math.exp(ratio)}
 
     def tensors(self) -> dict[str, torch.Tensor]:
         if self.xi is None:

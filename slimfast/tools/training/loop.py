@@ -99,6 +99,8 @@ class TrainingRun:
         self.model = self._model(train_files)
         objective = RDObjective(self.model, cfg.lmbda, cfg.lmbdas, cfg.metric, cfg.bf16, cfg.width_loss)
         if cfg.rd_balance != "none":
+            if dd.world > 1:  # each rank would weigh its own batches: the averaged gradient would mix balances
+                raise SystemExit(f"error: --rd-balance {cfg.rd_balance} runs in one process (not under torchrun)")
             if len(objective.terms) > 1:
                 raise SystemExit(f"error: --rd-balance {cfg.rd_balance} trains one width; this run trains "
                                  f"{len(objective.terms)}")

@@ -103,9 +103,11 @@ class Trainer:
         x = self._batch()
         t_data = time.perf_counter()
         self.opt.zero_grad(set_to_none=True)
-        noise = torch.get_rng_state() if self.objective.balance is not None else None
+        noise = self._rng_states() if self.objective.balance is not None else None
         loss, stats = self.forward(x)
         loss.backward()
+        # logged: lambda*D + R, comparable across runs (a balanced loss is not)
+        loss_v = float(self.objective.last_terms.sum()) if noise is not None else float(loss.detach())
         if self.clip_grad > 0:
             torch.nn.utils.clip_grad_norm_(self.model.main_parameters(), self.clip_grad)
         self.opt.step()
@@ -118,21 +120,32 @@ class Trainer:
         if self.dist is not None:
             self.dist.all_reduce_mean_([p.grad for p in self.aux_params if p.grad is not None])
         self.aux_opt.step()
-        loss_v = float(loss.detach())
         self.steps += 1
         self.timing.add(t_start, t_data, time.perf_counter())
         return {"loss": loss_v, **stats}
 
-    def _rebalance(self, x: torch.Tensor, noise: torch.Tensor) -> dict:
+    def _rng_states(self) -> list:
+        """The torch generators that draw the quantization noise: the CPU's, and the GPU's on one."""
+        states = [torch.get_rng_state()]
+        if self.device.type == "cuda":
+            states.append(torch.cuda.get_rng_state(self.device))
+        return states
+
+    def _set_rng_states(self, states: list) -> None:
+        torch.set_rng_state(states[0])
+        if len(states) > 1:
+            torch.cuda.set_rng_state(states[1], self.device)
+
+    def _rebalance(self, x: torch.Tensor, noise: list) -> dict:
         """--rd-balance: the terms again on the same batch and noise, after the step."""
         before = self.objective.last_terms
-        after_state = torch.get_rng_state()
-        torch.set_rng_state(noise)
+        after_state = self._rng_states()
+        self._set_rng_states(noise)
         with torch.no_grad():
             self.forward(x)
-        torch.set_rng_state(after_state)  # the run's random stream goes on as without the re-evaluation
+        self._set_rng_states(after_state)  # the run's random stream goes on as without the re-evaluation
         self.objective.balance.update(before, self.objective.last_terms)
-        return self.objective.balance.stats()
+        return self.objective.balance.stats(self.objective.last_terms)
 
     def _batch(self) -> torch.Tensor:
         x = self.sampler.sample(self.batch_size).to(self.device)
