@@ -603,7 +603,8 @@ def _pillow_cold(src: Path, dst: Path, env: dict) -> float:
 
 
 def install_sizes() -> dict:
-    """Bytes on disk of slimfast's dependency closure, without and with the torch extra."""
+    """Bytes on disk of slimfast's dependency closure, without and with the torch extra, and what the
+    openvino extra (bf16 where the CPU computes it) adds."""
     from importlib import metadata
 
     def closure(reqs: list[str]) -> set[str]:
@@ -643,8 +644,11 @@ def install_sizes() -> dict:
     core_reqs = list(me.requires or [])  # extras' requirements fall to their markers in closure()
     core = closure(core_reqs) - {"slimfast"}
     with_torch = closure(core_reqs + ["torch"]) - {"slimfast"}
+    with_ov = closure(core_reqs + ["openvino"]) - {"slimfast"}
     return {"core_mb": size(core) / 1e6, "core_packages": sorted(core),
-            "with_torch_mb": size(with_torch) / 1e6, "torch_adds": sorted(with_torch - core)}
+            "with_torch_mb": size(with_torch) / 1e6, "torch_adds": sorted(with_torch - core),
+            "openvino_adds_mb": size(with_ov - core) / 1e6 if "openvino" in with_ov else None,
+            "openvino_adds": sorted(with_ov - core)}
 
 
 def _f(v, spec=".1f"):
@@ -781,7 +785,9 @@ def bench_md(res: dict) -> str:
     if inst and not inst.get("error"):
         L.append(f"- install size: {inst['core_mb']:.0f} MB for `pip install slimfast` "
                  f"({', '.join(inst['core_packages'])}); {inst['with_torch_mb']:.0f} MB with the torch extra "
-                 f"(adds {', '.join(inst['torch_adds']) or 'nothing'}).")
+                 f"(adds {', '.join(inst['torch_adds']) or 'nothing'})"
+                 + (f"; the openvino extra (bf16) adds {inst['openvino_adds_mb']:.0f} MB "
+                    f"({', '.join(inst['openvino_adds'])})" if inst.get("openvino_adds_mb") else "") + ".")
     return "\n".join(L) + "\n"
 
 
