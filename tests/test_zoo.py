@@ -467,6 +467,11 @@ def test_bf16_defaults_allow_each_side_within_its_bounds_only():
     assert bf16_defaults(_bf16_points((-0.06, 0.0, 0.0)), **d) == (False, False)
     # smaller files and PSNR gains never count against it
     assert bf16_defaults(_bf16_points((0.3, 0.2, -0.02)), **d) == (True, True)
+    # a model trained for MS-SSIM is bounded in MS-SSIM dB as well
+    ok = _bf16_points((-0.01, -0.01, 0.0))[0]
+    assert bf16_defaults([dict(ok, synthesis_msssim_change_db=-0.02, msssim_change_db=-0.05)], **d) == (True, True)
+    assert bf16_defaults([dict(ok, synthesis_msssim_change_db=-0.02, msssim_change_db=-0.06)], **d) == (True, False)
+    assert bf16_defaults([dict(ok, synthesis_msssim_change_db=-0.06, msssim_change_db=0.0)], **d) == (False, False)
 
 
 def test_bf16_point_is_the_change_against_fp32_in_4_significant_digits():
@@ -476,6 +481,8 @@ def test_bf16_point_is_the_change_against_fp32_in_4_significant_digits():
            "bpp_bf16": 0.50123456, "psnr_bf16": 30.0012345, "max_abs_diff": 2, "images": 3}
     assert bf16_point(row) == {"width": 96, "synthesis_psnr_change_db": -0.01235, "psnr_change_db": 0.001234,
                                "bpp_change": 0.002469}
+    row.update(msssim_db_fp32=15.0, msssim_db_bf16_synthesis=14.9876543, msssim_db_bf16=15.00123)
+    assert bf16_point(row)["synthesis_msssim_change_db"] == -0.01235 and bf16_point(row)["msssim_change_db"] == 0.00123
 
 
 @pytest.mark.parametrize("card_path", BUNDLED, ids=[p.stem for p in BUNDLED])

@@ -210,7 +210,8 @@ def bf16_cost(infos: list, images: list[tuple[str, np.ndarray]], progress=None) 
     with both syntheses (the same symbols), the bf16 file with the bf16 one. One row per point,
     means of per-image values: ``bpp_fp32``, ``psnr_fp32`` (all fp32), ``psnr_bf16_synthesis``
     (fp32 file, bf16 decode), ``bpp_bf16`` and ``psnr_bf16`` (bf16 both ways), and
-    ``max_abs_diff``, the largest 8-bit pixel difference between the fp32 file's two decodes.
+    ``max_abs_diff``, the largest 8-bit pixel difference between the fp32 file's two decodes; for
+    models trained for MS-SSIM also ``msssim_db_fp32``, ``msssim_db_bf16_synthesis``, ``msssim_db_bf16``.
     """
     from ..codec import backend
     from ..settings import Settings
@@ -234,20 +235,24 @@ def _bf16_cost_at(info, width: int | None, images: list[tuple[str, np.ndarray]],
         out = [np.asarray(slimfast.decompress(data, settings=settings, synthesis=p).convert("RGB")) for p in syntheses]
         return metrics.bpp(len(data), *img.shape[:2]), out
 
+    msssim = info.card.get("metric") == "ms-ssim"  # its quality is also bounded in MS-SSIM dB
     v = {k: [] for k in ("bpp_fp32", "psnr_fp32", "psnr_bf16_synthesis", "bpp_bf16", "psnr_bf16")}
+    if msssim:
+        v.update({k: [] for k in ("msssim_db_fp32", "msssim_db_bf16_synthesis", "msssim_db_bf16")})
     max_diff = 0
     for _, img in images:
         bpp, (fp, bs) = code(img, "fp32", ("fp32", "bf16"))
+        bpp_bf, (bb,) = code(img, "bf16", ("bf16",))
         v["bpp_fp32"].append(bpp)
-        v["psnr_fp32"].append(metrics.psnr(img, fp))
-        v["psnr_bf16_synthesis"].append(metrics.psnr(img, bs))
+        v["bpp_bf16"].append(bpp_bf)
+        for tag, out in (("fp32", fp), ("bf16_synthesis", bs), ("bf16", bb)):
+            v[f"psnr_{tag}"].append(metrics.psnr(img, out))
+            if msssim and min(img.shape[:2]) >= metrics.MS_SSIM_MIN_SIDE:  # MS-SSIM's smallest image
+                v[f"msssim_db_{tag}"].append(metrics.ms_ssim_db(metrics.ms_ssim(img, out)))
         max_diff = max(max_diff, int(np.abs(fp.astype(np.int16) - bs).max()))
-        bpp, (bb,) = code(img, "bf16", ("bf16",))
-        v["bpp_bf16"].append(bpp)
-        v["psnr_bf16"].append(metrics.psnr(img, bb))
         if progress is not None:
             progress.update(1)
-    return {"model": info.name, "width": width, **{k: float(np.mean(x)) for k, x in v.items()},
+    return {"model": info.name, "width": width, **{k: float(np.mean(x)) for k, x in v.items() if x},
             "max_abs_diff": max_diff, "images": len(images)}
 
 

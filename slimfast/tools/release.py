@@ -494,12 +494,18 @@ def bf16_defaults(points: list[dict], bound_db: float = BF16_BOUND_DB,
                   bound_bpp: float = BF16_BOUND_BPP) -> tuple[bool, bool]:
     """(synthesis, analysis): whether precision ``auto`` may run that side in bf16, from the
     measured ``points`` (:func:`bf16_point`). The synthesis, where no point loses more than
-    ``bound_db``; the analysis, where the synthesis may and no point of bf16 both ways loses more
-    than ``bound_db`` or writes files more than ``bound_bpp`` (relative) larger. No points: neither."""
+    ``bound_db`` (of PSNR, and of MS-SSIM dB where measured); the analysis, where the synthesis may
+    and no point of bf16 both ways loses more than ``bound_db`` or writes files more than
+    ``bound_bpp`` (relative) larger. No points: neither."""
     if not points:
         return False, False
-    synthesis = all(p["synthesis_psnr_change_db"] >= -bound_db for p in points)
-    analysis = synthesis and all(p["psnr_change_db"] >= -bound_db and p["bpp_change"] <= bound_bpp for p in points)
+
+    def within(p: dict, keys: tuple[str, ...]) -> bool:
+        return all(p[k] >= -bound_db for k in keys if p.get(k) is not None)
+
+    synthesis = all(within(p, ("synthesis_psnr_change_db", "synthesis_msssim_change_db")) for p in points)
+    analysis = synthesis and all(within(p, ("psnr_change_db", "msssim_change_db")) and p["bpp_change"] <= bound_bpp
+                                 for p in points)
     return synthesis, analysis
 
 
@@ -508,11 +514,16 @@ def _significant(x: float, digits: int = 4) -> float:
 
 
 def bf16_point(row: dict) -> dict:
-    """A card's ``bf16`` point from a row of :func:`slimfast.tools.evaluate.bf16_cost` (4 significant digits)."""
-    return {"width": row["width"],
-            "synthesis_psnr_change_db": _significant(row["psnr_bf16_synthesis"] - row["psnr_fp32"]),
-            "psnr_change_db": _significant(row["psnr_bf16"] - row["psnr_fp32"]),
-            "bpp_change": _significant(row["bpp_bf16"] / row["bpp_fp32"] - 1)}
+    """A card's ``bf16`` point from a row of :func:`slimfast.tools.evaluate.bf16_cost` (4 significant
+    digits; the MS-SSIM dB changes for models trained for MS-SSIM)."""
+    point = {"width": row["width"],
+             "synthesis_psnr_change_db": _significant(row["psnr_bf16_synthesis"] - row["psnr_fp32"]),
+             "psnr_change_db": _significant(row["psnr_bf16"] - row["psnr_fp32"]),
+             "bpp_change": _significant(row["bpp_bf16"] / row["bpp_fp32"] - 1)}
+    if "msssim_db_fp32" in row:
+        point.update(synthesis_msssim_change_db=_significant(row["msssim_db_bf16_synthesis"] - row["msssim_db_fp32"]),
+                     msssim_change_db=_significant(row["msssim_db_bf16"] - row["msssim_db_fp32"]))
+    return point
 
 
 def heldout_images(train: Path) -> list[tuple[str, np.ndarray]]:
