@@ -164,6 +164,21 @@ def test_blocked_requantization_equals_whole_array_steps():
         assert intmath.requantize8(acc, m, b).tobytes() == want.tobytes()
 
 
+def test_fused_scale_index_equals_the_separate_steps():
+    """:func:`intmath.scale_index8` against affine8, to_fixed and step_scale_index one after another:
+    across blocks of channels, at rounding ties, beyond the fixed-point clip, at every step."""
+    rng = np.random.default_rng(9)
+    lut = intmath.scale_index_lut(numpy_weights.SCALES)
+    for c, hw in ((1, 5), (7, intmath.BLOCK // 3 + 1), (192, 1536), (5, intmath.BLOCK + 3)):
+        acc = rng.integers(-2 ** 24, 2 ** 24, (c, hw)).astype(np.float32)
+        acc[0, :6] = [0.5, -0.5, 2.5, 1.5, 0.0, -0.0][: hw] if hw >= 6 else acc[0, :6]
+        m = np.where(np.arange(c) == 0, 1 / 256, rng.choice([1e-6, 1e-3, 1.0, 1e3], c))
+        b = rng.normal(0, 2, c)
+        for step in STEP_CHOICES:
+            want = intmath.step_scale_index(intmath.to_fixed(intmath.affine8(acc, m, b)), step, lut)
+            assert intmath.scale_index8(acc, m, b, step, lut).tobytes() == want.tobytes()
+
+
 def _random_codec_parts(seed: int, hs_steps):
     config = {"N1": 8, "N2": 16, "M": 32, "S": 8, **({"hs_steps": hs_steps} if hs_steps else {})}
     state = numpy_weights.random_state("fasinet-h", config, seed=seed)

@@ -168,12 +168,18 @@ def run_branch8(z_hat: np.ndarray, branch: Int8Branch) -> np.ndarray:
 
     Activations between layers are channels-last, the layout where a transposed convolution is
     GEMMs without scatter (:class:`slimfast.coding.intmath.SubpixelTConv`)."""
+    last = branch.layers[-1]
+    return intmath.affine8(branch8_accumulators(z_hat, branch), last.multiplier, last.bias)
+
+
+def branch8_accumulators(z_hat: np.ndarray, branch: Int8Branch) -> np.ndarray:
+    """The last layer's integer accumulators (float32, ``[C, H, W]``) of :func:`run_branch8`."""
     a = np.clip(np.rint(z_hat / branch.in_step), -127, 127).astype(np.float32)
     a = np.ascontiguousarray(a.transpose(1, 2, 0))
     *hidden, last = branch.layers
     for lay in hidden:
         a = intmath.requantize8(lay.accumulate(a), lay.multiplier, lay.bias)
-    return intmath.affine8(last.accumulate_channels_first(a), last.multiplier, last.bias)
+    return last.accumulate_channels_first(a)
 
 
 _POOL: list = []  # one helper thread, made on first use: a branch runs there while the caller runs the other
@@ -253,9 +259,11 @@ def entropy_parameters(z_symbols: np.ndarray, medians: np.ndarray, scale_branch:
         x, run = intmath.to_fixed(z_symbols[0].astype(np.float64) + med), run_branch
 
     def index():  # the lookup runs on the scale branch's thread: the two threads' work evens out
-        s = run(x, scale_branch)
-        s = intmath.to_fixed(s, out=s) if int8 else s  # 8-bit branches give real values, 12-bit fixed point
-        return intmath.step_scale_index(s, step, lut)[None]
+        if int8:  # real values from the accumulators, to fixed point, to an index: one pass (the same bits)
+            last = scale_branch.layers[-1]
+            return intmath.scale_index8(branch8_accumulators(x, scale_branch), last.multiplier, last.bias, step,
+                                        lut)[None]
+        return intmath.step_scale_index(run(x, scale_branch), step, lut)[None]
 
     def means():
         m = run(x, mean_branch)

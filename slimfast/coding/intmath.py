@@ -448,6 +448,34 @@ def step_scale_index(v: np.ndarray, step: int, lut: np.ndarray) -> np.ndarray:
     return out.reshape(v.shape)
 
 
+def scale_index8(acc: np.ndarray, multiplier: np.ndarray, bias: np.ndarray, step: int, lut: np.ndarray) -> np.ndarray:
+    """``step_scale_index(to_fixed(affine8(acc, m, b)), step, lut)`` of channels-first ``acc``
+    ``[C, ...]`` (an 8-bit branch's last accumulators), the same IEEE operations in the same order
+    over cache-sized blocks of whole channels: no array of the layer's size but the indices. For
+    the unit step the clip to ``+-2**ACT_CLIP`` before the one to the table's range changes
+    nothing, so it is left out."""
+    rows = acc.reshape(acc.shape[0], -1)
+    cout, hw = rows.shape
+    out = np.empty(rows.shape, lut.dtype)
+    n = min(cout, max(1, BLOCK // hw))  # channels per block
+    scratch, at = np.empty((n, hw)), np.empty((n, hw), np.intp)
+    m, b = np.asarray(multiplier, np.float64).reshape(-1, 1), np.asarray(bias, np.float64).reshape(-1, 1)
+    for c in range(0, cout, n):
+        k = min(n, cout - c)
+        v = scratch[:k]
+        np.multiply(rows[c: c + k], m[c: c + k], out=v, dtype=np.float64)  # float32 -> float64 is exact
+        np.add(v, b[c: c + k], out=v)
+        np.multiply(v, float(1 << ACT_FRAC), out=v)  # a power of two: exact
+        np.rint(v, out=v)
+        if step != STEP_ONE:
+            np.minimum(np.maximum(v, -(2 ** ACT_CLIP), out=v), 2 ** ACT_CLIP, out=v)
+            v = divide_by_step(v, step)
+        np.minimum(np.maximum(v, 0, out=v), lut.size - 1, out=v)
+        np.copyto(at[:k], v, casting="unsafe")  # integers in range: exact
+        lut.take(at[:k], out=out[c: c + k], mode="clip")
+    return out.reshape(acc.shape)
+
+
 def round_residual(y: np.ndarray, means: np.ndarray, step: int = STEP_ONE) -> np.ndarray:
     """Symbols ``round((y - means) / (step / STEP_ONE))`` (float64, half to even), clamped to
     int32; in place, so a 24-MP image's latent costs one float64 copy rather than four."""
