@@ -73,6 +73,9 @@ class ModelInfo:
         # None: not calibrated for `slimfast decompress --int8`; else its mean Kodak PSNR change
         # (None where the calibration ran without Kodak at hand)
         d["int8_synthesis"] = {"mean_psnr_change_db": cal.get("mean_psnr_change_db")} if cal else None
+        # None: bf16 never measured (precision auto keeps fp32); else the sides auto may run in bf16
+        b = self.card.get("bf16")
+        d["bf16"] = {"synthesis": bool(b.get("synthesis")), "analysis": bool(b.get("analysis"))} if b else None
         return d
 
     @property

@@ -172,12 +172,30 @@ def test_models_json_schema(model_dir, capsys):
     assert {"test-l", "test-h"} <= names
     for m in models:
         for key in ("name", "family", "architecture", "version", "default", "widths", "params",
-                    "train_steps", "points", "installed_versions", "int8_synthesis"):
+                    "train_steps", "points", "installed_versions", "int8_synthesis", "bf16"):
             assert key in m
         assert m["version"] in m["installed_versions"]
     assert sum(m["default"] for m in models) >= 1
     by_name = {m["name"]: m for m in models}
     assert by_name["test-l"]["int8_synthesis"] is None  # not calibrated
+    assert by_name["test-l"]["bf16"] is None  # not measured: precision auto keeps fp32
+    bundled = [m for m in models if m["name"] == "fasinet-h-mse-q4"]
+    assert bundled and bundled[0]["bf16"] == {"synthesis": True, "analysis": True}
+
+
+def test_models_says_what_precision_runs_here(model_dir, capsys, monkeypatch):
+    from slimfast.engines import openvino
+
+    assert main(["models"]) == 0
+    assert "precision: analysis fp32, synthesis fp32 (SLIMFAST_ANALYSIS" in capsys.readouterr().out  # the suite pins it
+    monkeypatch.setenv("SLIMFAST_ANALYSIS", "auto")
+    monkeypatch.setenv("SLIMFAST_SYNTHESIS", "auto")
+    monkeypatch.setattr(openvino, "unavailable_reason", lambda: "needs OpenVINO: pip install 'slimfast[openvino]'")
+    assert main(["models"]) == 0
+    assert "precision (auto): fp32 here; bf16 needs OpenVINO" in capsys.readouterr().out
+    monkeypatch.setattr(openvino, "unavailable_reason", lambda: "")
+    assert main(["models"]) == 0
+    assert "precision (auto): bf16 on OpenVINO for " in capsys.readouterr().out
 
 
 @pytest.mark.slow  # starts subprocesses or trains

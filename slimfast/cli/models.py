@@ -37,6 +37,7 @@ def run(args) -> int:
         return 1
     _table(models, path)
     say(LEGEND)
+    say(_precision_line(models))
     if args.details:
         from ..errors import require_torch
 
@@ -45,6 +46,25 @@ def run(args) -> int:
 
         report(models)
     return 0
+
+
+def _precision_line(models) -> str:
+    """What precision the models run at on this machine (``auto``, the default, resolved), and why."""
+    from ..engines import openvino
+    from ..settings import Settings
+
+    s = Settings.from_env()
+    if "auto" not in (s.analysis, s.synthesis):
+        return f"precision: analysis {s.analysis}, synthesis {s.synthesis} (SLIMFAST_ANALYSIS / SLIMFAST_SYNTHESIS)."
+    allowed = [m.name for m in models if (m.card.get("bf16") or {}).get("synthesis")]
+    reason = openvino.unavailable_reason()
+    if reason:
+        return f"precision (auto): fp32 here; bf16 {reason}."
+    if not allowed:
+        return "precision (auto): fp32; no model's card allows bf16 (python -m slimfast.tools.release --measure-bf16)."
+    return (f"precision (auto): bf16 on OpenVINO for {len(allowed)} of {len(models)} models (their cards allow it; "
+            "compress/decompress keep fp32 below 16 MP in all); --fp32 (or SLIMFAST_ANALYSIS / SLIMFAST_SYNTHESIS=fp32) "
+            "for fp32.")
 
 
 def _table(models, path) -> None:
