@@ -179,6 +179,35 @@ def test_fused_scale_index_equals_the_separate_steps():
             assert intmath.scale_index8(acc, m, b, step, lut).tobytes() == want.tobytes()
 
 
+@pytest.mark.skipif(intmath.native is None, reason="the native steps (_intmath.c) were not built")
+def test_native_steps_equal_the_numpy_ones(monkeypatch):
+    """_intmath.c against the numpy code that defines it, bit for bit (signs of zero included): rounding
+    ties, both clips, huge and tiny multipliers, odd channel counts, every step."""
+    rng = np.random.default_rng(21)
+    lut = intmath.scale_index_lut(numpy_weights.SCALES)
+    ties = np.array([0.5, -0.5, 1.5, 2.5, -0.0, 0.0, 254.5, 255.5, 256.0, -1e9, 1e9, -0.4], np.float32)
+
+    def both(f, *args):
+        native = f(*args)
+        monkeypatch.setattr(intmath, "native", None)
+        plain = f(*args)
+        monkeypatch.undo()
+        assert native.dtype == plain.dtype and native.tobytes() == plain.tobytes()
+
+    for _ in range(60):
+        c, n = int(rng.integers(1, 200)), int(rng.integers(1, 400))
+        acc = rng.integers(-2 ** 24, 2 ** 24, (n, c)).astype(np.float32)
+        acc.reshape(-1)[: min(acc.size, ties.size)] = ties[: min(acc.size, ties.size)]
+        m = rng.choice([1.0, 1 / 256, 1e-6, 1e-3, 0.5, 1e3], c) * rng.uniform(0.5, 2, c)
+        b = rng.normal(0, 3, c)
+        m[0], b[0] = 1.0, 0.0  # the ties pass unchanged
+        both(intmath.requantize8, acc, m, b)
+        channels_first = np.ascontiguousarray(acc.T)
+        both(intmath.affine8, channels_first, m, b)
+        for step in STEP_CHOICES + (STEP_ONE + 1,):
+            both(intmath.scale_index8, channels_first, m, b, step, lut)
+
+
 def _random_codec_parts(seed: int, hs_steps):
     config = {"N1": 8, "N2": 16, "M": 32, "S": 8, **({"hs_steps": hs_steps} if hs_steps else {})}
     state = numpy_weights.random_state("fasinet-h", config, seed=seed)

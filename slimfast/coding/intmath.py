@@ -30,6 +30,11 @@ from functools import cached_property
 
 import numpy as np
 
+try:  # the elementwise 8-bit steps in one native pass each (_intmath.c, built at install; the same bits)
+    from . import _intmath as native
+except ImportError:  # no compiler at install: the numpy code below, which defines them
+    native = None
+
 WEIGHT_BITS = 12
 ACT_FRAC = 8
 ACT_CLIP = 23
@@ -141,10 +146,22 @@ def conv1x1_8(a: np.ndarray, wf: np.ndarray) -> np.ndarray:
 BLOCK = 1 << 15
 
 
+def _native_ok(acc: np.ndarray) -> bool:
+    return acc.dtype == np.float32 and acc.flags.c_contiguous and acc.size > 0
+
+
+def _f64(v: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(v, dtype=np.float64).reshape(-1)
+
+
 def requantize8(acc: np.ndarray, multiplier: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """ReLU and the next layer's 8-bit activations of channels-last ``acc`` ``[..., C]``:
     ``clip(rint(acc * m + b), 0, 255)``, in float64 elementwise steps (correctly rounded
     everywhere), returned as float32 (exact: integers up to 255)."""
+    if native is not None and _native_ok(acc):
+        out = np.empty(acc.shape, np.float32)
+        native.requantize8(acc, _f64(multiplier), _f64(bias), out)
+        return out
     rows = acc.reshape(-1, acc.shape[-1])
     out = np.empty(rows.shape, np.float32)
     n = min(len(rows), max(1, BLOCK // rows.shape[1]))
@@ -165,6 +182,10 @@ def requantize8(acc: np.ndarray, multiplier: np.ndarray, bias: np.ndarray) -> np
 def affine8(acc: np.ndarray, multiplier: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """``acc * m + b`` per output channel of channels-first ``acc`` ``[C, ...]``, in float64
     (two correctly rounded steps, never fused)."""
+    if native is not None and _native_ok(acc):
+        out = np.empty(acc.shape, np.float64)
+        native.affine8(acc, _f64(multiplier), _f64(bias), out)
+        return out
     shape = (-1,) + (1,) * (acc.ndim - 1)
     out = np.multiply(acc, multiplier.reshape(shape), dtype=np.float64)  # float32 -> float64 is exact
     return np.add(out, bias.reshape(shape), out=out)
@@ -454,6 +475,10 @@ def scale_index8(acc: np.ndarray, multiplier: np.ndarray, bias: np.ndarray, step
     over cache-sized blocks of whole channels: no array of the layer's size but the indices. For
     the unit step the clip to ``+-2**ACT_CLIP`` before the one to the table's range changes
     nothing, so it is left out."""
+    if native is not None and _native_ok(acc) and lut.dtype == np.int16:
+        out = np.empty(acc.shape, np.int16)
+        native.scale_index8(acc, _f64(multiplier), _f64(bias), int(step), np.ascontiguousarray(lut), out)
+        return out
     rows = acc.reshape(acc.shape[0], -1)
     cout, hw = rows.shape
     out = np.empty(rows.shape, lut.dtype)
