@@ -109,14 +109,30 @@ def run(tasks: list[dict], options: Options, workers: int | None, threads: int, 
     try:
         with _quiet_datasets(ray):
             ds = ray.data.from_arrow(blocks)
-            ds = ds.map_batches(CodecActor, fn_constructor_kwargs={"options": options}, batch_size=batch_size,
-                                batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=workers),
-                                num_cpus=threads)
+            ds = _map(ds, ray, options, batch_size, workers, threads)
             _stream(ds, on_results)
     finally:
         if started:
             ray.shutdown()
     return workers
+
+
+def _map(ds, ray, options: Options, batch_size: int, workers: int, threads: int):
+    """The dataset through the actor pool. Actors are not restarted (``max_restarts=0``): a batch
+    resumes from its manifest anyway, and a restartable actor whose constructor arguments live in
+    the object store makes Ray print an error-level line on stderr for every run (ray issue 53727).
+    Ray Data takes the option among its deprecated extra arguments (the named ones have none yet),
+    so its deprecation warning is silenced, and a Ray without them gets the defaults."""
+    import warnings
+
+    kwargs = dict(fn_constructor_kwargs={"options": options}, batch_size=batch_size, batch_format="pyarrow",
+                  compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=threads)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+            return ds.map_batches(CodecActor, max_restarts=0, **kwargs)
+    except TypeError:
+        return ds.map_batches(CodecActor, **kwargs)
 
 
 @contextlib.contextmanager
